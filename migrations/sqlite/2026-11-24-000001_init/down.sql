@@ -1,0 +1,11 @@
+DROP TABLE statements;
+DROP TABLE usage_events;
+DROP TABLE daily_breakdown;
+DROP TABLE daily_usage;
+DROP TABLE price_plans;
+DROP TABLE limit_changes;
+DROP TABLE sessions;
+DROP TABLE api_tokens;
+DROP TABLE users;
+DROP TABLE allowance_changes;
+DROP TABLE orgs;

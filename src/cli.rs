@@ -1,0 +1,388 @@
+//! The `creditmeter` command line: argument definitions and the operator commands. Informational
+//! output goes to stderr so that stdout stays scriptable; every error is one line.
+
+use anyhow::{Context, Result, anyhow, bail};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use crate::clock::Clock;
+use crate::db::{self, DatabaseUrl, DbConn};
+use crate::domain::allowance::{Allowance, Edition};
+use crate::domain::calendar;
+use crate::domain::pricing::{MAX_QUOTE_CREDITS, PricePlan};
+use crate::domain::types::DayRange;
+use crate::secrets;
+use crate::store::orgs::{self, NewOrg, OrgUpdate};
+use crate::store::users::{self, Role};
+use crate::store::plans;
+
+#[derive(Debug, Parser)]
+#[command(name = "creditmeter", version, about = "Pay-as-you-go API credits: dashboard, gateway API and billing")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DbArgs {
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
+    #[arg(long = "database", env = "CREDITMETER_DATABASE", default_value = "sqlite://creditmeter.db", value_name = "URL")]
+    pub url: String,
+}
+
+impl DbArgs {
+    pub fn parsed(&self) -> Result<DatabaseUrl> {
+        Ok(DatabaseUrl::parse(&self.url)?)
+    }
+
+    pub fn open(&self) -> Result<DbConn> {
+        Ok(db::connect_one(&self.parsed()?)?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage orgs
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage users of an org
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Price one day with N additional credits, with its slab breakdown
+    Quote(QuoteArgs),
+    /// Manage price plans
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an org; prints only its id
+    Create(OrgCreateArgs),
+    /// Change an org's name, edition, licences, add-on credits, time zone or webhook
+    Update(OrgUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgCreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// free, standard, professional, enterprise or ultimate
+    #[arg(long)]
+    pub edition: String,
+    #[arg(long, default_value_t = 0, value_parser = parse_count, allow_negative_numbers = true)]
+    pub licences: i64,
+    #[arg(long = "add-on-credits", default_value_t = 0, value_parser = parse_count, allow_negative_numbers = true)]
+    pub add_on_credits: i64,
+    /// IANA time zone, such as Europe/Berlin
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OrgUpdateArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: i64,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub edition: Option<String>,
+    #[arg(long, value_parser = parse_count, allow_negative_numbers = true)]
+    pub licences: Option<i64>,
+    #[arg(long = "add-on-credits", value_parser = parse_count, allow_negative_numbers = true)]
+    pub add_on_credits: Option<i64>,
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// URL that receives alert events (http or https)
+    #[arg(long = "webhook-url", conflicts_with = "no_webhook")]
+    pub webhook_url: Option<String>,
+    /// Remove the webhook
+    #[arg(long = "no-webhook")]
+    pub no_webhook: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is the first line of standard input
+    Add(UserAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: i64,
+    #[arg(long)]
+    pub email: String,
+    /// super_admin, admin or user
+    #[arg(long)]
+    pub role: String,
+    /// Read the password from the first line of standard input
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for an org; prints it once, only its hash is stored
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: i64,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct QuoteArgs {
+    /// Additional credits consumed in one day
+    #[arg(long, value_parser = parse_quote_credits, allow_negative_numbers = true)]
+    pub credits: i64,
+    /// A TOML plan file (default: the built-in plan)
+    #[arg(long)]
+    pub plan: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Publish a TOML plan file effective from a date no org has reached yet
+    Publish(PlanPublishArgs),
+    /// Check a TOML plan file and print its tiers
+    Check(PlanCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanPublishArgs {
+    pub file: PathBuf,
+    /// First day (YYYY-MM-DD) priced with this plan
+    #[arg(long, value_parser = parse_date)]
+    pub effective: NaiveDate,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCheckArgs {
+    pub file: PathBuf,
+}
+
+fn parse_count(value: &str) -> Result<i64, String> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err("must not be negative".into()),
+        Ok(n) if n > 1_000_000_000 => Err("must be at most 1,000,000,000".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number".into()),
+    }
+}
+
+fn parse_quote_credits(value: &str) -> Result<i64, String> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n < 0 => Err("must not be negative".into()),
+        Ok(n) if n > MAX_QUOTE_CREDITS => Err(format!("must be at most {MAX_QUOTE_CREDITS}")),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number of credits, such as 80000".into()),
+    }
+}
+
+fn parse_date(value: &str) -> Result<NaiveDate, String> {
+    DayRange::parse_date(value).map_err(|e| e.to_string())
+}
+
+pub fn parse_edition(value: &str) -> Result<Edition> {
+    Ok(value.parse::<Edition>()?)
+}
+
+/// Run a parsed command.
+pub fn run(cli: Cli, clock: Clock) -> Result<()> {
+    match cli.command {
+        Command::Org(OrgCommand::Create(args)) => org_create(args, clock),
+        Command::Org(OrgCommand::Update(args)) => org_update(args, clock),
+        Command::User(UserCommand::Add(args)) => user_add(args, clock),
+        Command::Token(TokenCommand::Create(args)) => token_create(args, clock),
+        Command::Quote(args) => quote(args),
+        Command::Plan(PlanCommand::Publish(args)) => plan_publish(args, clock),
+        Command::Plan(PlanCommand::Check(args)) => plan_check(args),
+    }
+}
+
+fn org_create(args: OrgCreateArgs, clock: Clock) -> Result<()> {
+    let name = args.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        bail!("--name must be 1 to 200 characters");
+    }
+    let edition = parse_edition(&args.edition)?;
+    let zone = calendar::parse_zone(&args.timezone)?;
+    let mut conn = args.db.open()?;
+    let org = NewOrg { name, zone, allowance: Allowance { edition, licences: args.licences, add_on_credits: args.add_on_credits } };
+    let id = orgs::create(&mut conn, &org, clock.now()).context("cannot create the org")?;
+    eprintln!(
+        "created org {id} ({}, {} edition, {} free credits a day, zone {})",
+        org.name,
+        edition,
+        org.allowance.daily_free_credits(),
+        zone.name()
+    );
+    println!("{id}");
+    Ok(())
+}
+
+fn require_org(conn: &mut DbConn, org_id: i64) -> Result<orgs::OrgRow> {
+    orgs::find(conn, org_id)?.ok_or_else(|| anyhow!("no org with id {org_id}"))
+}
+
+fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
+    let edition = args.edition.as_deref().map(parse_edition).transpose()?;
+    let zone = args.timezone.as_deref().map(calendar::parse_zone).transpose()?;
+    let name = args.name.as_deref().map(str::trim).map(str::to_string);
+    if name.as_deref().is_some_and(|n| n.is_empty() || n.chars().count() > 200) {
+        bail!("--name must be 1 to 200 characters");
+    }
+    let webhook_url = match (&args.webhook_url, args.no_webhook) {
+        (_, true) => Some(None),
+        (Some(url), false) => {
+            let url = url.trim();
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
+                bail!("--webhook-url must be an http:// or https:// URL");
+            }
+            Some(Some(url.to_string()))
+        }
+        (None, false) => None,
+    };
+    let change = OrgUpdate { name, edition, licences: args.licences, add_on_credits: args.add_on_credits, zone, webhook_url };
+    if change.name.is_none()
+        && change.edition.is_none()
+        && change.licences.is_none()
+        && change.add_on_credits.is_none()
+        && change.zone.is_none()
+        && change.webhook_url.is_none()
+    {
+        bail!("nothing to change: give at least one of --name, --edition, --licences, --add-on-credits, --timezone, --webhook-url, --no-webhook");
+    }
+    let mut conn = args.db.open()?;
+    let org = require_org(&mut conn, args.org_id)?;
+    orgs::update(&mut conn, org.id, &change, clock.now()).context("cannot update the org")?;
+    if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some() {
+        let effective = org.local_day(clock.now()).succ_opt().unwrap_or(NaiveDate::MAX);
+        eprintln!("updated org {}; the new allowance applies from {effective}", org.id);
+    } else {
+        eprintln!("updated org {}", org.id);
+    }
+    Ok(())
+}
+
+fn read_password_line() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password).to_string();
+    if password.chars().count() < 8 {
+        bail!("the password (first line of standard input) must be at least 8 characters");
+    }
+    if password.len() > 1024 {
+        bail!("the password must be at most 1024 bytes");
+    }
+    Ok(password)
+}
+
+pub fn valid_email(email: &str) -> bool {
+    let email = email.trim();
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace) && email.len() <= 254 && !domain.contains('@')
+        }
+        None => false,
+    }
+}
+
+fn user_add(args: UserAddArgs, clock: Clock) -> Result<()> {
+    let role: Role = args.role.parse()?;
+    if !valid_email(&args.email) {
+        bail!("--email {:?} is not an email address", args.email);
+    }
+    let password = read_password_line()?;
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    if users::find_by_email(&mut conn, &args.email)?.is_some() {
+        bail!("a user with email {} exists already", users::normalize_email(&args.email));
+    }
+    let hash = secrets::hash_password(&password).map_err(|e| anyhow!("cannot hash the password: {e}"))?;
+    let id = users::add(&mut conn, args.org_id, &args.email, role, &hash, clock.now()).context("cannot add the user")?;
+    eprintln!("added user {id} ({}) as {role} of org {}", users::normalize_email(&args.email), args.org_id);
+    Ok(())
+}
+
+fn token_create(args: TokenCreateArgs, clock: Clock) -> Result<()> {
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    let token = users::create_token(&mut conn, args.org_id, clock.now())?;
+    eprintln!("created an API token for org {}; it is shown once, only its hash is stored", args.org_id);
+    println!("{token}");
+    Ok(())
+}
+
+fn read_plan(path: &PathBuf) -> Result<PricePlan> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
+    PricePlan::from_toml(&text).with_context(|| format!("plan file {}", path.display()))
+}
+
+fn quote(args: QuoteArgs) -> Result<()> {
+    let plan = match &args.plan {
+        Some(path) => read_plan(path)?,
+        None => PricePlan::default_plan(),
+    };
+    let quote = plan.quote(args.credits);
+    if args.json {
+        println!("{}", quote.to_json());
+        return Ok(());
+    }
+    use crate::domain::money::{format_exact, group_thousands};
+    println!("{} additional credits in one day, priced per {} credits:", group_thousands(quote.credits), group_thousands(plan.block));
+    for line in &quote.lines {
+        let flat = if line.flat.is_zero() { String::new() } else { format!(" + flat {}", format_exact(line.flat, &plan.currency)) };
+        println!(
+            "  tier {}: credits {:>11} to {:>11}  {:>11} x {} {}{}  = {}",
+            line.tier,
+            group_thousands(line.from),
+            group_thousands(line.to),
+            group_thousands(line.credits),
+            plan.currency,
+            line.price.normalize(),
+            flat,
+            format_exact(line.amount, &plan.currency)
+        );
+    }
+    println!("exact: {} {}", plan.currency, quote.exact.normalize());
+    println!("amount: {} {}", plan.currency, quote.amount);
+    Ok(())
+}
+
+fn plan_publish(args: PlanPublishArgs, clock: Clock) -> Result<()> {
+    let plan = read_plan(&args.file)?;
+    let mut conn = args.db.open()?;
+    let id = plans::publish(&mut conn, &plan, args.effective, clock.now())?;
+    eprintln!("published plan {id} ({}, {} tiers) effective from {}", plan.currency, plan.tiers.len(), args.effective);
+    Ok(())
+}
+
+fn plan_check(args: PlanCheckArgs) -> Result<()> {
+    let plan = read_plan(&args.file)?;
+    eprintln!("plan file {} is valid: {}, {} tiers, per {} credits", args.file.display(), plan.currency, plan.tiers.len(), plan.block);
+    Ok(())
+}

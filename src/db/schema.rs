@@ -1,0 +1,151 @@
+//! The one Diesel schema shared by the SQLite and PostgreSQL backends (written by hand to match
+//! `migrations/{sqlite,postgres}`).
+
+diesel::table! {
+    orgs (id) {
+        id -> BigInt,
+        name -> Text,
+        timezone -> Text,
+        edition -> Text,
+        licences -> BigInt,
+        add_on_credits -> BigInt,
+        additional_limit -> BigInt,
+        billing_anchor -> Nullable<Date>,
+        webhook_url -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    allowance_changes (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        effective_from -> Date,
+        edition -> Text,
+        licences -> BigInt,
+        add_on_credits -> BigInt,
+        changed_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        email -> Text,
+        role -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        token_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        user_id -> BigInt,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    limit_changes (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        changed_at -> Timestamp,
+        changed_by -> Text,
+        old_limit -> BigInt,
+        new_limit -> BigInt,
+    }
+}
+
+diesel::table! {
+    price_plans (id) {
+        id -> BigInt,
+        effective_from -> Date,
+        plan_json -> Text,
+        published_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    daily_usage (org_id, local_day) {
+        org_id -> BigInt,
+        local_day -> Date,
+        credits -> BigInt,
+        free_credits -> BigInt,
+        additional -> BigInt,
+        amount_minor -> BigInt,
+        plan_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    daily_breakdown (org_id, local_day, operation, client) {
+        org_id -> BigInt,
+        local_day -> Date,
+        operation -> Text,
+        client -> Text,
+        credits -> BigInt,
+        additional -> BigInt,
+    }
+}
+
+diesel::table! {
+    usage_events (org_id, event_id) {
+        org_id -> BigInt,
+        event_id -> Text,
+        local_day -> Date,
+        occurred_at -> Timestamp,
+        credits -> BigInt,
+        free_credits -> BigInt,
+        additional -> BigInt,
+        operation -> Text,
+        client -> Text,
+        user_ref -> Text,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    statements (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        number -> Text,
+        period_start -> Date,
+        period_end -> Date,
+        currency -> Text,
+        total_minor -> BigInt,
+        lines_json -> Text,
+        issued_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(api_tokens -> orgs (org_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    orgs,
+    allowance_changes,
+    users,
+    api_tokens,
+    sessions,
+    limit_changes,
+    price_plans,
+    daily_usage,
+    daily_breakdown,
+    usage_events,
+    statements,
+);

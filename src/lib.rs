@@ -1,0 +1,10 @@
+//! creditmeter: pay-as-you-go API credits with a daily free allowance, additional credits priced on
+//! graduated daily slabs, monthly billing, a server-rendered dashboard and a JSON API.
+
+pub mod cli;
+pub mod clock;
+pub mod db;
+pub mod domain;
+pub mod ledger;
+pub mod secrets;
+pub mod store;

@@ -1,0 +1,175 @@
+//! The usage read model: one row per org-day and per org-day-operation-client, plus the raw
+//! events that carry idempotency keys. Pages read only the rollups.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use std::collections::BTreeMap;
+
+use crate::db::DbConn;
+use crate::db::schema::{daily_breakdown, daily_usage, usage_events};
+use crate::domain::types::DayRange;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = daily_usage)]
+pub struct DayRow {
+    pub org_id: i64,
+    pub local_day: NaiveDate,
+    pub credits: i64,
+    pub free_credits: i64,
+    pub additional: i64,
+    pub amount_minor: i64,
+    pub plan_id: i64,
+}
+
+pub fn day(conn: &mut DbConn, org_id: i64, local_day: NaiveDate) -> QueryResult<Option<DayRow>> {
+    daily_usage::table.find((org_id, local_day)).select(DayRow::as_select()).first(conn).optional()
+}
+
+/// The days of a range that have a row (days without usage have none), in order.
+pub fn days_in(conn: &mut DbConn, org_id: i64, from: NaiveDate, to_inclusive: NaiveDate) -> QueryResult<Vec<DayRow>> {
+    daily_usage::table
+        .filter(daily_usage::org_id.eq(org_id))
+        .filter(daily_usage::local_day.ge(from))
+        .filter(daily_usage::local_day.le(to_inclusive))
+        .order(daily_usage::local_day)
+        .select(DayRow::as_select())
+        .load(conn)
+}
+
+/// Every day of the range, with a zero row where nothing was used.
+pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Vec<DayRow>> {
+    let stored: BTreeMap<NaiveDate, DayRow> =
+        days_in(conn, org_id, range.from, range.to)?.into_iter().map(|r| (r.local_day, r)).collect();
+    Ok(range
+        .days()
+        .map(|local_day| {
+            stored.get(&local_day).cloned().unwrap_or(DayRow {
+                org_id,
+                local_day,
+                credits: 0,
+                free_credits: 0,
+                additional: 0,
+                amount_minor: 0,
+                plan_id: 0,
+            })
+        })
+        .collect())
+}
+
+/// Insert a new day row or overwrite the counters of an existing one.
+pub fn save_day(conn: &mut DbConn, row: &DayRow) -> QueryResult<()> {
+    let query = diesel::insert_into(daily_usage::table)
+        .values(row)
+        .on_conflict((daily_usage::org_id, daily_usage::local_day))
+        .do_update()
+        .set((
+            daily_usage::credits.eq(excluded(daily_usage::credits)),
+            daily_usage::free_credits.eq(excluded(daily_usage::free_credits)),
+            daily_usage::additional.eq(excluded(daily_usage::additional)),
+            daily_usage::amount_minor.eq(excluded(daily_usage::amount_minor)),
+        ));
+    crate::on_backend!(conn, c => query.execute(c))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
+#[diesel(table_name = daily_breakdown)]
+pub struct BreakdownRow {
+    pub org_id: i64,
+    pub local_day: NaiveDate,
+    pub operation: String,
+    pub client: String,
+    pub credits: i64,
+    pub additional: i64,
+}
+
+/// Add to the breakdown counters of one org-day-operation-client.
+pub fn add_breakdown(conn: &mut DbConn, row: &BreakdownRow) -> QueryResult<()> {
+    let query = diesel::insert_into(daily_breakdown::table)
+        .values(row)
+        .on_conflict((daily_breakdown::org_id, daily_breakdown::local_day, daily_breakdown::operation, daily_breakdown::client))
+        .do_update()
+        .set((
+            daily_breakdown::credits.eq(daily_breakdown::credits + excluded(daily_breakdown::credits)),
+            daily_breakdown::additional.eq(daily_breakdown::additional + excluded(daily_breakdown::additional)),
+        ));
+    crate::on_backend!(conn, c => query.execute(c))?;
+    Ok(())
+}
+
+/// Credits and additional credits by operation and by client over a range, largest first.
+pub struct Breakdown {
+    pub by_operation: Vec<(String, i64, i64)>,
+    pub by_client: Vec<(String, i64, i64)>,
+}
+
+pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Breakdown> {
+    let rows: Vec<BreakdownRow> = daily_breakdown::table
+        .filter(daily_breakdown::org_id.eq(org_id))
+        .filter(daily_breakdown::local_day.ge(range.from))
+        .filter(daily_breakdown::local_day.le(range.to))
+        .select(BreakdownRow::as_select())
+        .load(conn)?;
+    let mut by_operation: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut by_client: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for row in rows {
+        let op = by_operation.entry(row.operation).or_default();
+        op.0 += row.credits;
+        op.1 += row.additional;
+        let client = by_client.entry(row.client).or_default();
+        client.0 += row.credits;
+        client.1 += row.additional;
+    }
+    let sorted = |map: BTreeMap<String, (i64, i64)>| {
+        let mut list: Vec<_> = map.into_iter().map(|(k, (c, a))| (k, c, a)).collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        list
+    };
+    Ok(Breakdown { by_operation: sorted(by_operation), by_client: sorted(by_client) })
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = usage_events)]
+pub struct EventInsert {
+    pub org_id: i64,
+    pub event_id: String,
+    pub local_day: NaiveDate,
+    pub occurred_at: NaiveDateTime,
+    pub credits: i64,
+    pub free_credits: i64,
+    pub additional: i64,
+    pub operation: String,
+    pub client: String,
+    pub user_ref: String,
+    pub recorded_at: NaiveDateTime,
+}
+
+pub fn event_exists(conn: &mut DbConn, org_id: i64, event_id: &str) -> QueryResult<bool> {
+    let count: i64 = usage_events::table
+        .filter(usage_events::org_id.eq(org_id))
+        .filter(usage_events::event_id.eq(event_id))
+        .count()
+        .get_result(conn)?;
+    Ok(count > 0)
+}
+
+pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
+    // Stay well under SQLite's limit on bound variables per statement.
+    for chunk in events.chunks(500) {
+        let query = diesel::insert_into(usage_events::table).values(chunk);
+        crate::on_backend!(&mut *conn, c => query.execute(c))?;
+    }
+    Ok(())
+}
+
+/// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
+pub fn amount_between(conn: &mut DbConn, org_id: i64, from: NaiveDate, to_exclusive: NaiveDate) -> QueryResult<i64> {
+    let amounts: Vec<i64> = daily_usage::table
+        .filter(daily_usage::org_id.eq(org_id))
+        .filter(daily_usage::local_day.ge(from))
+        .filter(daily_usage::local_day.lt(to_exclusive))
+        .select(daily_usage::amount_minor)
+        .load(conn)?;
+    Ok(amounts.iter().sum())
+}

@@ -44,6 +44,8 @@ impl DbArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the dashboard and the JSON API (migrates the database first)
+    Serve(ServeArgs),
     /// Manage orgs
     #[command(subcommand)]
     Org(OrgCommand),
@@ -58,6 +60,24 @@ pub enum Command {
     /// Manage price plans
     #[command(subcommand)]
     Plan(PlanCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: String,
+    /// Fill an empty database with a demo org, users, an API token and 90 days of usage
+    #[arg(long)]
+    pub demo: bool,
+    /// Mark cookies Secure (set this when users reach the server over HTTPS)
+    #[arg(long = "secure-cookies", env = "CREDITMETER_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// HTTP worker threads (default: one per core)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,6 +231,7 @@ pub fn parse_edition(value: &str) -> Result<Edition> {
 /// Run a parsed command.
 pub fn run(cli: Cli, clock: Clock) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve(args, clock),
         Command::Org(OrgCommand::Create(args)) => org_create(args, clock),
         Command::Org(OrgCommand::Update(args)) => org_update(args, clock),
         Command::User(UserCommand::Add(args)) => user_add(args, clock),
@@ -385,4 +406,50 @@ fn plan_check(args: PlanCheckArgs) -> Result<()> {
     let plan = read_plan(&args.file)?;
     eprintln!("plan file {} is valid: {}, {} tiers, per {} credits", args.file.display(), plan.currency, plan.tiers.len(), plan.block);
     Ok(())
+}
+
+fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
+    use crate::startup::{Application, Settings};
+    crate::telemetry::init();
+    let database = args.db.parsed()?;
+    let settings = Settings {
+        bind: args.bind.clone(),
+        database: database.clone(),
+        clock,
+        secure_cookies: args.secure_cookies,
+        workers: args.workers.map(usize::from),
+    };
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings)?;
+        let url = {
+            let host = args.bind.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            let host = if host == "0.0.0.0" || host == "[::]" { "127.0.0.1" } else { host };
+            format!("http://{host}:{}/login", app.port())
+        };
+        if args.demo {
+            let pool = app.pool();
+            let demo = actix_web::web::block(move || -> Result<crate::demo::Demo> {
+                let mut conn = pool.get().context("cannot open the database")?;
+                crate::demo::load(&mut conn, clock.now())
+            })
+            .await
+            .map_err(|e| anyhow!("demo data: {e}"))??;
+            println!("creditmeter demo: {url}");
+            for user in &demo.users {
+                println!("email: {}  password: {}  role: {}", user.email, user.password, user.role);
+            }
+            match &demo.token {
+                Some(token) => println!("API token of org {}: {token}", demo.org_id),
+                None => println!("(demo data existed already: new passwords were set; API tokens are shown only when created)"),
+            }
+            if demo.events > 0 {
+                eprintln!("loaded {} demo usage events over 90 days", demo.events);
+            }
+        } else {
+            println!("creditmeter: {url}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        app.run().await.context("server stopped with an error")
+    })
 }

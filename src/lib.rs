@@ -4,7 +4,11 @@
 pub mod cli;
 pub mod clock;
 pub mod db;
+pub mod demo;
 pub mod domain;
 pub mod ledger;
 pub mod secrets;
+pub mod startup;
+pub mod telemetry;
+pub mod web;
 pub mod store;

@@ -155,10 +155,19 @@ pub fn event_exists(conn: &mut DbConn, org_id: i64, event_id: &str) -> QueryResu
 }
 
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
-    // Stay well under SQLite's limit on bound variables per statement.
-    for chunk in events.chunks(500) {
-        let query = diesel::insert_into(usage_events::table).values(chunk);
-        crate::on_backend!(&mut *conn, c => query.execute(c))?;
+    match conn {
+        // Diesel wraps a SQLite multi-row insert in a transaction of its own, which cannot nest in
+        // the ledger's; one prepared single-row insert per event is as fast inside one transaction.
+        DbConn::Sqlite(c) => {
+            for event in events {
+                diesel::insert_into(usage_events::table).values(event).execute(c)?;
+            }
+        }
+        DbConn::Postgresql(c) => {
+            for chunk in events.chunks(1000) {
+                diesel::insert_into(usage_events::table).values(chunk).execute(c)?;
+            }
+        }
     }
     Ok(())
 }

@@ -176,3 +176,9 @@ pub fn session_user(conn: &mut DbConn, cookie_value: &str, now: DateTime<Utc>) -
 pub fn delete_session(conn: &mut DbConn, cookie_value: &str) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::token_hash.eq(secrets::token_hash(cookie_value)))).execute(conn)
 }
+
+pub fn set_password(conn: &mut DbConn, email: &str, password_hash: &str) -> QueryResult<usize> {
+    diesel::update(users::table.filter(users::email.eq(normalize_email(email))))
+        .set(users::password_hash.eq(password_hash))
+        .execute(conn)
+}

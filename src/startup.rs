@@ -1,0 +1,60 @@
+//! Build the HTTP application: bind the listener (port 0 in tests), expose the port, run.
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer};
+use actix_web::web::Data;
+use std::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::db::{self, DatabaseUrl, DbPool};
+use crate::web::{AppState, configure};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub database: DatabaseUrl,
+    pub clock: Clock,
+    /// Mark cookies `Secure` (when served over TLS, directly or behind a proxy).
+    pub secure_cookies: bool,
+    pub workers: Option<usize>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: DbPool,
+}
+
+impl Application {
+    /// Migrate the database, bind, and build the server (it runs when awaited).
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = db::connect(&settings.database, 16)?;
+        Self::build_with_pool(settings, pool)
+    }
+
+    pub fn build_with_pool(settings: Settings, pool: DbPool) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = Data::new(AppState::new(pool.clone(), settings.clock, settings.secure_cookies));
+        let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+            .listen(listener)?
+            .shutdown_timeout(30);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        Ok(Application { port, server: server.run(), pool })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pool(&self) -> DbPool {
+        self.pool.clone()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,126 @@
+//! Sign-in and sign-out. A wrong password and an unknown email get the same answer, in about the
+//! same time (an unknown email is checked against a dummy hash).
+
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use super::error::page;
+use super::session::{self, LOGIN_CSRF_COOKIE, SESSION_COOKIE, SignedIn};
+use super::{AppError, AppState};
+use crate::secrets;
+use crate::store::users;
+
+#[derive(Template)]
+#[template(path = "auth/login.html")]
+struct LoginPage {
+    csrf_token: String,
+    email: String,
+    error: Option<String>,
+}
+
+fn login_page(status: StatusCode, email: String, error: Option<String>, secure: bool) -> Result<HttpResponse, AppError> {
+    let csrf_token = secrets::random_hex_256();
+    let mut response = page(status, &LoginPage { csrf_token: csrf_token.clone(), email, error })?;
+    response
+        .add_cookie(&session::cookie(LOGIN_CSRF_COOKIE, csrf_token, "/login", secure, Some(CookieDuration::hours(2))))
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    if req.cookie(SESSION_COOKIE).is_some() {
+        // Already signed in? Go to the dashboard; a stale cookie lands back here via the extractor.
+        let signed_in = SignedIn::extract(&req).await;
+        if signed_in.is_ok() {
+            return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/apis/credits")).finish());
+        }
+    }
+    login_page(StatusCode::OK, String::new(), None, state.secure_cookies)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form<LoginForm>) -> Result<HttpResponse, AppError> {
+    let form = form.into_inner();
+    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    if session::check_csrf(&expected, &form.csrf_token).is_err() {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            form.email,
+            Some("The sign-in form expired. Please try again.".into()),
+            state.secure_cookies,
+        );
+    }
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    if !state.throttle.allows(&form.email, &address) {
+        return login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            form.email,
+            Some("Too many failed sign-in attempts. Please wait 15 minutes and try again.".into()),
+            state.secure_cookies,
+        );
+    }
+    let now = state.clock.now();
+    let (email, password) = (form.email.clone(), form.password.clone());
+    let session = state
+        .db(move |conn| {
+            let user = if email.len() <= 254 && password.len() <= 1024 { users::find_by_email(conn, &email)? } else { None };
+            let verified = match &user {
+                Some(u) => secrets::verify_password(&password, &u.password_hash),
+                None => {
+                    secrets::verify_password(&password, secrets::dummy_password_hash());
+                    false
+                }
+            };
+            match user {
+                Some(u) if verified => Ok(Some(users::create_session(conn, u.id, now)?)),
+                _ => Ok(None),
+            }
+        })
+        .await?;
+    let Some(session) = session else {
+        state.throttle.record_failure(&form.email, &address);
+        tracing::info!(email = %users::normalize_email(&form.email), "sign-in refused");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            form.email,
+            Some("The email or password is not correct.".into()),
+            state.secure_cookies,
+        );
+    };
+    state.throttle.record_success(&form.email);
+    let max_age = CookieDuration::hours(users::SESSION_HOURS);
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/apis/credits"))
+        .cookie(session::cookie(SESSION_COOKIE, session.cookie_value, "/", state.secure_cookies, Some(max_age)))
+        .cookie(session::removal(LOGIN_CSRF_COOKIE, "/login", state.secure_cookies))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+pub async fn logout(state: web::Data<AppState>, signed_in: SignedIn, form: web::Form<CsrfForm>) -> Result<HttpResponse, AppError> {
+    signed_in.check_csrf(&form.csrf_token)?;
+    let cookie_value = signed_in.cookie_value.clone();
+    state.db(move |conn| Ok(users::delete_session(conn, &cookie_value)?)).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login"))
+        .cookie(session::removal(SESSION_COOKIE, "/", state.secure_cookies))
+        .finish())
+}

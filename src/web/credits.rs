@@ -1,0 +1,248 @@
+//! The Credits tab (credit details, the limit form, billing details) and the audit log.
+
+use actix_web::cookie::time::Duration as CookieDuration;
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+
+use super::error::page;
+use super::session::{self, SignedIn};
+use super::{AppError, AppState};
+use crate::db::DbConn;
+use crate::domain::admission::DayBudget;
+use crate::domain::calendar::{self, BillingPeriod};
+use crate::domain::money::{display_amount, group_thousands};
+use crate::domain::types::AdditionalLimit;
+use crate::ledger;
+use crate::store::{limits, plans, usage};
+
+const FLASH_COOKIE: &str = "cm_flash";
+
+/// What the page frame shows: org, user, the selected tab, and the token for its forms.
+pub struct Chrome {
+    pub org_name: String,
+    pub user_email: String,
+    pub role_label: &'static str,
+    pub csrf_token: String,
+    pub active: &'static str,
+}
+
+impl Chrome {
+    pub fn new(signed_in: &SignedIn, active: &'static str) -> Self {
+        Chrome {
+            org_name: signed_in.org.name.clone(),
+            user_email: signed_in.user.email.clone(),
+            role_label: signed_in.role().label(),
+            csrf_token: signed_in.csrf_token.clone(),
+            active,
+        }
+    }
+}
+
+/// A date as people read it: `24 Nov 2026`.
+pub fn human_date(day: NaiveDate) -> String {
+    day.format("%-d %b %Y").to_string()
+}
+
+pub struct BillingView {
+    pub period: String,
+    pub next_billing_date: String,
+    pub amount_so_far: String,
+}
+
+#[derive(Template)]
+#[template(path = "credits/tab.html")]
+struct CreditsTab {
+    chrome: Chrome,
+    today: String,
+    zone: String,
+    edition: &'static str,
+    free_allowance: String,
+    used_today: String,
+    unused_today: String,
+    free_used: i64,
+    free_used_text: String,
+    free_max: i64,
+    limit_on: bool,
+    additional_limit: String,
+    additional_used: String,
+    additional_remaining: String,
+    additional_used_raw: i64,
+    additional_max: i64,
+    can_edit: bool,
+    edit_note: Option<&'static str>,
+    form_value: String,
+    form_error: Option<String>,
+    flash: Option<String>,
+    billing: Option<BillingView>,
+}
+
+/// The numbers of the Credits tab, read in one go.
+struct CreditsData {
+    local_day: NaiveDate,
+    budget: DayBudget,
+    billing: Option<BillingView>,
+}
+
+fn load_credits(conn: &mut DbConn, org: &crate::store::orgs::OrgRow, now: DateTime<Utc>) -> Result<CreditsData, AppError> {
+    let (local_day, budget) = ledger::today_budget(conn, org, now)?;
+    let billing = match org.billing_anchor {
+        Some(anchor) => {
+            let period: BillingPeriod =
+                calendar::period_containing(anchor, local_day).unwrap_or_else(|| calendar::billing_period(anchor, 0));
+            let amount = usage::amount_between(conn, org.id, period.start, period.end)?;
+            let (_, plan) = plans::for_day(conn, local_day)?;
+            Some(BillingView {
+                period: format!("{} – {}", human_date(period.start), human_date(period.last_day())),
+                next_billing_date: human_date(period.end),
+                amount_so_far: display_amount(amount, &plan.currency),
+            })
+        }
+        None => None,
+    };
+    Ok(CreditsData { local_day, budget, billing })
+}
+
+async fn render_tab(
+    state: &AppState,
+    signed_in: SignedIn,
+    status: StatusCode,
+    form_value: Option<String>,
+    form_error: Option<String>,
+    flash: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let org = signed_in.org.clone();
+    let now = state.clock.now();
+    let data = state.db(move |conn| load_credits(conn, &org, now)).await?;
+    let b = data.budget;
+    let used_today = b.free_used + b.additional_used;
+    let edit_note = signed_in.limit_change_refusal();
+    let tab = CreditsTab {
+        chrome: Chrome::new(&signed_in, "credits"),
+        today: human_date(data.local_day),
+        zone: signed_in.org.timezone.clone(),
+        edition: signed_in.org.edition().label(),
+        free_allowance: group_thousands(b.free_allowance),
+        used_today: group_thousands(used_today),
+        unused_today: group_thousands(b.free_remaining()),
+        free_used: b.free_used.min(b.free_allowance),
+        free_used_text: group_thousands(b.free_used),
+        free_max: b.free_allowance.max(1),
+        limit_on: b.additional_limit > 0,
+        additional_limit: group_thousands(b.additional_limit),
+        additional_used: group_thousands(b.additional_used),
+        additional_remaining: group_thousands(b.additional_remaining()),
+        additional_used_raw: b.additional_used.min(b.additional_limit),
+        additional_max: b.additional_limit.max(1),
+        can_edit: edit_note.is_none(),
+        edit_note,
+        form_value: form_value.unwrap_or_else(|| b.additional_limit.to_string()),
+        form_error,
+        flash,
+        billing: data.billing,
+    };
+    let mut response = page(status, &tab)?;
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+pub async fn credits_tab(req: HttpRequest, state: web::Data<AppState>, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+    signed_in.require_credits_access()?;
+    let flash = req.cookie(FLASH_COOKIE).and_then(|c| flash_message(c.value()));
+    let mut response = render_tab(&state, signed_in, StatusCode::OK, None, None, flash.clone()).await?;
+    if flash.is_some() {
+        response
+            .add_removal_cookie(&session::removal(FLASH_COOKIE, "/apis/credits", state.secure_cookies))
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+    }
+    Ok(response)
+}
+
+/// The flash cookie carries only a code and a number; the text is made here.
+fn flash_message(value: &str) -> Option<String> {
+    let limit: i64 = value.strip_prefix("limit-")?.parse().ok()?;
+    Some(if limit == 0 {
+        "Additional credits are now off: calls stop when the daily free credits are spent.".to_string()
+    } else {
+        format!("The additional credit limit is now {} credits per day.", group_thousands(limit))
+    })
+}
+
+#[derive(Deserialize)]
+pub struct LimitForm {
+    #[serde(default)]
+    additional_limit: String,
+    #[serde(default)]
+    csrf_token: String,
+}
+
+pub async fn set_limit(state: web::Data<AppState>, signed_in: SignedIn, form: web::Form<LimitForm>) -> Result<HttpResponse, AppError> {
+    signed_in.require_credits_access()?;
+    signed_in.check_csrf(&form.csrf_token)?;
+    if let Some(reason) = signed_in.limit_change_refusal() {
+        return Err(AppError::Forbidden(reason.into()));
+    }
+    let limit = match AdditionalLimit::parse(&form.additional_limit) {
+        Ok(limit) => limit,
+        Err(e) => {
+            let value: String = form.additional_limit.chars().take(40).collect();
+            return render_tab(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, Some(value), Some(e.to_string()), None).await;
+        }
+    };
+    let now = state.clock.now();
+    let org_id = signed_in.org.id;
+    let local_today = signed_in.org.local_day(now);
+    let who = signed_in.user.email.clone();
+    state.db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?)).await?;
+    tracing::info!(org = org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/apis/credits"))
+        .cookie(session::cookie(
+            FLASH_COOKIE,
+            format!("limit-{}", limit.get()),
+            "/apis/credits",
+            state.secure_cookies,
+            Some(CookieDuration::minutes(5)),
+        ))
+        .finish())
+}
+
+pub struct AuditRow {
+    pub when: String,
+    pub who: String,
+    pub what: String,
+    pub old_value: String,
+    pub new_value: String,
+}
+
+#[derive(Template)]
+#[template(path = "credits/audit.html")]
+struct AuditPage {
+    chrome: Chrome,
+    zone: String,
+    rows: Vec<AuditRow>,
+}
+
+pub async fn audit(state: web::Data<AppState>, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+    signed_in.require_credits_access()?;
+    let org_id = signed_in.org.id;
+    let changes = state.db(move |conn| Ok(limits::recent(conn, org_id, 500)?)).await?;
+    let zone = signed_in.org.zone();
+    let rows = changes
+        .iter()
+        .map(|c| AuditRow {
+            when: c.changed_at_utc().with_timezone(&zone).format("%-d %b %Y, %H:%M %Z").to_string(),
+            who: c.changed_by.clone(),
+            what: "Additional credit limit".into(),
+            old_value: limit_text(c.old_limit),
+            new_value: limit_text(c.new_limit),
+        })
+        .collect();
+    page(StatusCode::OK, &AuditPage { chrome: Chrome::new(&signed_in, "audit"), zone: zone.name().to_string(), rows })
+}
+
+fn limit_text(limit: i64) -> String {
+    if limit == 0 { "Off".into() } else { format!("{} credits/day", group_thousands(limit)) }
+}

@@ -1,0 +1,101 @@
+//! The HTTP layer: every route in one place, shared state, security headers, static files.
+//! Handlers are thin: parse input into domain types, call the store or ledger, render.
+
+pub mod auth;
+pub mod credits;
+pub mod error;
+pub mod session;
+
+use actix_web::http::header;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{HttpResponse, web};
+
+use crate::clock::Clock;
+use crate::db::{DbConn, DbPool};
+pub use error::AppError;
+
+pub struct AppState {
+    pub pool: DbPool,
+    pub clock: Clock,
+    pub secure_cookies: bool,
+    pub throttle: session::SignInThrottle,
+}
+
+impl AppState {
+    pub fn new(pool: DbPool, clock: Clock, secure_cookies: bool) -> Self {
+        AppState { pool, clock, secure_cookies, throttle: session::SignInThrottle::default() }
+    }
+
+    /// Run blocking database work on the blocking thread pool.
+    pub async fn db<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, AppError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get().map_err(|e| AppError::Unavailable(e.to_string()))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+    }
+}
+
+/// The Content-Security-Policy of every page: no inline script, no framing.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Every route of the application.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(
+                DefaultHeaders::new()
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                    .add((header::REFERRER_POLICY, "same-origin")),
+            )
+            .route("/", web::get().to(home))
+            .route("/login", web::get().to(auth::login_form))
+            .route("/login", web::post().to(auth::login))
+            .route("/logout", web::post().to(auth::logout))
+            .route("/apis/credits", web::get().to(credits::credits_tab))
+            .route("/apis/credits/limit", web::post().to(credits::set_limit))
+            .route("/apis/credits/audit", web::get().to(credits::audit))
+            .route("/healthz", web::get().to(healthz))
+            .route("/static/app.css", web::get().to(stylesheet))
+            .route("/static/ping.txt", web::get().to(ping))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn home() -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, "/apis/credits")).finish()
+}
+
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    use diesel::connection::SimpleConnection;
+    state
+        .db(|conn| conn.batch_execute("SELECT 1").map_err(|e| AppError::Unavailable(e.to_string())))
+        .await?;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n"))
+}
+
+const STYLESHEET: &str = include_str!("../../static/app.css");
+
+async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+/// A small static file, the baseline of the dashboard benchmark.
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(include_str!("../../static/ping.txt"))
+}
+
+async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound)
+}

@@ -1,0 +1,159 @@
+//! Sign-in sessions (a random cookie whose hash is stored), the signed-in extractor with its role
+//! checks, CSRF checks, and the sign-in throttle.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest, dev::Payload};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{AppError, AppState};
+use crate::domain::allowance::Edition;
+use crate::secrets;
+use crate::store::orgs::{self, OrgRow};
+use crate::store::users::{self, Role, UserRow};
+
+pub const SESSION_COOKIE: &str = "cm_session";
+pub const LOGIN_CSRF_COOKIE: &str = "cm_login_csrf";
+
+/// A signed-in user with their org and the session's CSRF token.
+pub struct SignedIn {
+    pub user: UserRow,
+    pub org: OrgRow,
+    pub csrf_token: String,
+    pub cookie_value: String,
+}
+
+impl SignedIn {
+    pub fn role(&self) -> Role {
+        self.user.role()
+    }
+
+    /// Super admins and admins only (SPEC §1); other users get 403.
+    pub fn require_credits_access(&self) -> Result<(), AppError> {
+        if self.role().sees_credits() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                "The Credits tab is for super admins and admins of your organisation. Ask your super admin for access.".into(),
+            ))
+        }
+    }
+
+    /// Only a super admin of a paid edition may change the additional limit (R2).
+    pub fn limit_change_refusal(&self) -> Option<&'static str> {
+        if self.role() != Role::SuperAdmin {
+            Some("Only a super admin can change the additional credit limit.")
+        } else if self.org.edition() == Edition::Free {
+            Some("The Free edition does not include additional credits. Upgrade to a paid edition to buy them.")
+        } else {
+            None
+        }
+    }
+
+    pub fn check_csrf(&self, given: &str) -> Result<(), AppError> {
+        check_csrf(&self.csrf_token, given)
+    }
+}
+
+pub fn check_csrf(expected: &str, given: &str) -> Result<(), AppError> {
+    if !expected.is_empty() && secrets::constant_time_eq(expected, given.trim()) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "This form has expired or did not come from this site. Reload the page and try again.".into(),
+        ))
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<Data<AppState>>().cloned();
+        let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            let cookie_value = cookie.filter(|c| c.len() == 64).ok_or(AppError::SignInRequired)?;
+            let now = state.clock.now();
+            let lookup = cookie_value.clone();
+            let (user, org, csrf_token) = state
+                .db(move |conn| {
+                    let (user, csrf) = users::session_user(conn, &lookup, now)?.ok_or(AppError::SignInRequired)?;
+                    let org = orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
+                    Ok((user, org, csrf))
+                })
+                .await?;
+            Ok(SignedIn { user, org, csrf_token, cookie_value })
+        })
+    }
+}
+
+/// A cookie with the flags every cookie of ours carries.
+pub fn cookie(name: &'static str, value: String, path: &'static str, secure: bool, max_age: Option<CookieDuration>) -> Cookie<'static> {
+    let mut builder = Cookie::build(name, value).path(path).http_only(true).same_site(SameSite::Lax).secure(secure);
+    if let Some(age) = max_age {
+        builder = builder.max_age(age);
+    }
+    builder.finish()
+}
+
+pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'static> {
+    let mut c = cookie(name, String::new(), path, secure, Some(CookieDuration::ZERO));
+    c.make_removal();
+    c
+}
+
+/// Failed sign-ins per email and per client address within a window; past the limit further
+/// attempts are refused until the window ends.
+pub struct SignInThrottle {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+pub const MAX_FAILURES_PER_EMAIL: u32 = 5;
+pub const MAX_FAILURES_PER_ADDRESS: u32 = 30;
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        SignInThrottle { failures: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl SignInThrottle {
+    fn keys(email: &str, address: &str) -> [(String, u32); 2] {
+        [(format!("email:{}", users::normalize_email(email)), MAX_FAILURES_PER_EMAIL), (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS)]
+    }
+
+    /// Whether another attempt is allowed now.
+    pub fn allows(&self, email: &str, address: &str) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::keys(email, address).iter().all(|(key, max)| match map.get(key) {
+            Some((count, since)) if since.elapsed() < THROTTLE_WINDOW => count < max,
+            _ => true,
+        })
+    }
+
+    pub fn record_failure(&self, email: &str, address: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 50_000 {
+            map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+        }
+        for (key, _) in Self::keys(email, address) {
+            let entry = map.entry(key).or_insert((0, Instant::now()));
+            if entry.1.elapsed() >= THROTTLE_WINDOW {
+                *entry = (0, Instant::now());
+            }
+            entry.0 += 1;
+        }
+    }
+
+    pub fn record_success(&self, email: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&format!("email:{}", users::normalize_email(email)));
+    }
+}

@@ -1,0 +1,151 @@
+//! Test helpers: a real server on a random port with a temporary database, seeding through the
+//! library, and signing in as a browser would.
+#![allow(dead_code)]
+
+pub mod http;
+
+use chrono::{DateTime, Utc};
+use std::sync::mpsc;
+
+use creditmeter::clock::Clock;
+use creditmeter::db::{self, DatabaseUrl, DbPool};
+use creditmeter::domain::allowance::{Allowance, Edition};
+use creditmeter::startup::{Application, Settings};
+use creditmeter::store::orgs::{self, NewOrg};
+use creditmeter::store::users::{self, Role};
+
+pub use http::Response;
+
+pub struct TestApp {
+    pub port: u16,
+    pub pool: DbPool,
+    pub clock: Clock,
+    _dir: tempfile::TempDir,
+}
+
+pub const PASSWORD: &str = "correct-horse-battery";
+
+/// Start the server on 127.0.0.1:0 with a fresh SQLite file, on its own thread.
+pub fn spawn_app() -> TestApp {
+    spawn_app_at(Clock::Real)
+}
+
+pub fn spawn_app_at(clock: Clock) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("test.db").display())).unwrap();
+    let pool = db::connect(&database, 8).expect("database");
+    let settings = Settings { bind: "127.0.0.1:0".into(), database, clock, secure_cookies: false, workers: Some(2) };
+    let (tx, rx) = mpsc::channel();
+    let server_pool = pool.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = Application::build_with_pool(settings, server_pool).expect("server builds");
+            tx.send(app.port()).unwrap();
+            app.run().await
+        })
+    });
+    let port = rx.recv().expect("server starts");
+    TestApp { port, pool, clock, _dir: dir }
+}
+
+pub fn fixed(rfc3339: &str) -> Clock {
+    Clock::Fixed(DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc))
+}
+
+pub struct Seeded {
+    pub org_id: i64,
+    pub super_admin: String,
+    pub admin: String,
+    pub user: String,
+}
+
+/// A browser-like session: its cookie and the CSRF token the pages carry.
+#[derive(Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl TestApp {
+    pub fn conn(&self) -> db::PooledConn {
+        self.pool.get().unwrap()
+    }
+
+    /// An org with a super admin, an admin and a plain user (emails prefixed by `slug`).
+    pub fn seed_org(&self, slug: &str, edition: Edition, zone: &str) -> Seeded {
+        let mut conn = self.conn();
+        let now = self.clock.now();
+        let org = NewOrg {
+            name: format!("{slug} Corp"),
+            zone: zone.parse().unwrap(),
+            allowance: Allowance { edition, licences: 10, add_on_credits: 0 },
+        };
+        let org_id = orgs::create(&mut conn, &org, now).unwrap();
+        let hash = creditmeter::secrets::hash_password(PASSWORD).unwrap();
+        let emails = [("super", Role::SuperAdmin), ("admin", Role::Admin), ("user", Role::User)].map(|(who, role)| {
+            let email = format!("{who}@{slug}.example");
+            users::add(&mut conn, org_id, &email, role, &hash, now).unwrap();
+            email
+        });
+        let [super_admin, admin, user] = emails;
+        Seeded { org_id, super_admin, admin, user }
+    }
+
+    pub fn get(&self, path: &str, session: Option<&Session>) -> Response {
+        let cookie = session.map(|s| format!("cm_session={}", s.cookie)).unwrap_or_default();
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() { vec![] } else { vec![("Cookie", cookie.as_str())] };
+        http::request(self.port, "GET", path, &headers, b"")
+    }
+
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)], cookie: Option<&str>) -> Response {
+        let body = http::form_encode(fields);
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if let Some(c) = cookie {
+            headers.push(("Cookie", c));
+        }
+        http::request(self.port, "POST", path, &headers, body.as_bytes())
+    }
+
+    /// Sign in through the form; the answer of the POST comes back too.
+    pub fn try_sign_in(&self, email: &str, password: &str) -> (Response, Option<Session>) {
+        let form = self.get("/login", None);
+        let login_csrf = form.set_cookie("cm_login_csrf").expect("login form sets its CSRF cookie");
+        let token = hidden_csrf(&form.body).expect("login form has csrf_token");
+        let cookie = format!("cm_login_csrf={login_csrf}");
+        let answer = self.post_form("/login", &[("email", email), ("password", password), ("csrf_token", &token)], Some(&cookie));
+        let session = answer.set_cookie("cm_session").filter(|v| !v.is_empty()).map(|cookie| {
+            let page = self.get("/apis/credits", Some(&Session { cookie: cookie.clone(), csrf: String::new() }));
+            let csrf = hidden_csrf(&page.body).unwrap_or_default();
+            Session { cookie, csrf }
+        });
+        (answer, session)
+    }
+
+    pub fn sign_in(&self, email: &str) -> Session {
+        let (answer, session) = self.try_sign_in(email, PASSWORD);
+        session.unwrap_or_else(|| panic!("sign-in of {email} failed: {} {}", answer.status, answer.body))
+    }
+
+    pub fn post_signed(&self, path: &str, session: &Session, fields: &[(&str, &str)]) -> Response {
+        self.post_form(path, fields, Some(&format!("cm_session={}", session.cookie)))
+    }
+
+    pub fn org_limit(&self, org_id: i64) -> i64 {
+        orgs::find(&mut self.conn(), org_id).unwrap().unwrap().additional_limit
+    }
+}
+
+/// The value of the first hidden `csrf_token` field of a page.
+pub fn hidden_csrf(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf_token\" value=\"")?;
+    let rest = &html[at + "name=\"csrf_token\" value=\"".len()..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+/// The text of the element with `id`, tags stripped (good enough for our own pages).
+pub fn text_of_id(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let open_end = at + html[at..].find('>')? + 1;
+    let close = open_end + html[open_end..].find("</")?;
+    Some(html[open_end..close].trim().to_string())
+}

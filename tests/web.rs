@@ -1,0 +1,276 @@
+//! The dashboard over HTTP: a real server on a random port with a temporary database.
+
+mod common;
+
+use common::{Session, TestApp, fixed, spawn_app, spawn_app_at};
+use creditmeter::domain::allowance::Edition;
+use proptest::prelude::*;
+
+const PAGES: [&str; 2] = ["/apis/credits", "/apis/credits/audit"];
+
+fn assert_security_headers(r: &common::Response) {
+    let csp = r.header("content-security-policy").expect("CSP on every page");
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn signed_out_visitors_are_sent_to_sign_in() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    for page in PAGES {
+        let r = app.get(page, None);
+        assert_eq!(r.status, 303, "{page}");
+        assert_eq!(r.header("location"), Some("/login"));
+    }
+    let r = app.post_form("/apis/credits/limit", &[("additional_limit", "1000"), ("csrf_token", "x")], None);
+    assert_eq!(r.status, 303);
+    assert_eq!(app.org_limit(org.org_id), 0);
+    let login = app.get("/login", None);
+    assert_eq!(login.status, 200);
+    assert_security_headers(&login);
+    assert!(login.body.contains("name=\"csrf_token\""));
+    let cookie = login.headers_named("set-cookie").join(" ");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+}
+
+#[test]
+fn a_plain_user_gets_403_on_every_page_and_form() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.user);
+    for page in PAGES {
+        let r = app.get(page, Some(&session));
+        assert_eq!(r.status, 403, "{page}");
+        assert!(r.body.contains("super admins and admins"), "{}", r.body);
+    }
+    let csrf = common::hidden_csrf(&app.get("/apis/credits", Some(&session)).body).unwrap_or_default();
+    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &csrf)]);
+    assert_eq!(r.status, 403);
+    assert_eq!(app.org_limit(org.org_id), 0);
+}
+
+#[test]
+fn an_admin_reads_everything_but_cannot_change_the_limit() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.admin);
+    let tab = app.get("/apis/credits", Some(&session));
+    assert_eq!(tab.status, 200);
+    assert_security_headers(&tab);
+    assert!(tab.body.contains("Credit details") && tab.body.contains("52,500"), "R1: standard with 10 licences");
+    assert!(!tab.body.contains("name=\"additional_limit\""), "no limit form for an admin");
+    assert!(tab.body.contains("Only a super admin can change"));
+    assert_eq!(app.get("/apis/credits/audit", Some(&session)).status, 200);
+    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &session.csrf)]);
+    assert_eq!(r.status, 403);
+    assert_eq!(app.org_limit(org.org_id), 0);
+}
+
+#[test]
+fn r2_a_super_admin_sets_the_limit_and_sees_billing_details() {
+    let app = spawn_app_at(fixed("2026-01-31T15:00:00Z"));
+    let org = app.seed_org("acme", Edition::Professional, "UTC");
+    let session = app.sign_in(&org.super_admin);
+    let before = app.get("/apis/credits", Some(&session));
+    assert!(before.body.contains("name=\"additional_limit\""));
+    assert!(!before.body.contains("Billing details"), "no billing details before a limit was ever set");
+
+    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "25,000"), ("csrf_token", &session.csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/apis/credits"));
+    assert_eq!(app.org_limit(org.org_id), 25_000);
+
+    let flash = r.set_cookie("cm_flash").expect("a message for the next page");
+    let cookie = format!("cm_session={}; cm_flash={flash}", session.cookie);
+    let after = common::http::request(app.port, "GET", "/apis/credits", &[("Cookie", &cookie)], b"");
+    assert!(after.body.contains("The additional credit limit is now 25,000 credits per day."), "{}", after.body);
+    assert!(after.body.contains("Billing details"));
+    // R7: anchored on 31 Jan, the next billing date is clamped to 28 Feb.
+    assert!(after.body.contains("31 Jan 2026 – 27 Feb 2026"), "{}", after.body);
+    assert!(after.body.contains("28 Feb 2026"));
+    assert!(after.body.contains("USD 0.00"));
+    assert!(after.body.contains("href=\"/apis/credits/details\""));
+
+    let audit = app.get("/apis/credits/audit", Some(&session));
+    assert!(audit.body.contains(&org.super_admin) && audit.body.contains("25,000 credits/day") && audit.body.contains("Off"));
+}
+
+#[test]
+fn r2_forms_without_the_right_csrf_token_change_nothing() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.super_admin);
+    for token in [None, Some("wrong"), Some("")] {
+        let mut fields = vec![("additional_limit", "1000")];
+        if let Some(t) = token {
+            fields.push(("csrf_token", t));
+        }
+        let r = app.post_signed("/apis/credits/limit", &session, &fields);
+        assert_eq!(r.status, 403, "token {token:?}");
+        assert_eq!(app.org_limit(org.org_id), 0);
+    }
+    // Another session's token is not this session's.
+    let other = app.sign_in(&org.admin);
+    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &other.csrf)]);
+    assert_eq!(r.status, 403);
+    let r = app.post_signed("/logout", &session, &[("csrf_token", "wrong")]);
+    assert_eq!(r.status, 403);
+    assert_eq!(app.get("/apis/credits", Some(&session)).status, 200, "still signed in");
+    assert_eq!(app.org_limit(org.org_id), 0);
+}
+
+#[test]
+fn r2_invalid_limits_get_a_message_and_change_nothing() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.super_admin);
+    for (value, message) in [
+        ("abc", "whole number"),
+        ("-1", "between 0 and 500,000"),
+        ("500001", "between 0 and 500,000"),
+        ("12.5", "whole number"),
+        ("", "Enter the additional credit limit"),
+    ] {
+        let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", value), ("csrf_token", &session.csrf)]);
+        assert_eq!(r.status, 422, "{value:?}");
+        assert!(r.body.contains(message), "{value:?}: {message:?} missing");
+        assert!(r.body.contains("aria-invalid=\"true\""));
+        assert_eq!(app.org_limit(org.org_id), 0);
+    }
+    let r = app.post_signed("/apis/credits/limit", &session, &[("csrf_token", &session.csrf)]);
+    assert_eq!(r.status, 422, "a missing field is an empty value");
+}
+
+#[test]
+fn r2_a_free_edition_org_cannot_set_a_limit() {
+    let app = spawn_app();
+    let org = app.seed_org("tiny", Edition::Free, "UTC");
+    let session = app.sign_in(&org.super_admin);
+    let tab = app.get("/apis/credits", Some(&session));
+    assert_eq!(tab.status, 200);
+    assert!(tab.body.contains("5,000"));
+    assert!(!tab.body.contains("name=\"additional_limit\""));
+    assert!(tab.body.contains("Free edition does not include additional credits"));
+    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &session.csrf)]);
+    assert_eq!(r.status, 403);
+    assert_eq!(app.org_limit(org.org_id), 0);
+}
+
+#[test]
+fn one_orgs_users_never_see_another_orgs_data() {
+    let app = spawn_app();
+    let a = app.seed_org("alpha", Edition::Enterprise, "Europe/Berlin");
+    let b = app.seed_org("beta", Edition::Standard, "UTC");
+    let sa = app.sign_in(&a.super_admin);
+    let r = app.post_signed("/apis/credits/limit", &sa, &[("additional_limit", "77777"), ("csrf_token", &sa.csrf)]);
+    assert_eq!(r.status, 303);
+    let sb = app.sign_in(&b.super_admin);
+    let tab = app.get("/apis/credits", Some(&sb));
+    assert!(tab.body.contains("beta Corp") && !tab.body.contains("alpha Corp"));
+    assert!(!tab.body.contains("77,777") && !tab.body.contains("77777"));
+    let audit = app.get("/apis/credits/audit", Some(&sb));
+    assert!(!audit.body.contains(&a.super_admin) && !audit.body.contains("77,777"));
+    // B's super admin's token cannot change A's limit: the form acts on the signed-in org only.
+    let r = app.post_signed("/apis/credits/limit", &sb, &[("additional_limit", "5"), ("csrf_token", &sb.csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(app.org_limit(a.org_id), 77_777);
+    assert_eq!(app.org_limit(b.org_id), 5);
+}
+
+#[test]
+fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let (wrong, s1) = app.try_sign_in(&org.super_admin, "not-the-password");
+    let (unknown, s2) = app.try_sign_in("nobody@nowhere.example", "not-the-password");
+    assert!(s1.is_none() && s2.is_none());
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, wrong.status);
+    let message = |r: &common::Response| common::text_of_id(&r.body, "signin-error").unwrap_or_default();
+    assert_eq!(message(&wrong), "The email or password is not correct.");
+    assert_eq!(message(&unknown), message(&wrong));
+}
+
+#[test]
+fn sign_in_needs_the_form_token_and_is_throttled() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let r = app.post_form("/login", &[("email", &org.admin), ("password", common::PASSWORD)], None);
+    assert_eq!(r.status, 403);
+    assert!(r.set_cookie("cm_session").is_none());
+    for _ in 0..5 {
+        let (r, _) = app.try_sign_in(&org.admin, "guess");
+        assert_eq!(r.status, 401);
+    }
+    let (r, session) = app.try_sign_in(&org.admin, common::PASSWORD);
+    assert_eq!(r.status, 429, "throttled even with the right password");
+    assert!(session.is_none());
+    assert!(r.body.contains("Too many failed sign-in attempts"));
+}
+
+#[test]
+fn signing_out_ends_the_session() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.admin);
+    let r = app.post_signed("/logout", &session, &[("csrf_token", &session.csrf)]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login"));
+    assert_eq!(app.get("/apis/credits", Some(&session)).status, 303);
+    let forged = Session { cookie: "0".repeat(64), csrf: String::new() };
+    assert_eq!(app.get("/apis/credits", Some(&forged)).status, 303);
+}
+
+#[test]
+fn unknown_pages_and_malformed_forms_are_4xx() {
+    let app = spawn_app();
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.super_admin);
+    assert_eq!(app.get("/no/such/page", Some(&session)).status, 404);
+    let cookie = format!("cm_session={}", session.cookie);
+    let r = common::http::request(
+        app.port,
+        "POST",
+        "/apis/credits/limit",
+        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        b"%%%=&&&additional_limit=%ZZ",
+    );
+    assert!((400..500).contains(&r.status), "{}", r.status);
+    assert_eq!(app.org_limit(org.org_id), 0);
+    assert_eq!(app.get("/healthz", None).status, 200);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn r2_generated_limit_values_never_cause_a_5xx(value in prop_oneof![
+        "\\PC{0,12}",
+        "-?[0-9]{1,9}",
+        "[0-9]{1,3}(,[0-9]{3}){0,2}",
+        "[0-9]{0,6}\\.[0-9]{0,3}",
+    ]) {
+        let (app, org, session) = shared();
+        let before = app.org_limit(*org);
+        let r = app.post_signed("/apis/credits/limit", session, &[("additional_limit", &value), ("csrf_token", &session.csrf)]);
+        prop_assert!(r.status == 303 || r.status == 422, "{:?} gave {}", value, r.status);
+        let after = app.org_limit(*org);
+        match creditmeter::domain::types::AdditionalLimit::parse(&value) {
+            Ok(limit) => prop_assert_eq!(after, limit.get()),
+            Err(_) => { prop_assert_eq!(r.status, 422); prop_assert_eq!(after, before); }
+        }
+    }
+}
+
+/// One server for the generated cases.
+fn shared() -> &'static (TestApp, i64, Session) {
+    static SHARED: std::sync::OnceLock<(TestApp, i64, Session)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let app = spawn_app();
+        let org = app.seed_org("gen", Edition::Standard, "UTC");
+        let session = app.sign_in(&org.super_admin);
+        (app, org.org_id, session)
+    })
+}

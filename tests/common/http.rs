@@ -45,9 +45,34 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
+    parse(&read_response(&mut stream))
+}
+
+/// Read one response: the head, then `Content-Length` bytes, or chunks, or up to EOF.
+fn read_response(stream: &mut TcpStream) -> Vec<u8> {
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).expect("read response");
-    parse(&raw)
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            let chunked = head.contains("transfer-encoding: chunked");
+            let body_len = raw.len() - split - 4;
+            match (length, chunked) {
+                (Some(n), _) if body_len >= n => return raw,
+                (None, true) if raw.ends_with(b"0\r\n\r\n") => return raw,
+                _ => {}
+            }
+        }
+        let n = stream.read(&mut buf).expect("read response");
+        if n == 0 {
+            return raw;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
 }
 
 fn parse(raw: &[u8]) -> Response {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod webdriver;
 
 use chrono::{DateTime, Utc};
 use std::sync::mpsc;

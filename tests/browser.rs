@@ -1,0 +1,79 @@
+//! End-to-end in headless Chromium: sign in, set a limit through the form, read billing details.
+//! Screenshots land in target/screenshots/ at 1280 and 375 px.
+
+mod common;
+
+use chrono::{Duration, Months};
+use common::webdriver;
+use creditmeter::domain::allowance::Edition;
+use creditmeter::domain::calendar;
+use creditmeter::ledger::{self, Kind, UsageRequest};
+
+#[test]
+fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
+    let Some(browser) = webdriver::start(1280, 1300) else { return };
+    let app = common::spawn_app();
+    let org = app.seed_org("acme", Edition::Professional, "America/New_York");
+    let base = format!("http://127.0.0.1:{}", app.port);
+
+    browser.goto(&format!("{base}/apis/credits"));
+    browser.wait_for_url("/login");
+    browser.screenshot("login-1280");
+    browser.type_into("#email", &org.super_admin);
+    browser.type_into("#password", common::PASSWORD);
+    browser.click("button[type=submit]");
+    browser.wait_for_url("/apis/credits");
+    assert!(!browser.source().contains("Billing details"));
+
+    browser.type_into("#additional_limit", "abc");
+    browser.click(".limit-form button[type=submit]");
+    browser.wait_for_url("/apis/credits/limit");
+    assert!(browser.text("#limit-error").contains("whole number"));
+    browser.screenshot("credits-error-1280");
+
+    browser.type_into("#additional_limit", "40000");
+    browser.click(".limit-form button[type=submit]");
+    browser.wait_for_url("/apis/credits");
+    assert!(browser.text(".alert-success").contains("40,000 credits per day"));
+    assert!(browser.text("#billing-details").contains("Billing details"));
+
+    // R7: anchored today (org-local), so the next billing date is one month on.
+    let now = app.clock.now();
+    let zone = calendar::parse_zone("America/New_York").unwrap();
+    let today = calendar::local_day(now, zone);
+    let next = today.checked_add_months(Months::new(1)).unwrap();
+    let billing = browser.text("section[aria-labelledby=billing-details]");
+    assert!(billing.contains("Next billing date"), "{billing}");
+    assert!(billing.contains(&next.format("%-d %b %Y").to_string()), "{billing}");
+    assert!(billing.contains(&format!("{} – {}", today.format("%-d %b %Y"), (next - Duration::days(1)).format("%-d %b %Y"))));
+
+    // Some usage today, through the admission code, then look at the page at both widths.
+    let requests: Vec<UsageRequest> = (0..14)
+        .map(|i| UsageRequest {
+            org_id: org.org_id,
+            kind: Kind::Live,
+            event_id: Some(format!("e2e-{i}")),
+            occurred_at: now,
+            credits: 5_000,
+            operation: "search".into(),
+            client: "web-app".into(),
+            user: String::new(),
+        })
+        .collect();
+    ledger::apply_batch(&mut app.conn(), now, &requests).unwrap();
+    browser.goto(&format!("{base}/apis/credits"));
+    let details = browser.text("section[aria-labelledby=credit-details]");
+    assert!(details.contains("70,000"), "credits used today: {details}");
+    assert!(details.contains("15,000"), "additional credits used today: {details}");
+    let billing = browser.text("section[aria-labelledby=billing-details]");
+    assert!(billing.contains("USD 2.10"), "15,000 additional credits cost 2.10: {billing}");
+    browser.screenshot("credits-1280");
+    browser.resize(375, 1400);
+    // The layout must fit: nothing wider than the viewport.
+    let overflow = browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
+    assert_eq!(overflow, serde_json::Value::Bool(false), "horizontal scrolling at 375 px");
+    browser.screenshot("credits-375");
+    browser.goto(&format!("{base}/apis/credits/audit"));
+    assert!(browser.text("#audit-log").contains("40,000 credits/day"));
+    browser.screenshot("audit-375");
+}

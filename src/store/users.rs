@@ -162,15 +162,16 @@ pub fn create_session(conn: &mut DbConn, user_id: i64, now: DateTime<Utc>) -> Qu
     Ok(NewSession { cookie_value, csrf_token })
 }
 
-/// The user and CSRF token of a live session.
-pub fn session_user(conn: &mut DbConn, cookie_value: &str, now: DateTime<Utc>) -> QueryResult<Option<(UserRow, String)>> {
-    sessions::table
+/// The user, CSRF token and expiry of a live session.
+pub fn session_user(conn: &mut DbConn, cookie_value: &str, now: DateTime<Utc>) -> QueryResult<Option<(UserRow, String, DateTime<Utc>)>> {
+    let found: Option<(UserRow, String, NaiveDateTime)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(secrets::token_hash(cookie_value)))
         .filter(sessions::expires_at.gt(db_time(now)))
-        .select((UserRow::as_select(), sessions::csrf_token))
+        .select((UserRow::as_select(), sessions::csrf_token, sessions::expires_at))
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(found.map(|(user, csrf, expires)| (user, csrf, super::from_db_time(expires))))
 }
 
 pub fn delete_session(conn: &mut DbConn, cookie_value: &str) -> QueryResult<usize> {

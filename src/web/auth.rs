@@ -118,6 +118,7 @@ pub struct CsrfForm {
 pub async fn logout(state: web::Data<AppState>, signed_in: SignedIn, form: web::Form<CsrfForm>) -> Result<HttpResponse, AppError> {
     signed_in.check_csrf(&form.csrf_token)?;
     let cookie_value = signed_in.cookie_value.clone();
+    state.cache.forget_session(&secrets::token_hash(&cookie_value));
     state.db(move |conn| Ok(users::delete_session(conn, &cookie_value)?)).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login"))

@@ -46,6 +46,7 @@ pub fn human_date(day: NaiveDate) -> String {
     day.format("%-d %b %Y").to_string()
 }
 
+#[derive(Clone)]
 pub struct BillingView {
     pub period: String,
     pub next_billing_date: String,
@@ -79,8 +80,8 @@ struct CreditsTab {
     billing: Option<BillingView>,
 }
 
-/// The numbers of the Credits tab, read in one go.
-struct CreditsData {
+/// The numbers of the Credits tab, read in one go (and cached briefly, see `web::cache`).
+pub struct CreditsData {
     local_day: NaiveDate,
     budget: DayBudget,
     billing: Option<BillingView>,
@@ -115,8 +116,16 @@ async fn render_tab(
 ) -> Result<HttpResponse, AppError> {
     let org = signed_in.org.clone();
     let now = state.clock.now();
-    let data = state.db(move |conn| load_credits(conn, &org, now)).await?;
+    let data = match state.cache.credits(org.id) {
+        Some(data) => data,
+        None => {
+            let org_id = org.id;
+            let data = state.db(move |conn| load_credits(conn, &org, now)).await?;
+            state.cache.put_credits(org_id, data)
+        }
+    };
     let b = data.budget;
+    let billing = data.billing.clone();
     let used_today = b.free_used + b.additional_used;
     let edit_note = signed_in.limit_change_refusal();
     let tab = CreditsTab {
@@ -141,7 +150,7 @@ async fn render_tab(
         form_value: form_value.unwrap_or_else(|| b.additional_limit.to_string()),
         form_error,
         flash,
-        billing: data.billing,
+        billing,
     };
     let mut response = page(status, &tab)?;
     response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
@@ -196,6 +205,7 @@ pub async fn set_limit(state: web::Data<AppState>, signed_in: SignedIn, form: we
     let local_today = signed_in.org.local_day(now);
     let who = signed_in.user.email.clone();
     state.db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?)).await?;
+    state.cache.invalidate_org(org_id);
     tracing::info!(org = org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/apis/credits"))

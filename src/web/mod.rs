@@ -2,6 +2,7 @@
 //! Handlers are thin: parse input into domain types, call the store or ledger, render.
 
 pub mod auth;
+pub mod cache;
 pub mod credits;
 pub mod error;
 pub mod session;
@@ -19,11 +20,18 @@ pub struct AppState {
     pub clock: Clock,
     pub secure_cookies: bool,
     pub throttle: session::SignInThrottle,
+    pub cache: cache::ReadCache<credits::CreditsData>,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, clock: Clock, secure_cookies: bool) -> Self {
-        AppState { pool, clock, secure_cookies, throttle: session::SignInThrottle::default() }
+        AppState {
+            pool,
+            clock,
+            secure_cookies,
+            throttle: session::SignInThrottle::default(),
+            cache: cache::ReadCache::new(cache::DEFAULT_TTL),
+        }
     }
 
     /// Run blocking database work on the blocking thread pool.

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::cache::SessionEntry;
 use super::{AppError, AppState};
 use crate::domain::allowance::Edition;
 use crate::secrets;
@@ -80,14 +81,23 @@ impl FromRequest for SignedIn {
             let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
             let cookie_value = cookie.filter(|c| c.len() == 64).ok_or(AppError::SignInRequired)?;
             let now = state.clock.now();
-            let lookup = cookie_value.clone();
-            let (user, org, csrf_token) = state
-                .db(move |conn| {
-                    let (user, csrf) = users::session_user(conn, &lookup, now)?.ok_or(AppError::SignInRequired)?;
-                    let org = orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
-                    Ok((user, org, csrf))
-                })
-                .await?;
+            let cookie_hash = secrets::token_hash(&cookie_value);
+            let entry = match state.cache.session(&cookie_hash, now) {
+                Some(entry) => entry,
+                None => {
+                    let lookup = cookie_value.clone();
+                    let entry = state
+                        .db(move |conn| {
+                            let found = users::session_user(conn, &lookup, now)?.ok_or(AppError::SignInRequired)?;
+                            let (user, csrf_token, expires_at) = found;
+                            let org = orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
+                            Ok(SessionEntry { user, org, csrf_token, expires_at })
+                        })
+                        .await?;
+                    state.cache.put_session(cookie_hash, entry)
+                }
+            };
+            let SessionEntry { user, org, csrf_token, .. } = (*entry).clone();
             Ok(SignedIn { user, org, csrf_token, cookie_value })
         })
     }

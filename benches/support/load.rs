@@ -1,0 +1,107 @@
+//! A small closed-loop HTTP/1.1 load generator: N keep-alive connections on 127.0.0.1, each
+//! sending the next request when the previous answer is read. Bounded in time and count.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+pub struct Figures {
+    pub label: String,
+    pub requests: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Figures {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    pub fn print(&self) {
+        println!(
+            "{:<34} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} requests, {} non-2xx)",
+            self.label,
+            self.rps(),
+            self.p50_ms,
+            self.p99_ms,
+            self.requests,
+            self.errors
+        );
+    }
+}
+
+/// Read one response from a keep-alive connection; returns its status.
+pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    buf.clear();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..split]).unwrap_or("");
+            let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+                })
+                .unwrap_or(0);
+            if buf.len() >= split + 4 + length {
+                return Ok(status);
+            }
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Run `connections` loops for `duration`, each sending `request` (a full HTTP/1.1 request).
+pub fn run(label: &str, port: u16, connections: usize, duration: Duration, request: &[u8]) -> Figures {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..connections)
+        .map(|_| {
+            let request = request.to_vec();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                stream.set_nodelay(true).ok();
+                let mut latencies = Vec::with_capacity(100_000);
+                let mut errors = 0;
+                let mut buf = Vec::with_capacity(64 * 1024);
+                while start.elapsed() < duration {
+                    let sent = Instant::now();
+                    stream.write_all(&request).expect("send");
+                    match read_response(&mut stream, &mut buf) {
+                        Ok(status) if (200..300).contains(&status) => {}
+                        Ok(_) => errors += 1,
+                        Err(_) => {
+                            errors += 1;
+                            stream = TcpStream::connect(("127.0.0.1", port)).expect("reconnect");
+                        }
+                    }
+                    latencies.push(sent.elapsed());
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (lat, err) = h.join().unwrap();
+        all.extend(lat);
+        errors += err;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    Figures { label: label.to_string(), requests: all.len(), errors, seconds, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+}
+
+pub fn get_request(path: &str, extra_headers: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}\r\n").into_bytes()
+}

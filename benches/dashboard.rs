@@ -14,17 +14,33 @@ use creditmeter::startup::{Application, Settings};
 use creditmeter::store::users;
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("bench.db").display())).unwrap();
+    let database = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .unwrap();
     let pool = db::connect(&database, 16).unwrap();
     let clock = Clock::Real;
     let demo = creditmeter::demo::load(&mut pool.get().unwrap(), clock.now()).expect("demo data");
-    let owner = users::find_by_email(&mut pool.get().unwrap(), demo.users[0].email).unwrap().unwrap();
+    let owner = users::find_by_email(&mut pool.get().unwrap(), demo.users[0].email)
+        .unwrap()
+        .unwrap();
     let session = users::create_session(&mut pool.get().unwrap(), owner.id, clock.now()).unwrap();
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let settings = Settings { bind: "127.0.0.1:0".into(), database, clock, secure_cookies: false, workers: None };
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database,
+        clock,
+        secure_cookies: false,
+        workers: None,
+        group_commit: true,
+    };
     let server_pool = pool.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
@@ -43,10 +59,25 @@ fn main() {
     // Warm up both paths, then measure them back to back.
     load::run("warm-up", port, 4, Duration::from_millis(500), &tab);
     load::run("warm-up", port, 4, Duration::from_millis(500), &file);
-    println!("dashboard benchmark: {connections} connections, {seconds} s each, demo database ({} events)", demo.events);
-    let static_file = load::run("static file /static/ping.txt", port, connections, duration, &file);
+    println!(
+        "dashboard benchmark: {connections} connections, {seconds} s each, demo database ({} events)",
+        demo.events
+    );
+    let static_file = load::run(
+        "static file /static/ping.txt",
+        port,
+        connections,
+        duration,
+        &file,
+    );
     static_file.print();
-    let credits = load::run("Credits tab /apis/credits", port, connections, duration, &tab);
+    let credits = load::run(
+        "Credits tab /apis/credits",
+        port,
+        connections,
+        duration,
+        &tab,
+    );
     credits.print();
     assert_eq!(credits.errors, 0, "the Credits tab answered with errors");
     println!(

@@ -15,11 +15,15 @@ use crate::domain::pricing::{MAX_QUOTE_CREDITS, PricePlan};
 use crate::domain::types::DayRange;
 use crate::secrets;
 use crate::store::orgs::{self, NewOrg, OrgUpdate};
-use crate::store::users::{self, Role};
 use crate::store::plans;
+use crate::store::users::{self, Role};
 
 #[derive(Debug, Parser)]
-#[command(name = "creditmeter", version, about = "Pay-as-you-go API credits: dashboard, gateway API and billing")]
+#[command(
+    name = "creditmeter",
+    version,
+    about = "Pay-as-you-go API credits: dashboard, gateway API and billing"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -28,7 +32,12 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct DbArgs {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB
-    #[arg(long = "database", env = "CREDITMETER_DATABASE", default_value = "sqlite://creditmeter.db", value_name = "URL")]
+    #[arg(
+        long = "database",
+        env = "CREDITMETER_DATABASE",
+        default_value = "sqlite://creditmeter.db",
+        value_name = "URL"
+    )]
     pub url: String,
 }
 
@@ -60,6 +69,17 @@ pub enum Command {
     /// Manage price plans
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Import usage from a CSV file (id,timestamp,credits[,operation,client,user])
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: i64,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +96,9 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Give every usage write its own transaction instead of batching concurrent ones (benchmarks)
+    #[arg(long = "no-group-commit")]
+    pub no_group_commit: bool,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -239,6 +262,7 @@ pub fn run(cli: Cli, clock: Clock) -> Result<()> {
         Command::Quote(args) => quote(args),
         Command::Plan(PlanCommand::Publish(args)) => plan_publish(args, clock),
         Command::Plan(PlanCommand::Check(args)) => plan_check(args),
+        Command::Import(args) => import(args, clock),
     }
 }
 
@@ -250,7 +274,15 @@ fn org_create(args: OrgCreateArgs, clock: Clock) -> Result<()> {
     let edition = parse_edition(&args.edition)?;
     let zone = calendar::parse_zone(&args.timezone)?;
     let mut conn = args.db.open()?;
-    let org = NewOrg { name, zone, allowance: Allowance { edition, licences: args.licences, add_on_credits: args.add_on_credits } };
+    let org = NewOrg {
+        name,
+        zone,
+        allowance: Allowance {
+            edition,
+            licences: args.licences,
+            add_on_credits: args.add_on_credits,
+        },
+    };
     let id = orgs::create(&mut conn, &org, clock.now()).context("cannot create the org")?;
     eprintln!(
         "created org {id} ({}, {} edition, {} free credits a day, zone {})",
@@ -269,9 +301,16 @@ fn require_org(conn: &mut DbConn, org_id: i64) -> Result<orgs::OrgRow> {
 
 fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
     let edition = args.edition.as_deref().map(parse_edition).transpose()?;
-    let zone = args.timezone.as_deref().map(calendar::parse_zone).transpose()?;
+    let zone = args
+        .timezone
+        .as_deref()
+        .map(calendar::parse_zone)
+        .transpose()?;
     let name = args.name.as_deref().map(str::trim).map(str::to_string);
-    if name.as_deref().is_some_and(|n| n.is_empty() || n.chars().count() > 200) {
+    if name
+        .as_deref()
+        .is_some_and(|n| n.is_empty() || n.chars().count() > 200)
+    {
         bail!("--name must be 1 to 200 characters");
     }
     let webhook_url = match (&args.webhook_url, args.no_webhook) {
@@ -285,7 +324,14 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
         }
         (None, false) => None,
     };
-    let change = OrgUpdate { name, edition, licences: args.licences, add_on_credits: args.add_on_credits, zone, webhook_url };
+    let change = OrgUpdate {
+        name,
+        edition,
+        licences: args.licences,
+        add_on_credits: args.add_on_credits,
+        zone,
+        webhook_url,
+    };
     if change.name.is_none()
         && change.edition.is_none()
         && change.licences.is_none()
@@ -293,14 +339,22 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
         && change.zone.is_none()
         && change.webhook_url.is_none()
     {
-        bail!("nothing to change: give at least one of --name, --edition, --licences, --add-on-credits, --timezone, --webhook-url, --no-webhook");
+        bail!(
+            "nothing to change: give at least one of --name, --edition, --licences, --add-on-credits, --timezone, --webhook-url, --no-webhook"
+        );
     }
     let mut conn = args.db.open()?;
     let org = require_org(&mut conn, args.org_id)?;
     orgs::update(&mut conn, org.id, &change, clock.now()).context("cannot update the org")?;
     if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some() {
-        let effective = org.local_day(clock.now()).succ_opt().unwrap_or(NaiveDate::MAX);
-        eprintln!("updated org {}; the new allowance applies from {effective}", org.id);
+        let effective = org
+            .local_day(clock.now())
+            .succ_opt()
+            .unwrap_or(NaiveDate::MAX);
+        eprintln!(
+            "updated org {}; the new allowance applies from {effective}",
+            org.id
+        );
     } else {
         eprintln!("updated org {}", org.id);
     }
@@ -309,7 +363,10 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
 
 fn read_password_line() -> Result<String> {
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from standard input")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password).to_string();
     if password.chars().count() < 8 {
@@ -325,8 +382,13 @@ pub fn valid_email(email: &str) -> bool {
     let email = email.trim();
     match email.split_once('@') {
         Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
-                && !email.chars().any(char::is_whitespace) && email.len() <= 254 && !domain.contains('@')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !email.chars().any(char::is_whitespace)
+                && email.len() <= 254
+                && !domain.contains('@')
         }
         None => false,
     }
@@ -341,11 +403,27 @@ fn user_add(args: UserAddArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
     if users::find_by_email(&mut conn, &args.email)?.is_some() {
-        bail!("a user with email {} exists already", users::normalize_email(&args.email));
+        bail!(
+            "a user with email {} exists already",
+            users::normalize_email(&args.email)
+        );
     }
-    let hash = secrets::hash_password(&password).map_err(|e| anyhow!("cannot hash the password: {e}"))?;
-    let id = users::add(&mut conn, args.org_id, &args.email, role, &hash, clock.now()).context("cannot add the user")?;
-    eprintln!("added user {id} ({}) as {role} of org {}", users::normalize_email(&args.email), args.org_id);
+    let hash =
+        secrets::hash_password(&password).map_err(|e| anyhow!("cannot hash the password: {e}"))?;
+    let id = users::add(
+        &mut conn,
+        args.org_id,
+        &args.email,
+        role,
+        &hash,
+        clock.now(),
+    )
+    .context("cannot add the user")?;
+    eprintln!(
+        "added user {id} ({}) as {role} of org {}",
+        users::normalize_email(&args.email),
+        args.org_id
+    );
     Ok(())
 }
 
@@ -353,13 +431,17 @@ fn token_create(args: TokenCreateArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
     let token = users::create_token(&mut conn, args.org_id, clock.now())?;
-    eprintln!("created an API token for org {}; it is shown once, only its hash is stored", args.org_id);
+    eprintln!(
+        "created an API token for org {}; it is shown once, only its hash is stored",
+        args.org_id
+    );
     println!("{token}");
     Ok(())
 }
 
 fn read_plan(path: &PathBuf) -> Result<PricePlan> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read plan file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read plan file {}", path.display()))?;
     PricePlan::from_toml(&text).with_context(|| format!("plan file {}", path.display()))
 }
 
@@ -374,9 +456,17 @@ fn quote(args: QuoteArgs) -> Result<()> {
         return Ok(());
     }
     use crate::domain::money::{format_exact, group_thousands};
-    println!("{} additional credits in one day, priced per {} credits:", group_thousands(quote.credits), group_thousands(plan.block));
+    println!(
+        "{} additional credits in one day, priced per {} credits:",
+        group_thousands(quote.credits),
+        group_thousands(plan.block)
+    );
     for line in &quote.lines {
-        let flat = if line.flat.is_zero() { String::new() } else { format!(" + flat {}", format_exact(line.flat, &plan.currency)) };
+        let flat = if line.flat.is_zero() {
+            String::new()
+        } else {
+            format!(" + flat {}", format_exact(line.flat, &plan.currency))
+        };
         println!(
             "  tier {}: credits {:>11} to {:>11}  {:>11} x {} {}{}  = {}",
             line.tier,
@@ -398,13 +488,24 @@ fn plan_publish(args: PlanPublishArgs, clock: Clock) -> Result<()> {
     let plan = read_plan(&args.file)?;
     let mut conn = args.db.open()?;
     let id = plans::publish(&mut conn, &plan, args.effective, clock.now())?;
-    eprintln!("published plan {id} ({}, {} tiers) effective from {}", plan.currency, plan.tiers.len(), args.effective);
+    eprintln!(
+        "published plan {id} ({}, {} tiers) effective from {}",
+        plan.currency,
+        plan.tiers.len(),
+        args.effective
+    );
     Ok(())
 }
 
 fn plan_check(args: PlanCheckArgs) -> Result<()> {
     let plan = read_plan(&args.file)?;
-    eprintln!("plan file {} is valid: {}, {} tiers, per {} credits", args.file.display(), plan.currency, plan.tiers.len(), plan.block);
+    eprintln!(
+        "plan file {} is valid: {}, {} tiers, per {} credits",
+        args.file.display(),
+        plan.currency,
+        plan.tiers.len(),
+        plan.block
+    );
     Ok(())
 }
 
@@ -418,6 +519,7 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         clock,
         secure_cookies: args.secure_cookies,
         workers: args.workers.map(usize::from),
+        group_commit: !args.no_group_commit,
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;
@@ -452,4 +554,72 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         let _ = std::io::stdout().flush();
         app.run().await.context("server stopped with an error")
     })
+}
+
+/// Rows per transaction during an import.
+const IMPORT_CHUNK: usize = 10_000;
+
+fn import(args: ImportArgs, clock: Clock) -> Result<()> {
+    use crate::import;
+    use std::io::IsTerminal;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (mut rows, bad) = import::parse(&text, args.org_id)
+        .map_err(|b| anyhow!("{} line {}: {}", args.file.display(), b.line, b.reason))?;
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    for b in &bad {
+        eprintln!("line {}: {}", b.line, b.reason);
+    }
+    // The whole file is one report: admitted in timestamp order (R12).
+    rows.sort_by_key(|r| r.request.occurred_at);
+    let total = rows.len();
+    let progress = std::io::stderr().is_terminal();
+    let mut summary = import::Summary::default();
+    for (n, chunk) in rows.chunks(IMPORT_CHUNK).enumerate() {
+        let requests: Vec<_> = chunk.iter().map(|r| r.request.clone()).collect();
+        let outcomes = crate::ledger::apply_batch(&mut conn, clock.now(), &requests)
+            .context("cannot record usage")?;
+        for (row, outcome) in chunk.iter().zip(&outcomes) {
+            summary.add(row.line, outcome);
+        }
+        if progress {
+            let done = (n * IMPORT_CHUNK + chunk.len()).min(total);
+            let width = 30;
+            let filled = if total == 0 {
+                width
+            } else {
+                done * width / total
+            };
+            eprint!(
+                "\r[{}{}] {done}/{total} rows",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    for (line, reason) in summary.refused.iter().take(50) {
+        eprintln!("line {line}: refused {reason}");
+    }
+    if summary.refused.len() > 50 {
+        eprintln!("... and {} more refused rows", summary.refused.len() - 50);
+    }
+    eprintln!(
+        "imported {}: {} accepted, {} duplicates, {} refused, {} bad rows",
+        args.file.display(),
+        summary.accepted,
+        summary.duplicates,
+        summary.refused.len(),
+        bad.len()
+    );
+    if !bad.is_empty() {
+        bail!(
+            "{} bad rows were skipped (listed above); the other rows were imported",
+            bad.len()
+        );
+    }
+    Ok(())
 }

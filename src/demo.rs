@@ -13,9 +13,9 @@ use crate::domain::calendar;
 use crate::domain::types::AdditionalLimit;
 use crate::ledger::{self, Kind, UsageRequest};
 use crate::secrets;
+use crate::store::limits;
 use crate::store::orgs::{self, NewOrg};
 use crate::store::users::{self, Role};
-use crate::store::limits;
 
 pub const DEMO_ZONE: chrono_tz::Tz = chrono_tz::America::New_York;
 const DEMO_USERS: [(&str, Role); 3] = [
@@ -23,8 +23,19 @@ const DEMO_USERS: [(&str, Role); 3] = [
     ("admin@northwind.example", Role::Admin),
     ("dev@northwind.example", Role::User),
 ];
-const OPERATIONS: [(&str, u32); 5] = [("search", 40), ("geocode", 25), ("translate", 15), ("ocr", 12), ("embeddings", 8)];
-const CLIENTS: [(&str, u32); 4] = [("web-app", 45), ("mobile-ios", 25), ("batch-etl", 20), ("partner-portal", 10)];
+const OPERATIONS: [(&str, u32); 5] = [
+    ("search", 40),
+    ("geocode", 25),
+    ("translate", 15),
+    ("ocr", 12),
+    ("embeddings", 8),
+];
+const CLIENTS: [(&str, u32); 4] = [
+    ("web-app", 45),
+    ("mobile-ios", 25),
+    ("batch-etl", 20),
+    ("partner-portal", 10),
+];
 
 pub struct DemoUser {
     pub email: &'static str,
@@ -53,12 +64,23 @@ pub fn load(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Demo> {
             let password = new_password();
             let hash = secrets::hash_password(&password).map_err(anyhow::Error::msg)?;
             users::set_password(conn, email, &hash)?;
-            list.push(DemoUser { email, password, role });
+            list.push(DemoUser {
+                email,
+                password,
+                role,
+            });
         }
-        return Ok(Demo { org_id: owner.org_id, users: list, token: None, events: 0 });
+        return Ok(Demo {
+            org_id: owner.org_id,
+            users: list,
+            token: None,
+            events: 0,
+        });
     }
     if !orgs::list(conn)?.is_empty() {
-        bail!("--demo needs an empty database, and this one has orgs but no demo org: use another --database");
+        bail!(
+            "--demo needs an empty database, and this one has orgs but no demo org: use another --database"
+        );
     }
     create(conn, now)
 }
@@ -69,7 +91,11 @@ fn create(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Demo> {
     let org = NewOrg {
         name: "Northwind Analytics".into(),
         zone: DEMO_ZONE,
-        allowance: Allowance { edition: Edition::Professional, licences: 20, add_on_credits: 0 },
+        allowance: Allowance {
+            edition: Edition::Professional,
+            licences: 20,
+            add_on_credits: 0,
+        },
     };
     let org_id = orgs::create(conn, &org, created).context("demo org")?;
     let mut list = Vec::new();
@@ -77,7 +103,11 @@ fn create(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Demo> {
         let password = new_password();
         let hash = secrets::hash_password(&password).map_err(anyhow::Error::msg)?;
         users::add(conn, org_id, email, role, &hash, created).context("demo user")?;
-        list.push(DemoUser { email, password, role });
+        list.push(DemoUser {
+            email,
+            password,
+            role,
+        });
     }
     let token = users::create_token(conn, org_id, created).context("demo token")?;
 
@@ -85,8 +115,24 @@ fn create(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Demo> {
     let first_set = calendar::day_start(today - Duration::days(90), DEMO_ZONE) + Duration::hours(9);
     let raised = calendar::day_start(today - Duration::days(35), DEMO_ZONE) + Duration::hours(14);
     let owner = DEMO_USERS[0].0;
-    limits::set(conn, org_id, AdditionalLimit::new(150_000)?, owner, first_set, calendar::local_day(first_set, DEMO_ZONE)).context("limit 1")?;
-    limits::set(conn, org_id, AdditionalLimit::new(200_000)?, owner, raised, calendar::local_day(raised, DEMO_ZONE)).context("limit 2")?;
+    limits::set(
+        conn,
+        org_id,
+        AdditionalLimit::new(150_000)?,
+        owner,
+        first_set,
+        calendar::local_day(first_set, DEMO_ZONE),
+    )
+    .context("limit 1")?;
+    limits::set(
+        conn,
+        org_id,
+        AdditionalLimit::new(200_000)?,
+        owner,
+        raised,
+        calendar::local_day(raised, DEMO_ZONE),
+    )
+    .context("limit 2")?;
 
     let free_allowance = org.allowance.daily_free_credits();
     let mut rng = StdRng::seed_from_u64(20261124);
@@ -100,7 +146,12 @@ fn create(conn: &mut DbConn, now: DateTime<Utc>) -> Result<Demo> {
             ledger::apply_batch(conn, now, batch).context("usage")?;
         }
     }
-    Ok(Demo { org_id, users: list, token: Some(token), events })
+    Ok(Demo {
+        org_id,
+        users: list,
+        token: Some(token),
+        events,
+    })
 }
 
 fn pick<'a>(rng: &mut StdRng, weighted: &[(&'a str, u32)]) -> &'a str {
@@ -117,7 +168,14 @@ fn pick<'a>(rng: &mut StdRng, weighted: &[(&'a str, u32)]) -> &'a str {
 
 /// One day's events: weekdays mostly past the free credits, weekends inside them, a few days that
 /// run into the limit. Business hours get most of the traffic. Today stops at `now`.
-fn day_of_usage(rng: &mut StdRng, org_id: i64, local_day: NaiveDate, free: i64, limit: i64, now: DateTime<Utc>) -> Vec<UsageRequest> {
+fn day_of_usage(
+    rng: &mut StdRng,
+    org_id: i64,
+    local_day: NaiveDate,
+    free: i64,
+    limit: i64,
+    now: DateTime<Utc>,
+) -> Vec<UsageRequest> {
     let weekend = matches!(local_day.weekday(), Weekday::Sat | Weekday::Sun);
     let target = if weekend {
         rng.gen_range(free * 3 / 10..free * 8 / 10)
@@ -134,7 +192,11 @@ fn day_of_usage(rng: &mut StdRng, org_id: i64, local_day: NaiveDate, free: i64, 
     while total < target {
         let credits = rng.gen_range(200..3_000).min(target - total).max(1);
         // Busier from 08:00 to 19:00 local time.
-        let second = if rng.gen_ratio(3, 4) { rng.gen_range(8 * 3600..19 * 3600) } else { rng.gen_range(0..length) };
+        let second = if rng.gen_ratio(3, 4) {
+            rng.gen_range(8 * 3600..19 * 3600)
+        } else {
+            rng.gen_range(0..length)
+        };
         let occurred_at = start + Duration::seconds(second.min(length - 1));
         total += credits;
         n += 1;

@@ -10,7 +10,9 @@ use creditmeter::clock::Clock;
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
             // clap's message without its usage block, folded onto one line.
@@ -32,7 +34,10 @@ fn main() -> ExitCode {
         }
     };
     if let Clock::Fixed(now) = clock {
-        eprintln!("warning: CREDITMETER_NOW is set: the clock is fixed at {}", now.to_rfc3339());
+        eprintln!(
+            "warning: CREDITMETER_NOW is set: the clock is fixed at {}",
+            now.to_rfc3339()
+        );
     }
     match cli::run(cli, clock) {
         Ok(()) => ExitCode::SUCCESS,

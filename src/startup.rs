@@ -1,9 +1,12 @@
 //! Build the HTTP application: bind the listener (port 0 in tests), expose the port, run.
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer};
 use actix_web::web::Data;
+use actix_web::{App, HttpServer};
 use std::net::TcpListener;
+use std::sync::Arc;
+
+use crate::ledger::writer::Writer;
 
 use crate::clock::Clock;
 use crate::db::{self, DatabaseUrl, DbPool};
@@ -17,6 +20,8 @@ pub struct Settings {
     /// Mark cookies `Secure` (when served over TLS, directly or behind a proxy).
     pub secure_cookies: bool,
     pub workers: Option<usize>,
+    /// Batch concurrent usage writes into one transaction (off only to measure the difference).
+    pub group_commit: bool,
 }
 
 pub struct Application {
@@ -36,14 +41,29 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
-        let state = Data::new(AppState::new(pool.clone(), settings.clock, settings.secure_cookies));
-        let mut server = HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
-            .listen(listener)?
-            .shutdown_timeout(30);
+        let writer = Arc::new(Writer::start(
+            &settings.database,
+            settings.clock,
+            settings.group_commit,
+        )?);
+        let state = Data::new(AppState::new(
+            pool.clone(),
+            writer,
+            settings.clock,
+            settings.secure_cookies,
+        ));
+        let mut server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+                .listen(listener)?
+                .shutdown_timeout(30);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
-        Ok(Application { port, server: server.run(), pool })
+        Ok(Application {
+            port,
+            server: server.run(),
+            pool,
+        })
     }
 
     pub fn port(&self) -> u16 {

@@ -11,7 +11,9 @@ use creditmeter::ledger::{self, Kind, UsageRequest};
 
 #[test]
 fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
-    let Some(browser) = webdriver::start(1280, 1300) else { return };
+    let Some(browser) = webdriver::start(1280, 1300) else {
+        return;
+    };
     let app = common::spawn_app();
     let org = app.seed_org("acme", Edition::Professional, "America/New_York");
     let base = format!("http://127.0.0.1:{}", app.port);
@@ -34,7 +36,11 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     browser.type_into("#additional_limit", "40000");
     browser.click(".limit-form button[type=submit]");
     browser.wait_for_url("/apis/credits");
-    assert!(browser.text(".alert-success").contains("40,000 credits per day"));
+    assert!(
+        browser
+            .text(".alert-success")
+            .contains("40,000 credits per day")
+    );
     assert!(browser.text("#billing-details").contains("Billing details"));
 
     // R7: anchored today (org-local), so the next billing date is one month on.
@@ -44,8 +50,15 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     let next = today.checked_add_months(Months::new(1)).unwrap();
     let billing = browser.text("section[aria-labelledby=billing-details]");
     assert!(billing.contains("Next billing date"), "{billing}");
-    assert!(billing.contains(&next.format("%-d %b %Y").to_string()), "{billing}");
-    assert!(billing.contains(&format!("{} – {}", today.format("%-d %b %Y"), (next - Duration::days(1)).format("%-d %b %Y"))));
+    assert!(
+        billing.contains(&next.format("%-d %b %Y").to_string()),
+        "{billing}"
+    );
+    assert!(billing.contains(&format!(
+        "{} – {}",
+        today.format("%-d %b %Y"),
+        (next - Duration::days(1)).format("%-d %b %Y")
+    )));
 
     // Some usage today, through the admission code, then look at the page at both widths.
     let requests: Vec<UsageRequest> = (0..14)
@@ -62,18 +75,31 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
         .collect();
     ledger::apply_batch(&mut app.conn(), now, &requests).unwrap();
     // Written behind the server's back: the dashboard's read cache shows it within its TTL.
-    std::thread::sleep(creditmeter::web::cache::DEFAULT_TTL + std::time::Duration::from_millis(100));
+    std::thread::sleep(
+        creditmeter::web::cache::DEFAULT_TTL + std::time::Duration::from_millis(100),
+    );
     browser.goto(&format!("{base}/apis/credits"));
     let details = browser.text("section[aria-labelledby=credit-details]");
     assert!(details.contains("70,000"), "credits used today: {details}");
-    assert!(details.contains("15,000"), "additional credits used today: {details}");
+    assert!(
+        details.contains("15,000"),
+        "additional credits used today: {details}"
+    );
     let billing = browser.text("section[aria-labelledby=billing-details]");
-    assert!(billing.contains("USD 2.10"), "15,000 additional credits cost 2.10: {billing}");
+    assert!(
+        billing.contains("USD 2.10"),
+        "15,000 additional credits cost 2.10: {billing}"
+    );
     browser.screenshot("credits-1280");
     browser.resize(375, 1400);
     // The layout must fit: nothing wider than the viewport.
-    let overflow = browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
-    assert_eq!(overflow, serde_json::Value::Bool(false), "horizontal scrolling at 375 px");
+    let overflow =
+        browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
+    assert_eq!(
+        overflow,
+        serde_json::Value::Bool(false),
+        "horizontal scrolling at 375 px"
+    );
     browser.screenshot("credits-375");
     browser.goto(&format!("{base}/apis/credits/audit"));
     assert!(browser.text("#audit-log").contains("40,000 credits/day"));

@@ -15,23 +15,40 @@ struct Run {
 
 fn run_with(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_creditmeter"));
-    cmd.args(args).env_remove("CREDITMETER_DATABASE").env_remove("CREDITMETER_NOW");
+    cmd.args(args)
+        .env_remove("CREDITMETER_DATABASE")
+        .env_remove("CREDITMETER_NOW");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("binary starts");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     let run = Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
-    assert!(!run.stderr.contains("panicked"), "panic in {args:?}: {}", run.stderr);
+    assert!(
+        !run.stderr.contains("panicked"),
+        "panic in {args:?}: {}",
+        run.stderr
+    );
     run
 }
 
@@ -60,9 +77,17 @@ fn db_url(dir: &Path) -> (PathBuf, String) {
 /// A bad call fails with exit code != 0 and one line on stderr.
 fn assert_refused(out: &Run, expected: &str) {
     assert_ne!(out.code, 0);
-    let lines = out.stderr.lines().filter(|l| !l.starts_with("warning: CREDITMETER_NOW")).count();
+    let lines = out
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("warning: CREDITMETER_NOW"))
+        .count();
     assert_eq!(lines, 1, "one line expected, got {:?}", out.stderr);
-    assert!(out.stderr.contains(expected), "{expected:?} not in {:?}", out.stderr);
+    assert!(
+        out.stderr.contains(expected),
+        "{expected:?} not in {:?}",
+        out.stderr
+    );
     assert!(out.stdout.is_empty());
 }
 
@@ -75,10 +100,18 @@ fn verify_cli() {
 fn r5_quote_gives_the_worked_values() {
     let q = quote_json("80000", None);
     assert_eq!(q["amount"], "6.80");
-    let lines: Vec<&str> = q["lines"].as_array().unwrap().iter().map(|l| l["amount"].as_str().unwrap()).collect();
+    let lines: Vec<&str> = q["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["amount"].as_str().unwrap())
+        .collect();
     assert_eq!(lines, ["3.50", "3.30"]);
     let q = quote_json("12345", None);
-    assert_eq!((q["amount"].as_str(), q["exact"].as_str()), (Some("1.73"), Some("1.7283")));
+    assert_eq!(
+        (q["amount"].as_str(), q["exact"].as_str()),
+        (Some("1.73"), Some("1.7283"))
+    );
     assert_eq!(quote_json("100000", None)["amount"], "8.00");
     assert_eq!(quote_json("500000", None)["amount"], "21.75");
     assert_eq!(quote_json("1", None)["amount"], "0.00");
@@ -106,24 +139,83 @@ fn r6_quote_honours_a_plan_file_with_a_flat_fee() {
 fn bad_input_gets_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let bad_plan = dir.path().join("bad.toml");
-    std::fs::write(&bad_plan, "currency = \"USD\"\nblock = 1000\n[[tiers]]\nup_to = 10\nprice = \"-1\"\n").unwrap();
+    std::fs::write(
+        &bad_plan,
+        "currency = \"USD\"\nblock = 1000\n[[tiers]]\nup_to = 10\nprice = \"-1\"\n",
+    )
+    .unwrap();
     let bad = bad_plan.display().to_string();
     assert_refused(&run(&["quote", "--credits", "5", "--plan", &bad]), "price");
     std::fs::write(&bad_plan, "this is not toml [").unwrap();
-    assert_refused(&run(&["quote", "--credits", "5", "--plan", &bad]), "not valid TOML");
+    assert_refused(
+        &run(&["quote", "--credits", "5", "--plan", &bad]),
+        "not valid TOML",
+    );
     assert_refused(&run(&["quote", "--credits", "-5"]), "negative");
     assert_refused(&run(&["quote", "--credits", "abc"]), "whole number");
     assert_refused(&run(&["quote", "--credits", "1.5"]), "whole number");
-    assert_refused(&run(&["quote", "--credits", "99999999999999999999"]), "whole number");
+    assert_refused(
+        &run(&["quote", "--credits", "99999999999999999999"]),
+        "whole number",
+    );
 
     let (path, url) = db_url(dir.path());
-    assert_refused(&run(&["org", "create", "--name", "A", "--edition", "gold", "--database", &url]), "unknown edition");
     assert_refused(
-        &run(&["org", "create", "--name", "A", "--edition", "standard", "--timezone", "Mars/Base", "--database", &url]),
+        &run(&[
+            "org",
+            "create",
+            "--name",
+            "A",
+            "--edition",
+            "gold",
+            "--database",
+            &url,
+        ]),
+        "unknown edition",
+    );
+    assert_refused(
+        &run(&[
+            "org",
+            "create",
+            "--name",
+            "A",
+            "--edition",
+            "standard",
+            "--timezone",
+            "Mars/Base",
+            "--database",
+            &url,
+        ]),
         "unknown time zone",
     );
-    assert_refused(&run(&["org", "create", "--name", "A", "--edition", "standard", "--licences", "-3", "--database", &url]), "negative");
-    assert_refused(&run(&["org", "create", "--name", "A", "--edition", "standard", "--database", "mysql://x"]), "unsupported database URL");
+    assert_refused(
+        &run(&[
+            "org",
+            "create",
+            "--name",
+            "A",
+            "--edition",
+            "standard",
+            "--licences",
+            "-3",
+            "--database",
+            &url,
+        ]),
+        "negative",
+    );
+    assert_refused(
+        &run(&[
+            "org",
+            "create",
+            "--name",
+            "A",
+            "--edition",
+            "standard",
+            "--database",
+            "mysql://x",
+        ]),
+        "unsupported database URL",
+    );
     assert!(!path.exists(), "nothing may be written on bad input");
     assert_refused(&run(&["org", "create", "--edition", "standard"]), "--name");
 }
@@ -132,19 +224,100 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
 fn operator_sets_up_an_org_on_a_fresh_sqlite_file() {
     let dir = tempfile::tempdir().unwrap();
     let (path, url) = db_url(dir.path());
-    let out = run(&["org", "create", "--name", "Acme", "--edition", "standard", "--licences", "10", "--timezone", "Europe/Berlin", "--database", &url]);
+    let out = run(&[
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--edition",
+        "standard",
+        "--licences",
+        "10",
+        "--timezone",
+        "Europe/Berlin",
+        "--database",
+        &url,
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let org_id = out.stdout.trim().to_string();
-    assert!(org_id.parse::<i64>().is_ok(), "only the id on stdout: {:?}", out.stdout);
+    assert!(
+        org_id.parse::<i64>().is_ok(),
+        "only the id on stdout: {:?}",
+        out.stdout
+    );
     assert!(out.stderr.contains("52500"), "{}", out.stderr);
 
-    let out = run_with(&["user", "add", "--org", &org_id, "--email", "Boss@Acme.example", "--role", "super_admin", "--password-stdin", "--database", &url], Some("s3cret-password\n"), &[]);
+    let out = run_with(
+        &[
+            "user",
+            "add",
+            "--org",
+            &org_id,
+            "--email",
+            "Boss@Acme.example",
+            "--role",
+            "super_admin",
+            "--password-stdin",
+            "--database",
+            &url,
+        ],
+        Some("s3cret-password\n"),
+        &[],
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run_with(&["user", "add", "--org", &org_id, "--email", "boss@acme.example", "--role", "admin", "--password-stdin", "--database", &url], Some("another-password\n"), &[]);
+    let out = run_with(
+        &[
+            "user",
+            "add",
+            "--org",
+            &org_id,
+            "--email",
+            "boss@acme.example",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--database",
+            &url,
+        ],
+        Some("another-password\n"),
+        &[],
+    );
     assert_refused(&out, "exists already");
-    let out = run_with(&["user", "add", "--org", &org_id, "--email", "x@acme.example", "--role", "owner", "--password-stdin", "--database", &url], Some("another-password\n"), &[]);
+    let out = run_with(
+        &[
+            "user",
+            "add",
+            "--org",
+            &org_id,
+            "--email",
+            "x@acme.example",
+            "--role",
+            "owner",
+            "--password-stdin",
+            "--database",
+            &url,
+        ],
+        Some("another-password\n"),
+        &[],
+    );
     assert_refused(&out, "unknown role");
-    let out = run_with(&["user", "add", "--org", "999", "--email", "y@acme.example", "--role", "admin", "--password-stdin", "--database", &url], Some("another-password\n"), &[]);
+    let out = run_with(
+        &[
+            "user",
+            "add",
+            "--org",
+            "999",
+            "--email",
+            "y@acme.example",
+            "--role",
+            "admin",
+            "--password-stdin",
+            "--database",
+            &url,
+        ],
+        Some("another-password\n"),
+        &[],
+    );
     assert_refused(&out, "no org with id 999");
 
     let out = run(&["token", "create", "--org", &org_id, "--database", &url]);
@@ -165,11 +338,22 @@ fn operator_sets_up_an_org_on_a_fresh_sqlite_file() {
     let url_parsed = creditmeter::db::DatabaseUrl::parse(&url).unwrap();
     let mut conn = creditmeter::db::connect_one(&url_parsed).unwrap();
     let id: i64 = org_id.parse().unwrap();
-    assert_eq!(creditmeter::store::users::org_for_token(&mut conn, &token).unwrap(), Some(id));
-    assert_eq!(creditmeter::store::users::org_for_token(&mut conn, "cm_nope").unwrap(), None);
-    let user = creditmeter::store::users::find_by_email(&mut conn, "boss@acme.example").unwrap().unwrap();
+    assert_eq!(
+        creditmeter::store::users::org_for_token(&mut conn, &token).unwrap(),
+        Some(id)
+    );
+    assert_eq!(
+        creditmeter::store::users::org_for_token(&mut conn, "cm_nope").unwrap(),
+        None
+    );
+    let user = creditmeter::store::users::find_by_email(&mut conn, "boss@acme.example")
+        .unwrap()
+        .unwrap();
     assert!(user.password_hash.starts_with("$argon2id$"));
-    assert!(creditmeter::secrets::verify_password("s3cret-password", &user.password_hash));
+    assert!(creditmeter::secrets::verify_password(
+        "s3cret-password",
+        &user.password_hash
+    ));
 }
 
 #[test]
@@ -177,20 +361,72 @@ fn r11_org_update_applies_the_allowance_from_the_next_local_day() {
     let dir = tempfile::tempdir().unwrap();
     let (_, url) = db_url(dir.path());
     let now = [("CREDITMETER_NOW", "2026-03-10T12:00:00Z")];
-    let out = run_with(&["org", "create", "--name", "Acme", "--edition", "standard", "--database", &url], None, &now);
-    assert!(out.stderr.contains("CREDITMETER_NOW"), "the fixed clock is announced");
+    let out = run_with(
+        &[
+            "org",
+            "create",
+            "--name",
+            "Acme",
+            "--edition",
+            "standard",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
+    assert!(
+        out.stderr.contains("CREDITMETER_NOW"),
+        "the fixed clock is announced"
+    );
     let org_id = out.stdout.trim().to_string();
-    let out = run_with(&["org", "update", "--org", &org_id, "--licences", "10", "--database", &url], None, &now);
+    let out = run_with(
+        &[
+            "org",
+            "update",
+            "--org",
+            &org_id,
+            "--licences",
+            "10",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("2026-03-11"), "{}", out.stderr);
-    assert_refused(&run(&["org", "update", "--org", &org_id, "--database", &url]), "nothing to change");
-    assert_refused(&run(&["org", "update", "--org", &org_id, "--edition", "platinum", "--database", &url]), "unknown edition");
+    assert_refused(
+        &run(&["org", "update", "--org", &org_id, "--database", &url]),
+        "nothing to change",
+    );
+    assert_refused(
+        &run(&[
+            "org",
+            "update",
+            "--org",
+            &org_id,
+            "--edition",
+            "platinum",
+            "--database",
+            &url,
+        ]),
+        "unknown edition",
+    );
 
-    let mut conn = creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
-    let org = creditmeter::store::orgs::find(&mut conn, org_id.parse().unwrap()).unwrap().unwrap();
+    let mut conn =
+        creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let org = creditmeter::store::orgs::find(&mut conn, org_id.parse().unwrap())
+        .unwrap()
+        .unwrap();
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let mut free = |d| creditmeter::store::orgs::free_allowance_on(&mut conn, &org, day(d)).unwrap();
-    assert_eq!(free("2026-01-01"), 50_000, "days before creation use the allowance at creation");
+    let mut free =
+        |d| creditmeter::store::orgs::free_allowance_on(&mut conn, &org, day(d)).unwrap();
+    assert_eq!(
+        free("2026-01-01"),
+        50_000,
+        "days before creation use the allowance at creation"
+    );
     assert_eq!(free("2026-03-10"), 50_000);
     assert_eq!(free("2026-03-11"), 52_500);
 }
@@ -200,22 +436,78 @@ fn r6_plan_publish_only_for_days_no_org_has_reached() {
     let dir = tempfile::tempdir().unwrap();
     let (_, url) = db_url(dir.path());
     let plan = dir.path().join("plan.toml");
-    std::fs::write(&plan, "currency = \"USD\"\nblock = 1000\n[[tiers]]\nprice = \"0.10\"\n").unwrap();
+    std::fs::write(
+        &plan,
+        "currency = \"USD\"\nblock = 1000\n[[tiers]]\nprice = \"0.10\"\n",
+    )
+    .unwrap();
     let plan = plan.display().to_string();
     let now = [("CREDITMETER_NOW", "2026-03-10T12:00:00Z")];
-    let out = run_with(&["plan", "publish", &plan, "--effective", "2026-03-11", "--database", &url], None, &now);
+    let out = run_with(
+        &[
+            "plan",
+            "publish",
+            &plan,
+            "--effective",
+            "2026-03-11",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_refused(&out, "already begun");
-    let out = run_with(&["plan", "publish", &plan, "--effective", "2026-03-12", "--database", &url], None, &now);
+    let out = run_with(
+        &[
+            "plan",
+            "publish",
+            &plan,
+            "--effective",
+            "2026-03-12",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run_with(&["plan", "publish", &plan, "--effective", "2026-03-12", "--database", &url], None, &now);
+    let out = run_with(
+        &[
+            "plan",
+            "publish",
+            &plan,
+            "--effective",
+            "2026-03-12",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_refused(&out, "already takes effect");
-    let out = run_with(&["plan", "publish", &plan, "--effective", "2026-02-30", "--database", &url], None, &now);
+    let out = run_with(
+        &[
+            "plan",
+            "publish",
+            &plan,
+            "--effective",
+            "2026-02-30",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_refused(&out, "not a date");
 
-    let mut conn = creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let mut conn =
+        creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
     let (_, before) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-11")).unwrap();
     let (_, after) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-12")).unwrap();
-    assert_eq!(before, creditmeter::domain::pricing::PricePlan::default_plan());
+    assert_eq!(
+        before,
+        creditmeter::domain::pricing::PricePlan::default_plan()
+    );
     assert_eq!(after.quote(10_000).amount.to_string(), "1.00");
 }

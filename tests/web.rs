@@ -9,8 +9,13 @@ use proptest::prelude::*;
 const PAGES: [&str; 2] = ["/apis/credits", "/apis/credits/audit"];
 
 fn assert_security_headers(r: &common::Response) {
-    let csp = r.header("content-security-policy").expect("CSP on every page");
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    let csp = r
+        .header("content-security-policy")
+        .expect("CSP on every page");
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
 }
@@ -24,7 +29,11 @@ fn signed_out_visitors_are_sent_to_sign_in() {
         assert_eq!(r.status, 303, "{page}");
         assert_eq!(r.header("location"), Some("/login"));
     }
-    let r = app.post_form("/apis/credits/limit", &[("additional_limit", "1000"), ("csrf_token", "x")], None);
+    let r = app.post_form(
+        "/apis/credits/limit",
+        &[("additional_limit", "1000"), ("csrf_token", "x")],
+        None,
+    );
     assert_eq!(r.status, 303);
     assert_eq!(app.org_limit(org.org_id), 0);
     let login = app.get("/login", None);
@@ -32,7 +41,10 @@ fn signed_out_visitors_are_sent_to_sign_in() {
     assert_security_headers(&login);
     assert!(login.body.contains("name=\"csrf_token\""));
     let cookie = login.headers_named("set-cookie").join(" ");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
 }
 
 #[test]
@@ -45,8 +57,13 @@ fn a_plain_user_gets_403_on_every_page_and_form() {
         assert_eq!(r.status, 403, "{page}");
         assert!(r.body.contains("super admins and admins"), "{}", r.body);
     }
-    let csrf = common::hidden_csrf(&app.get("/apis/credits", Some(&session)).body).unwrap_or_default();
-    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &csrf)]);
+    let csrf =
+        common::hidden_csrf(&app.get("/apis/credits", Some(&session)).body).unwrap_or_default();
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[("additional_limit", "1000"), ("csrf_token", &csrf)],
+    );
     assert_eq!(r.status, 403);
     assert_eq!(app.org_limit(org.org_id), 0);
 }
@@ -59,11 +76,21 @@ fn an_admin_reads_everything_but_cannot_change_the_limit() {
     let tab = app.get("/apis/credits", Some(&session));
     assert_eq!(tab.status, 200);
     assert_security_headers(&tab);
-    assert!(tab.body.contains("Credit details") && tab.body.contains("52,500"), "R1: standard with 10 licences");
-    assert!(!tab.body.contains("name=\"additional_limit\""), "no limit form for an admin");
+    assert!(
+        tab.body.contains("Credit details") && tab.body.contains("52,500"),
+        "R1: standard with 10 licences"
+    );
+    assert!(
+        !tab.body.contains("name=\"additional_limit\""),
+        "no limit form for an admin"
+    );
     assert!(tab.body.contains("Only a super admin can change"));
     assert_eq!(app.get("/apis/credits/audit", Some(&session)).status, 200);
-    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &session.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[("additional_limit", "1000"), ("csrf_token", &session.csrf)],
+    );
     assert_eq!(r.status, 403);
     assert_eq!(app.org_limit(org.org_id), 0);
 }
@@ -75,26 +102,58 @@ fn r2_a_super_admin_sets_the_limit_and_sees_billing_details() {
     let session = app.sign_in(&org.super_admin);
     let before = app.get("/apis/credits", Some(&session));
     assert!(before.body.contains("name=\"additional_limit\""));
-    assert!(!before.body.contains("Billing details"), "no billing details before a limit was ever set");
+    assert!(
+        !before.body.contains("Billing details"),
+        "no billing details before a limit was ever set"
+    );
 
-    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "25,000"), ("csrf_token", &session.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[
+            ("additional_limit", "25,000"),
+            ("csrf_token", &session.csrf),
+        ],
+    );
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/apis/credits"));
     assert_eq!(app.org_limit(org.org_id), 25_000);
 
-    let flash = r.set_cookie("cm_flash").expect("a message for the next page");
+    let flash = r
+        .set_cookie("cm_flash")
+        .expect("a message for the next page");
     let cookie = format!("cm_session={}; cm_flash={flash}", session.cookie);
-    let after = common::http::request(app.port, "GET", "/apis/credits", &[("Cookie", &cookie)], b"");
-    assert!(after.body.contains("The additional credit limit is now 25,000 credits per day."), "{}", after.body);
+    let after = common::http::request(
+        app.port,
+        "GET",
+        "/apis/credits",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert!(
+        after
+            .body
+            .contains("The additional credit limit is now 25,000 credits per day."),
+        "{}",
+        after.body
+    );
     assert!(after.body.contains("Billing details"));
     // R7: anchored on 31 Jan, the next billing date is clamped to 28 Feb.
-    assert!(after.body.contains("31 Jan 2026 – 27 Feb 2026"), "{}", after.body);
+    assert!(
+        after.body.contains("31 Jan 2026 – 27 Feb 2026"),
+        "{}",
+        after.body
+    );
     assert!(after.body.contains("28 Feb 2026"));
     assert!(after.body.contains("USD 0.00"));
     assert!(after.body.contains("href=\"/apis/credits/details\""));
 
     let audit = app.get("/apis/credits/audit", Some(&session));
-    assert!(audit.body.contains(&org.super_admin) && audit.body.contains("25,000 credits/day") && audit.body.contains("Off"));
+    assert!(
+        audit.body.contains(&org.super_admin)
+            && audit.body.contains("25,000 credits/day")
+            && audit.body.contains("Off")
+    );
 }
 
 #[test]
@@ -113,11 +172,19 @@ fn r2_forms_without_the_right_csrf_token_change_nothing() {
     }
     // Another session's token is not this session's.
     let other = app.sign_in(&org.admin);
-    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &other.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[("additional_limit", "1000"), ("csrf_token", &other.csrf)],
+    );
     assert_eq!(r.status, 403);
     let r = app.post_signed("/logout", &session, &[("csrf_token", "wrong")]);
     assert_eq!(r.status, 403);
-    assert_eq!(app.get("/apis/credits", Some(&session)).status, 200, "still signed in");
+    assert_eq!(
+        app.get("/apis/credits", Some(&session)).status,
+        200,
+        "still signed in"
+    );
     assert_eq!(app.org_limit(org.org_id), 0);
 }
 
@@ -133,13 +200,21 @@ fn r2_invalid_limits_get_a_message_and_change_nothing() {
         ("12.5", "whole number"),
         ("", "Enter the additional credit limit"),
     ] {
-        let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", value), ("csrf_token", &session.csrf)]);
+        let r = app.post_signed(
+            "/apis/credits/limit",
+            &session,
+            &[("additional_limit", value), ("csrf_token", &session.csrf)],
+        );
         assert_eq!(r.status, 422, "{value:?}");
         assert!(r.body.contains(message), "{value:?}: {message:?} missing");
         assert!(r.body.contains("aria-invalid=\"true\""));
         assert_eq!(app.org_limit(org.org_id), 0);
     }
-    let r = app.post_signed("/apis/credits/limit", &session, &[("csrf_token", &session.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[("csrf_token", &session.csrf)],
+    );
     assert_eq!(r.status, 422, "a missing field is an empty value");
 }
 
@@ -152,8 +227,15 @@ fn r2_a_free_edition_org_cannot_set_a_limit() {
     assert_eq!(tab.status, 200);
     assert!(tab.body.contains("5,000"));
     assert!(!tab.body.contains("name=\"additional_limit\""));
-    assert!(tab.body.contains("Free edition does not include additional credits"));
-    let r = app.post_signed("/apis/credits/limit", &session, &[("additional_limit", "1000"), ("csrf_token", &session.csrf)]);
+    assert!(
+        tab.body
+            .contains("Free edition does not include additional credits")
+    );
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[("additional_limit", "1000"), ("csrf_token", &session.csrf)],
+    );
     assert_eq!(r.status, 403);
     assert_eq!(app.org_limit(org.org_id), 0);
 }
@@ -164,7 +246,11 @@ fn one_orgs_users_never_see_another_orgs_data() {
     let a = app.seed_org("alpha", Edition::Enterprise, "Europe/Berlin");
     let b = app.seed_org("beta", Edition::Standard, "UTC");
     let sa = app.sign_in(&a.super_admin);
-    let r = app.post_signed("/apis/credits/limit", &sa, &[("additional_limit", "77777"), ("csrf_token", &sa.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &sa,
+        &[("additional_limit", "77777"), ("csrf_token", &sa.csrf)],
+    );
     assert_eq!(r.status, 303);
     let sb = app.sign_in(&b.super_admin);
     let tab = app.get("/apis/credits", Some(&sb));
@@ -173,7 +259,11 @@ fn one_orgs_users_never_see_another_orgs_data() {
     let audit = app.get("/apis/credits/audit", Some(&sb));
     assert!(!audit.body.contains(&a.super_admin) && !audit.body.contains("77,777"));
     // B's super admin's token cannot change A's limit: the form acts on the signed-in org only.
-    let r = app.post_signed("/apis/credits/limit", &sb, &[("additional_limit", "5"), ("csrf_token", &sb.csrf)]);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &sb,
+        &[("additional_limit", "5"), ("csrf_token", &sb.csrf)],
+    );
     assert_eq!(r.status, 303);
     assert_eq!(app.org_limit(a.org_id), 77_777);
     assert_eq!(app.org_limit(b.org_id), 5);
@@ -188,7 +278,8 @@ fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
     assert!(s1.is_none() && s2.is_none());
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, wrong.status);
-    let message = |r: &common::Response| common::text_of_id(&r.body, "signin-error").unwrap_or_default();
+    let message =
+        |r: &common::Response| common::text_of_id(&r.body, "signin-error").unwrap_or_default();
     assert_eq!(message(&wrong), "The email or password is not correct.");
     assert_eq!(message(&unknown), message(&wrong));
 }
@@ -197,7 +288,11 @@ fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
 fn sign_in_needs_the_form_token_and_is_throttled() {
     let app = spawn_app();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
-    let r = app.post_form("/login", &[("email", &org.admin), ("password", common::PASSWORD)], None);
+    let r = app.post_form(
+        "/login",
+        &[("email", &org.admin), ("password", common::PASSWORD)],
+        None,
+    );
     assert_eq!(r.status, 403);
     assert!(r.set_cookie("cm_session").is_none());
     for _ in 0..5 {
@@ -219,7 +314,10 @@ fn signing_out_ends_the_session() {
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/login"));
     assert_eq!(app.get("/apis/credits", Some(&session)).status, 303);
-    let forged = Session { cookie: "0".repeat(64), csrf: String::new() };
+    let forged = Session {
+        cookie: "0".repeat(64),
+        csrf: String::new(),
+    };
     assert_eq!(app.get("/apis/credits", Some(&forged)).status, 303);
 }
 
@@ -234,7 +332,10 @@ fn unknown_pages_and_malformed_forms_are_4xx() {
         app.port,
         "POST",
         "/apis/credits/limit",
-        &[("Cookie", &cookie), ("Content-Type", "application/x-www-form-urlencoded")],
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
         b"%%%=&&&additional_limit=%ZZ",
     );
     assert!((400..500).contains(&r.status), "{}", r.status);

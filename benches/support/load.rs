@@ -40,12 +40,18 @@ pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resu
     loop {
         if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..split]).unwrap_or("");
-            let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let length = head
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok()).flatten()
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
                 })
                 .unwrap_or(0);
             if buf.len() >= split + 4 + length {
@@ -54,14 +60,23 @@ pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resu
         }
         let n = stream.read(&mut chunk)?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
 
 /// Run `connections` loops for `duration`, each sending `request` (a full HTTP/1.1 request).
-pub fn run(label: &str, port: u16, connections: usize, duration: Duration, request: &[u8]) -> Figures {
+pub fn run(
+    label: &str,
+    port: u16,
+    connections: usize,
+    duration: Duration,
+    request: &[u8],
+) -> Figures {
     let start = Instant::now();
     let handles: Vec<_> = (0..connections)
         .map(|_| {
@@ -98,8 +113,18 @@ pub fn run(label: &str, port: u16, connections: usize, duration: Duration, reque
     }
     let seconds = start.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
-    Figures { label: label.to_string(), requests: all.len(), errors, seconds, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        label: label.to_string(),
+        requests: all.len(),
+        errors,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 pub fn get_request(path: &str, extra_headers: &str) -> Vec<u8> {

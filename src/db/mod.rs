@@ -3,11 +3,11 @@
 
 pub mod schema;
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::time::Duration;
 
@@ -41,7 +41,10 @@ pub enum DbError {
 impl DatabaseUrl {
     pub fn parse(url: &str) -> Result<Self, DbError> {
         let url = url.trim();
-        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
                 return Err(DbError::BadUrl(url.to_string()));
             }
@@ -82,18 +85,21 @@ impl ManageConnection for Manager {
     fn connect(&self) -> Result<DbConn, r2d2::Error> {
         match &self.url {
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
-                conn.batch_execute(SQLITE_PRAGMAS).map_err(r2d2::Error::QueryError)?;
+                let mut conn =
+                    SqliteConnection::establish(path).map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConn::Sqlite(conn))
             }
-            DatabaseUrl::Postgres(url) => {
-                PgConnection::establish(url).map(DbConn::Postgresql).map_err(r2d2::Error::ConnectionError)
-            }
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map(DbConn::Postgresql)
+                .map_err(r2d2::Error::ConnectionError),
         }
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> Result<(), r2d2::Error> {
-        conn.batch_execute("SELECT 1").map_err(r2d2::Error::QueryError)
+        conn.batch_execute("SELECT 1")
+            .map_err(r2d2::Error::QueryError)
     }
 
     fn has_broken(&self, _conn: &mut DbConn) -> bool {
@@ -107,7 +113,9 @@ pub type PooledConn = PooledConnection<Manager>;
 /// Open (creating a SQLite file if needed), migrate, and pool.
 pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, DbError> {
     let manager = Manager::new(url.clone());
-    let mut first = manager.connect().map_err(|e| DbError::Connect(e.to_string()))?;
+    let mut first = manager
+        .connect()
+        .map_err(|e| DbError::Connect(e.to_string()))?;
     run_migrations(&mut first)?;
     drop(first);
     Pool::builder()
@@ -119,7 +127,9 @@ pub fn connect(url: &DatabaseUrl, max_size: u32) -> Result<DbPool, DbError> {
 
 /// Open one connection, migrated, outside any pool (CLI commands, the ledger's writer).
 pub fn connect_one(url: &DatabaseUrl) -> Result<DbConn, DbError> {
-    let mut conn = Manager::new(url.clone()).connect().map_err(|e| DbError::Connect(e.to_string()))?;
+    let mut conn = Manager::new(url.clone())
+        .connect()
+        .map_err(|e| DbError::Connect(e.to_string()))?;
     run_migrations(&mut conn)?;
     Ok(conn)
 }

@@ -76,17 +76,40 @@ mod tests {
     use proptest::prelude::*;
 
     fn budget(free_allowance: i64, additional_limit: i64) -> DayBudget {
-        DayBudget { free_allowance, free_used: 0, additional_limit, additional_used: 0 }
+        DayBudget {
+            free_allowance,
+            free_used: 0,
+            additional_limit,
+            additional_used: 0,
+        }
     }
 
     #[test]
     fn r4_free_first_then_additional_then_refused_whole() {
         let mut day = budget(100, 50);
-        assert_eq!(day.spend(80), Ok(Spend { free: 80, additional: 0 }));
-        assert_eq!(day.spend(40), Ok(Spend { free: 20, additional: 20 }));
+        assert_eq!(
+            day.spend(80),
+            Ok(Spend {
+                free: 80,
+                additional: 0
+            })
+        );
+        assert_eq!(
+            day.spend(40),
+            Ok(Spend {
+                free: 20,
+                additional: 20
+            })
+        );
         assert_eq!(day.spend(31), Err(LimitHit::Additional));
         assert_eq!((day.free_used, day.additional_used), (100, 20));
-        assert_eq!(day.spend(30), Ok(Spend { free: 0, additional: 30 }));
+        assert_eq!(
+            day.spend(30),
+            Ok(Spend {
+                free: 0,
+                additional: 30
+            })
+        );
         assert_eq!(day.spend(1), Err(LimitHit::Additional));
     }
 
@@ -94,13 +117,24 @@ mod tests {
     fn r4_without_a_limit_the_free_limit_is_hit() {
         let mut day = budget(10, 0);
         assert_eq!(day.spend(11), Err(LimitHit::Free));
-        assert_eq!(day.spend(10), Ok(Spend { free: 10, additional: 0 }));
+        assert_eq!(
+            day.spend(10),
+            Ok(Spend {
+                free: 10,
+                additional: 0
+            })
+        );
         assert_eq!(day.spend(1), Err(LimitHit::Free));
     }
 
     #[test]
     fn r11_lowering_the_limit_below_spent_refuses_further_calls() {
-        let mut day = DayBudget { free_allowance: 10, free_used: 10, additional_limit: 5, additional_used: 8 };
+        let mut day = DayBudget {
+            free_allowance: 10,
+            free_used: 10,
+            additional_limit: 5,
+            additional_used: 8,
+        };
         assert_eq!(day.additional_remaining(), 0);
         assert_eq!(day.spend(1), Err(LimitHit::Additional));
     }

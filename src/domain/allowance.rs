@@ -18,8 +18,13 @@ pub enum Edition {
 pub struct UnknownEdition(pub String);
 
 impl Edition {
-    pub const ALL: [Edition; 5] =
-        [Edition::Free, Edition::Standard, Edition::Professional, Edition::Enterprise, Edition::Ultimate];
+    pub const ALL: [Edition; 5] = [
+        Edition::Free,
+        Edition::Standard,
+        Edition::Professional,
+        Edition::Enterprise,
+        Edition::Ultimate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,7 +109,11 @@ impl Allowance {
         let raw = self
             .edition
             .base()
-            .saturating_add(self.licences.max(0).saturating_mul(self.edition.per_licence()))
+            .saturating_add(
+                self.licences
+                    .max(0)
+                    .saturating_mul(self.edition.per_licence()),
+            )
             .saturating_add(self.add_on_credits.max(0));
         match self.edition.maximum() {
             Some(max) => raw.min(max),
@@ -139,7 +148,12 @@ mod tests {
     use super::*;
 
     fn free(edition: Edition, licences: i64, add_on: i64) -> i64 {
-        Allowance { edition, licences, add_on_credits: add_on }.daily_free_credits()
+        Allowance {
+            edition,
+            licences,
+            add_on_credits: add_on,
+        }
+        .daily_free_credits()
     }
 
     #[test]
@@ -157,7 +171,13 @@ mod tests {
     #[test]
     fn editions_parse_and_refuse_unknown_names() {
         assert_eq!("Professional".parse::<Edition>(), Ok(Edition::Professional));
-        assert!("gold".parse::<Edition>().unwrap_err().to_string().contains("unknown edition"));
+        assert!(
+            "gold"
+                .parse::<Edition>()
+                .unwrap_err()
+                .to_string()
+                .contains("unknown edition")
+        );
         assert!(!Edition::Free.may_buy_additional());
         assert!(Edition::Standard.may_buy_additional());
     }
@@ -165,10 +185,20 @@ mod tests {
     #[test]
     fn r11_changes_apply_from_their_day_and_creation_covers_the_past() {
         let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
-        let at = |edition, licences| Allowance { edition, licences, add_on_credits: 0 };
+        let at = |edition, licences| Allowance {
+            edition,
+            licences,
+            add_on_credits: 0,
+        };
         let history = [
-            AllowanceChange { effective_from: day(10), allowance: at(Edition::Standard, 0) },
-            AllowanceChange { effective_from: day(15), allowance: at(Edition::Standard, 10) },
+            AllowanceChange {
+                effective_from: day(10),
+                allowance: at(Edition::Standard, 0),
+            },
+            AllowanceChange {
+                effective_from: day(15),
+                allowance: at(Edition::Standard, 10),
+            },
         ];
         assert_eq!(allowance_on(&history, day(1)).unwrap().licences, 0);
         assert_eq!(allowance_on(&history, day(14)).unwrap().licences, 0);

@@ -38,7 +38,9 @@ pub fn seconds_until_next_day(now: DateTime<Utc>, zone: Tz) -> i64 {
 
 /// Parse an IANA time zone name.
 pub fn parse_zone(name: &str) -> Result<Tz, UnknownZone> {
-    name.trim().parse::<Tz>().map_err(|_| UnknownZone(name.to_string()))
+    name.trim()
+        .parse::<Tz>()
+        .map_err(|_| UnknownZone(name.to_string()))
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,11 +74,17 @@ impl BillingPeriod {
 /// The start of period `index` of a cycle anchored on `anchor`: anchor + index months, clamped to
 /// the month's last day (anchor 31 Jan → 28/29 Feb → 31 Mar).
 pub fn period_start(anchor: NaiveDate, index: u32) -> NaiveDate {
-    anchor.checked_add_months(Months::new(index)).unwrap_or(NaiveDate::MAX)
+    anchor
+        .checked_add_months(Months::new(index))
+        .unwrap_or(NaiveDate::MAX)
 }
 
 pub fn billing_period(anchor: NaiveDate, index: u32) -> BillingPeriod {
-    BillingPeriod { index, start: period_start(anchor, index), end: period_start(anchor, index + 1) }
+    BillingPeriod {
+        index,
+        start: period_start(anchor, index),
+        end: period_start(anchor, index + 1),
+    }
 }
 
 /// The billing period that contains `local_day`, or `None` before the anchor.
@@ -84,7 +92,8 @@ pub fn period_containing(anchor: NaiveDate, local_day: NaiveDate) -> Option<Bill
     if local_day < anchor {
         return None;
     }
-    let months = (local_day.year() - anchor.year()) * 12 + local_day.month() as i32 - anchor.month() as i32;
+    let months =
+        (local_day.year() - anchor.year()) * 12 + local_day.month() as i32 - anchor.month() as i32;
     let mut index = months.max(0) as u32;
     // The estimate is right or one too high (when the day of month is before the anchor's).
     while index > 0 && period_start(anchor, index) > local_day {
@@ -110,7 +119,10 @@ mod tests {
         let instant = Utc.with_ymd_and_hms(2026, 3, 1, 23, 30, 0).unwrap();
         assert_eq!(local_day(instant, chrono_tz::UTC), date(2026, 3, 1));
         assert_eq!(local_day(instant, chrono_tz::Asia::Tokyo), date(2026, 3, 2));
-        assert_eq!(local_day(instant, chrono_tz::America::Los_Angeles), date(2026, 3, 1));
+        assert_eq!(
+            local_day(instant, chrono_tz::America::Los_Angeles),
+            date(2026, 3, 1)
+        );
     }
 
     #[test]
@@ -131,7 +143,10 @@ mod tests {
         assert_eq!(period_start(anchor, 2), date(2026, 3, 31));
         assert_eq!(period_start(date(2028, 1, 31), 1), date(2028, 2, 29));
         let p = period_containing(anchor, date(2026, 3, 15)).unwrap();
-        assert_eq!((p.index, p.start, p.end), (1, date(2026, 2, 28), date(2026, 3, 31)));
+        assert_eq!(
+            (p.index, p.start, p.end),
+            (1, date(2026, 2, 28), date(2026, 3, 31))
+        );
         assert_eq!(period_containing(anchor, date(2026, 1, 30)), None);
     }
 

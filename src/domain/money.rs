@@ -67,7 +67,11 @@ pub fn display_amount(minor: i64, currency: &str) -> String {
     let digits = minor_digits(currency);
     let unit = 10i64.pow(digits);
     let whole = group_thousands(minor / unit);
-    let whole = if minor < 0 && minor / unit == 0 { format!("-{whole}") } else { whole };
+    let whole = if minor < 0 && minor / unit == 0 {
+        format!("-{whole}")
+    } else {
+        whole
+    };
     if digits == 0 {
         format!("{currency} {whole}")
     } else {
@@ -99,7 +103,13 @@ mod tests {
         assert_eq!(group_thousands(52500), "52,500");
         assert_eq!(group_thousands(-1000), "-1,000");
         assert_eq!(group_thousands(999), "999");
-        assert_eq!(format_exact(Decimal::from_str("3.5").unwrap(), "USD"), "3.50");
-        assert_eq!(format_exact(Decimal::from_str("1.72830").unwrap(), "USD"), "1.7283");
+        assert_eq!(
+            format_exact(Decimal::from_str("3.5").unwrap(), "USD"),
+            "3.50"
+        );
+        assert_eq!(
+            format_exact(Decimal::from_str("1.72830").unwrap(), "USD"),
+            "1.7283"
+        );
     }
 }

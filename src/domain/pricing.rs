@@ -19,7 +19,11 @@ pub struct Tier {
     #[serde(with = "rust_decimal::serde::str")]
     pub price: Decimal,
     /// Charged once on a day whose credits enter this tier.
-    #[serde(default, with = "rust_decimal::serde::str_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub flat: Option<Decimal>,
 }
 
@@ -101,7 +105,8 @@ impl PricePlan {
 
     /// Parse and validate a TOML plan file (SPEC §5).
     pub fn from_toml(text: &str) -> Result<Self, PlanError> {
-        let file: PlanFile = toml::from_str(text).map_err(|e| PlanError::Syntax(e.message().to_string()))?;
+        let file: PlanFile =
+            toml::from_str(text).map_err(|e| PlanError::Syntax(e.message().to_string()))?;
         let mut tiers = Vec::with_capacity(file.tiers.len());
         for (i, t) in file.tiers.iter().enumerate() {
             let n = i + 1;
@@ -110,9 +115,17 @@ impl PricePlan {
                 None => None,
                 Some(v) => Some(decimal_from_toml(v).ok_or(PlanError::Flat(n))?),
             };
-            tiers.push(Tier { up_to: t.up_to, price, flat });
+            tiers.push(Tier {
+                up_to: t.up_to,
+                price,
+                flat,
+            });
         }
-        let plan = PricePlan { currency: file.currency.trim().to_string(), block: file.block, tiers };
+        let plan = PricePlan {
+            currency: file.currency.trim().to_string(),
+            block: file.block,
+            tiers,
+        };
         plan.validate()?;
         Ok(plan)
     }
@@ -160,7 +173,11 @@ impl PricePlan {
             .iter()
             .enumerate()
             .map(|(i, tier)| {
-                let end = if i + 1 == self.tiers.len() { None } else { tier.up_to };
+                let end = if i + 1 == self.tiers.len() {
+                    None
+                } else {
+                    tier.up_to
+                };
                 let range = (start, end);
                 start = tier.up_to.map_or(start, |u| u + 1);
                 range
@@ -196,7 +213,14 @@ impl PricePlan {
             });
         }
         let amount = money::round_to_minor(exact, &self.currency);
-        Quote { credits, currency: self.currency.clone(), block: self.block, exact, amount, lines }
+        Quote {
+            credits,
+            currency: self.currency.clone(),
+            block: self.block,
+            exact,
+            amount,
+            lines,
+        }
     }
 
     /// The rounded charge of a day in minor units (cents for USD).
@@ -281,7 +305,11 @@ mod tests {
         let q = PricePlan::default_plan().quote(12_345);
         assert_eq!(q.exact.normalize().to_string(), "1.7283");
         let q = PricePlan::default_plan().quote(80_000);
-        let lines: Vec<_> = q.lines.iter().map(|l| money::format_exact(l.amount, "USD")).collect();
+        let lines: Vec<_> = q
+            .lines
+            .iter()
+            .map(|l| money::format_exact(l.amount, "USD"))
+            .collect();
         assert_eq!(lines, ["3.50", "3.30"]);
     }
 
@@ -308,9 +336,18 @@ mod tests {
     fn r6_malformed_plans_are_refused_with_reasons() {
         let cases = [
             ("currency = 1", "not valid TOML"),
-            ("currency = \"usd\"\nblock = 1000\n[[tiers]]\nprice = \"1\"", "currency"),
-            ("currency = \"USD\"\nblock = 0\n[[tiers]]\nprice = \"1\"", "block"),
-            ("currency = \"USD\"\nblock = 10\ntiers = []", "at least one tier"),
+            (
+                "currency = \"usd\"\nblock = 1000\n[[tiers]]\nprice = \"1\"",
+                "currency",
+            ),
+            (
+                "currency = \"USD\"\nblock = 0\n[[tiers]]\nprice = \"1\"",
+                "block",
+            ),
+            (
+                "currency = \"USD\"\nblock = 10\ntiers = []",
+                "at least one tier",
+            ),
             (
                 "currency = \"USD\"\nblock = 10\n[[tiers]]\nup_to = 10\nprice = \"1\"\n[[tiers]]\nup_to = 5\nprice = \"1\"",
                 "up_to",
@@ -319,9 +356,18 @@ mod tests {
                 "currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"1\"\n[[tiers]]\nup_to = 5\nprice = \"1\"",
                 "only the last tier",
             ),
-            ("currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"-1\"", "price"),
-            ("currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"abc\"", "price"),
-            ("currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"1\"\nflat = \"x\"", "flat"),
+            (
+                "currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"-1\"",
+                "price",
+            ),
+            (
+                "currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"abc\"",
+                "price",
+            ),
+            (
+                "currency = \"USD\"\nblock = 10\n[[tiers]]\nprice = \"1\"\nflat = \"x\"",
+                "flat",
+            ),
         ];
         for (text, expected) in cases {
             let err = PricePlan::from_toml(text).unwrap_err().to_string();

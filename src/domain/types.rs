@@ -23,7 +23,11 @@ impl AdditionalLimit {
 
     /// Parse a form or CLI value; thousands separators (`25,000` or `25 000`) are accepted.
     pub fn parse(input: &str) -> Result<Self, LimitError> {
-        let cleaned: String = input.trim().chars().filter(|c| *c != ',' && *c != '_' && *c != ' ').collect();
+        let cleaned: String = input
+            .trim()
+            .chars()
+            .filter(|c| *c != ',' && *c != '_' && *c != ' ')
+            .collect();
         if cleaned.is_empty() {
             return Err(LimitError::Empty);
         }
@@ -45,7 +49,11 @@ impl AdditionalLimit {
     }
 
     pub fn new(value: i64) -> Result<Self, LimitError> {
-        if (0..=MAX_ADDITIONAL_LIMIT).contains(&value) { Ok(AdditionalLimit(value)) } else { Err(LimitError::OutOfRange) }
+        if (0..=MAX_ADDITIONAL_LIMIT).contains(&value) {
+            Ok(AdditionalLimit(value))
+        } else {
+            Err(LimitError::OutOfRange)
+        }
     }
 
     pub fn get(self) -> i64 {
@@ -66,7 +74,11 @@ pub struct CreditsError;
 
 impl Credits {
     pub fn new(value: i64) -> Result<Self, CreditsError> {
-        if (1..=MAX_CREDITS_PER_EVENT).contains(&value) { Ok(Credits(value)) } else { Err(CreditsError) }
+        if (1..=MAX_CREDITS_PER_EVENT).contains(&value) {
+            Ok(Credits(value))
+        } else {
+            Err(CreditsError)
+        }
     }
 
     pub fn get(self) -> i64 {
@@ -110,7 +122,8 @@ impl DayRange {
         if trimmed.len() != 10 {
             return Err(RangeError::Malformed(input.chars().take(40).collect()));
         }
-        NaiveDate::parse_from_str(trimmed, "%Y-%m-%d").map_err(|_| RangeError::Malformed(input.chars().take(40).collect()))
+        NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
+            .map_err(|_| RangeError::Malformed(input.chars().take(40).collect()))
     }
 
     /// The `days` days that end on `last` (inclusive).
@@ -139,12 +152,18 @@ mod tests {
         assert_eq!(AdditionalLimit::parse(" 25,000 ").unwrap().get(), 25_000);
         assert_eq!(AdditionalLimit::parse("0").unwrap().get(), 0);
         assert_eq!(AdditionalLimit::parse("500000").unwrap().get(), 500_000);
-        assert_eq!(AdditionalLimit::parse("500001"), Err(LimitError::OutOfRange));
+        assert_eq!(
+            AdditionalLimit::parse("500001"),
+            Err(LimitError::OutOfRange)
+        );
         assert_eq!(AdditionalLimit::parse("-1"), Err(LimitError::OutOfRange));
         assert_eq!(AdditionalLimit::parse("abc"), Err(LimitError::NotWhole));
         assert_eq!(AdditionalLimit::parse("12.5"), Err(LimitError::NotWhole));
         assert_eq!(AdditionalLimit::parse(""), Err(LimitError::Empty));
-        assert_eq!(AdditionalLimit::parse("99999999999999999999999"), Err(LimitError::OutOfRange));
+        assert_eq!(
+            AdditionalLimit::parse("99999999999999999999999"),
+            Err(LimitError::OutOfRange)
+        );
         assert_eq!(AdditionalLimit::parse("-"), Err(LimitError::NotWhole));
     }
 
@@ -153,11 +172,20 @@ mod tests {
         let d = |s| DayRange::parse_date(s).unwrap();
         assert!(DayRange::new(d("2026-01-01"), d("2026-12-31")).is_ok());
         assert!(DayRange::new(d("2024-01-01"), d("2024-12-31")).is_ok()); // 366 days
-        assert!(matches!(DayRange::new(d("2024-01-01"), d("2025-01-01")), Err(RangeError::TooLong { days: 367 })));
-        assert!(matches!(DayRange::new(d("2026-02-02"), d("2026-02-01")), Err(RangeError::Reversed { .. })));
+        assert!(matches!(
+            DayRange::new(d("2024-01-01"), d("2025-01-01")),
+            Err(RangeError::TooLong { days: 367 })
+        ));
+        assert!(matches!(
+            DayRange::new(d("2026-02-02"), d("2026-02-01")),
+            Err(RangeError::Reversed { .. })
+        ));
         assert!(DayRange::parse_date("2026-02-30").is_err());
         assert!(DayRange::parse_date("20260201").is_err());
-        assert_eq!(DayRange::ending_on(d("2026-03-30"), 30).from, d("2026-03-01"));
+        assert_eq!(
+            DayRange::ending_on(d("2026-03-30"), 30).from,
+            d("2026-03-01")
+        );
         assert_eq!(DayRange::ending_on(d("2026-03-30"), 30).days().count(), 30);
     }
 }

@@ -4,6 +4,8 @@
 //! keep the idempotency keys (R9). Nothing is visible, and nothing may be acknowledged, before the
 //! transaction commits.
 
+pub mod writer;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use diesel::QueryResult;
 use std::collections::{HashMap, HashSet};
@@ -59,9 +61,19 @@ impl Refusal {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Accepted { local_day: NaiveDate, free: i64, additional: i64, budget: DayBudget },
-    Duplicate { budget: Option<DayBudget> },
-    Refused { reason: Refusal, budget: Option<DayBudget> },
+    Accepted {
+        local_day: NaiveDate,
+        free: i64,
+        additional: i64,
+        budget: DayBudget,
+    },
+    Duplicate {
+        budget: Option<DayBudget>,
+    },
+    Refused {
+        reason: Refusal,
+        budget: Option<DayBudget>,
+    },
 }
 
 /// How far in the future an event may be dated (R12).
@@ -76,7 +88,9 @@ struct OrgContext {
 
 impl OrgContext {
     fn load(conn: &mut DbConn, org_id: i64) -> QueryResult<Option<Self>> {
-        let Some(org) = orgs::find(conn, org_id)? else { return Ok(None) };
+        let Some(org) = orgs::find(conn, org_id)? else {
+            return Ok(None);
+        };
         Ok(Some(OrgContext {
             allowances: orgs::allowance_history(conn, org_id)?,
             limit_history: limits::history(conn, org_id)?,
@@ -86,11 +100,15 @@ impl OrgContext {
     }
 
     fn free_allowance(&self, local_day: NaiveDate) -> i64 {
-        allowance_on(&self.allowances, local_day).unwrap_or_else(|| self.org.allowance()).daily_free_credits()
+        allowance_on(&self.allowances, local_day)
+            .unwrap_or_else(|| self.org.allowance())
+            .daily_free_credits()
     }
 
     fn is_closed(&self, local_day: NaiveDate) -> bool {
-        self.closed.iter().any(|(start, end)| *start <= local_day && local_day < *end)
+        self.closed
+            .iter()
+            .any(|(start, end)| *start <= local_day && local_day < *end)
     }
 }
 
@@ -100,24 +118,41 @@ struct DayState {
 }
 
 /// Apply one batch in one write transaction and return one outcome per request, in order.
-pub fn apply_batch(conn: &mut DbConn, now: DateTime<Utc>, requests: &[UsageRequest]) -> QueryResult<Vec<Outcome>> {
+pub fn apply_batch(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    requests: &[UsageRequest],
+) -> QueryResult<Vec<Outcome>> {
     crate::db::write_transaction(conn, |conn| apply_in_transaction(conn, now, requests))
 }
 
-fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[UsageRequest]) -> QueryResult<Vec<Outcome>> {
+fn apply_in_transaction(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    requests: &[UsageRequest],
+) -> QueryResult<Vec<Outcome>> {
     let mut contexts: HashMap<i64, Option<OrgContext>> = HashMap::new();
     let mut days: HashMap<(i64, NaiveDate), DayState> = HashMap::new();
     let mut seen_ids: HashSet<(i64, String)> = HashSet::new();
     let mut breakdown: HashMap<(i64, NaiveDate, String, String), (i64, i64)> = HashMap::new();
     let mut events: Vec<EventInsert> = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
+    let known_ids = usage::existing_event_ids(
+        conn,
+        requests
+            .iter()
+            .filter_map(|r| Some((r.org_id, r.event_id.as_deref()?))),
+    )?;
 
     for request in requests {
         if !contexts.contains_key(&request.org_id) {
             contexts.insert(request.org_id, OrgContext::load(conn, request.org_id)?);
         }
         let Some(ctx) = contexts.get(&request.org_id).and_then(Option::as_ref) else {
-            outcomes.push(Outcome::Refused { reason: Refusal::UnknownOrg, budget: None });
+            outcomes.push(Outcome::Refused {
+                reason: Refusal::UnknownOrg,
+                budget: None,
+            });
             continue;
         };
         let local_day = ctx.org.local_day(request.occurred_at);
@@ -126,12 +161,18 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
             Kind::Metered => limits::limit_at(&ctx.limit_history, request.occurred_at),
         };
         if request.occurred_at > now + Duration::hours(FUTURE_TOLERANCE_HOURS) {
-            outcomes.push(Outcome::Refused { reason: Refusal::FutureTimestamp, budget: None });
+            outcomes.push(Outcome::Refused {
+                reason: Refusal::FutureTimestamp,
+                budget: None,
+            });
             continue;
         }
         if ctx.is_closed(local_day) {
             tracing::warn!(org = request.org_id, %local_day, event = ?request.event_id, "usage refused: period closed");
-            outcomes.push(Outcome::Refused { reason: Refusal::PeriodClosed, budget: None });
+            outcomes.push(Outcome::Refused {
+                reason: Refusal::PeriodClosed,
+                budget: None,
+            });
             continue;
         }
         let key = (request.org_id, local_day);
@@ -157,8 +198,10 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
         let event_id = match &request.event_id {
             Some(id) => {
                 let seen = (request.org_id, id.clone());
-                if seen_ids.contains(&seen) || usage::event_exists(conn, request.org_id, id)? {
-                    outcomes.push(Outcome::Duplicate { budget: Some(budget) });
+                if seen_ids.contains(&seen) || known_ids.contains(&seen) {
+                    outcomes.push(Outcome::Duplicate {
+                        budget: Some(budget),
+                    });
                     continue;
                 }
                 seen_ids.insert(seen);
@@ -167,14 +210,22 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
             None => format!("auto-{}", &crate::secrets::random_hex_256()[..32]),
         };
         match budget.decide(request.credits) {
-            Err(hit) => outcomes.push(Outcome::Refused { reason: Refusal::LimitExceeded(hit), budget: Some(budget) }),
+            Err(hit) => outcomes.push(Outcome::Refused {
+                reason: Refusal::LimitExceeded(hit),
+                budget: Some(budget),
+            }),
             Ok(spend) => {
                 state.row.free_credits += spend.free;
                 state.row.additional += spend.additional;
                 state.row.credits += request.credits;
                 state.dirty = true;
                 let counters = breakdown
-                    .entry((request.org_id, local_day, request.operation.clone(), request.client.clone()))
+                    .entry((
+                        request.org_id,
+                        local_day,
+                        request.operation.clone(),
+                        request.client.clone(),
+                    ))
                     .or_default();
                 counters.0 += request.credits;
                 counters.1 += spend.additional;
@@ -196,7 +247,12 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
                     additional_used: budget.additional_used + spend.additional,
                     ..budget
                 };
-                outcomes.push(Outcome::Accepted { local_day, free: spend.free, additional: spend.additional, budget });
+                outcomes.push(Outcome::Accepted {
+                    local_day,
+                    free: spend.free,
+                    additional: spend.additional,
+                    budget,
+                });
             }
         }
     }
@@ -213,11 +269,22 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
             plan_cache.insert(state.row.plan_id, plan);
         }
         // The day's amount is derived from its additional total: one rounding per day (R5).
-        state.row.amount_minor = plan_cache[&state.row.plan_id].day_charge_minor(state.row.additional);
+        state.row.amount_minor =
+            plan_cache[&state.row.plan_id].day_charge_minor(state.row.additional);
         usage::save_day(conn, &state.row)?;
     }
     for ((org_id, local_day, operation, client), (credits, additional)) in breakdown {
-        usage::add_breakdown(conn, &BreakdownRow { org_id, local_day, operation, client, credits, additional })?;
+        usage::add_breakdown(
+            conn,
+            &BreakdownRow {
+                org_id,
+                local_day,
+                operation,
+                client,
+                credits,
+                additional,
+            },
+        )?;
     }
     usage::insert_events(conn, &events)?;
     Ok(outcomes)
@@ -225,7 +292,11 @@ fn apply_in_transaction(conn: &mut DbConn, now: DateTime<Utc>, requests: &[Usage
 
 /// The budget of an org's current local day, read without writing (for `GET /api/v1/credits` and
 /// the Credits tab).
-pub fn today_budget(conn: &mut DbConn, org: &OrgRow, now: DateTime<Utc>) -> QueryResult<(NaiveDate, DayBudget)> {
+pub fn today_budget(
+    conn: &mut DbConn,
+    org: &OrgRow,
+    now: DateTime<Utc>,
+) -> QueryResult<(NaiveDate, DayBudget)> {
     let local_day = calendar::local_day(now, org.zone());
     let row = usage::day(conn, org.id, local_day)?;
     let free_allowance = orgs::free_allowance_on(conn, org, local_day)?;

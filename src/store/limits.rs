@@ -37,8 +37,10 @@ pub fn set(
     local_today: NaiveDate,
 ) -> QueryResult<i64> {
     crate::db::write_transaction(conn, |conn| {
-        let (old_limit, anchor): (i64, Option<NaiveDate>) =
-            orgs::table.find(org_id).select((orgs::additional_limit, orgs::billing_anchor)).first(conn)?;
+        let (old_limit, anchor): (i64, Option<NaiveDate>) = orgs::table
+            .find(org_id)
+            .select((orgs::additional_limit, orgs::billing_anchor))
+            .first(conn)?;
         diesel::insert_into(limit_changes::table)
             .values((
                 limit_changes::org_id.eq(org_id),
@@ -53,7 +55,10 @@ pub fn set(
             other => other,
         };
         diesel::update(orgs::table.find(org_id))
-            .set((orgs::additional_limit.eq(new_limit.get()), orgs::billing_anchor.eq(anchor)))
+            .set((
+                orgs::additional_limit.eq(new_limit.get()),
+                orgs::billing_anchor.eq(anchor),
+            ))
             .execute(conn)?;
         Ok(old_limit)
     })

@@ -1,10 +1,10 @@
 //! All SQL lives here: one file per aggregate, with its row structs, forms and queries. Functions
 //! return `QueryResult`; callers translate errors at their boundary.
 
+pub mod limits;
 pub mod orgs;
 pub mod plans;
 pub mod statements;
-pub mod limits;
 pub mod usage;
 pub mod users;
 

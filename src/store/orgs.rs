@@ -37,7 +37,11 @@ impl OrgRow {
 
     /// The allowance as configured now (it applies from the next local day, R11).
     pub fn allowance(&self) -> Allowance {
-        Allowance { edition: self.edition(), licences: self.licences, add_on_credits: self.add_on_credits }
+        Allowance {
+            edition: self.edition(),
+            licences: self.licences,
+            add_on_credits: self.add_on_credits,
+        }
     }
 
     pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
@@ -102,11 +106,18 @@ pub fn create(conn: &mut DbConn, org: &NewOrg, now: DateTime<Utc>) -> QueryResul
 }
 
 pub fn find(conn: &mut DbConn, org_id: i64) -> QueryResult<Option<OrgRow>> {
-    orgs::table.find(org_id).select(OrgRow::as_select()).first(conn).optional()
+    orgs::table
+        .find(org_id)
+        .select(OrgRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<OrgRow>> {
-    orgs::table.order(orgs::id).select(OrgRow::as_select()).load(conn)
+    orgs::table
+        .order(orgs::id)
+        .select(OrgRow::as_select())
+        .load(conn)
 }
 
 /// What `org update` may change; `None` leaves a field as it is.
@@ -123,19 +134,34 @@ pub struct OrgUpdate {
 
 /// Apply an update. A change of edition, licences or add-on credits takes effect from the org's
 /// next local day (R11); name, zone and webhook at once.
-pub fn update(conn: &mut DbConn, org_id: i64, change: &OrgUpdate, now: DateTime<Utc>) -> QueryResult<()> {
+pub fn update(
+    conn: &mut DbConn,
+    org_id: i64,
+    change: &OrgUpdate,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
     crate::db::write_transaction(conn, |conn| {
-        let org = orgs::table.find(org_id).select(OrgRow::as_select()).first(conn)?;
+        let org = orgs::table
+            .find(org_id)
+            .select(OrgRow::as_select())
+            .first(conn)?;
         if let Some(name) = &change.name {
-            diesel::update(orgs::table.find(org_id)).set(orgs::name.eq(name)).execute(conn)?;
+            diesel::update(orgs::table.find(org_id))
+                .set(orgs::name.eq(name))
+                .execute(conn)?;
         }
         if let Some(zone) = change.zone {
-            diesel::update(orgs::table.find(org_id)).set(orgs::timezone.eq(zone.name())).execute(conn)?;
+            diesel::update(orgs::table.find(org_id))
+                .set(orgs::timezone.eq(zone.name()))
+                .execute(conn)?;
         }
         if let Some(webhook) = &change.webhook_url {
-            diesel::update(orgs::table.find(org_id)).set(orgs::webhook_url.eq(webhook)).execute(conn)?;
+            diesel::update(orgs::table.find(org_id))
+                .set(orgs::webhook_url.eq(webhook))
+                .execute(conn)?;
         }
-        if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some() {
+        if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some()
+        {
             let current = org.allowance();
             let next = Allowance {
                 edition: change.edition.unwrap_or(current.edition),
@@ -150,7 +176,9 @@ pub fn update(conn: &mut DbConn, org_id: i64, change: &OrgUpdate, now: DateTime<
                 ))
                 .execute(conn)?;
             let zone = change.zone.unwrap_or(org.zone());
-            let effective_from = calendar::local_day(now, zone).succ_opt().unwrap_or(NaiveDate::MAX);
+            let effective_from = calendar::local_day(now, zone)
+                .succ_opt()
+                .unwrap_or(NaiveDate::MAX);
             diesel::delete(
                 allowance_changes::table
                     .filter(allowance_changes::org_id.eq(org_id))
@@ -186,15 +214,27 @@ pub fn allowance_history(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<Allo
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(effective_from, edition, licences, add_on_credits)| AllowanceChange {
-            effective_from,
-            allowance: Allowance { edition: edition.parse().unwrap_or(Edition::Free), licences, add_on_credits },
-        })
+        .map(
+            |(effective_from, edition, licences, add_on_credits)| AllowanceChange {
+                effective_from,
+                allowance: Allowance {
+                    edition: edition.parse().unwrap_or(Edition::Free),
+                    licences,
+                    add_on_credits,
+                },
+            },
+        )
         .collect())
 }
 
 /// The daily free credits of one org-local day (R1, R11).
-pub fn free_allowance_on(conn: &mut DbConn, org: &OrgRow, local_day: NaiveDate) -> QueryResult<i64> {
+pub fn free_allowance_on(
+    conn: &mut DbConn,
+    org: &OrgRow,
+    local_day: NaiveDate,
+) -> QueryResult<i64> {
     let history = allowance_history(conn, org.id)?;
-    Ok(allowance_on(&history, local_day).unwrap_or_else(|| org.allowance()).daily_free_credits())
+    Ok(allowance_on(&history, local_day)
+        .unwrap_or_else(|| org.allowance())
+        .daily_free_credits())
 }

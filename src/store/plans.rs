@@ -11,7 +11,9 @@ use crate::domain::pricing::PricePlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the effective date {0} has already begun somewhere: a plan may only take effect from a day no org has reached yet (after {1})")]
+    #[error(
+        "the effective date {0} has already begun somewhere: a plan may only take effect from a day no org has reached yet (after {1})"
+    )]
     NotInFuture(NaiveDate, NaiveDate),
     #[error("a plan already takes effect on {0}")]
     Exists(NaiveDate),
@@ -20,8 +22,10 @@ pub enum PublishError {
 }
 
 fn decode(json: &str) -> QueryResult<PricePlan> {
-    let plan: PricePlan = serde_json::from_str(json).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-    plan.validate().map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    let plan: PricePlan = serde_json::from_str(json)
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
+    plan.validate()
+        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
     Ok(plan)
 }
 
@@ -36,20 +40,32 @@ pub fn for_day(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<(i64, Pri
 }
 
 pub fn by_id(conn: &mut DbConn, plan_id: i64) -> QueryResult<PricePlan> {
-    let json: String = price_plans::table.find(plan_id).select(price_plans::plan_json).first(conn)?;
+    let json: String = price_plans::table
+        .find(plan_id)
+        .select(price_plans::plan_json)
+        .first(conn)?;
     decode(&json)
 }
 
 /// Publish a plan effective from `effective_from`, which must not have begun in any time zone.
-pub fn publish(conn: &mut DbConn, plan: &PricePlan, effective_from: NaiveDate, now: DateTime<Utc>) -> Result<i64, PublishError> {
+pub fn publish(
+    conn: &mut DbConn,
+    plan: &PricePlan,
+    effective_from: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<i64, PublishError> {
     // UTC+14 is the earliest zone: its date is the latest any org can have reached.
     let latest_today = (now + Duration::hours(14)).date_naive();
     if effective_from <= latest_today {
         return Err(PublishError::NotInFuture(effective_from, latest_today));
     }
-    let json = serde_json::to_string(plan).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    let json = serde_json::to_string(plan)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     crate::db::write_transaction(conn, |conn| {
-        let taken: i64 = price_plans::table.filter(price_plans::effective_from.eq(effective_from)).count().get_result(conn)?;
+        let taken: i64 = price_plans::table
+            .filter(price_plans::effective_from.eq(effective_from))
+            .count()
+            .get_result(conn)?;
         if taken > 0 {
             return Err(PublishError::Exists(effective_from));
         }

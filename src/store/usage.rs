@@ -23,11 +23,20 @@ pub struct DayRow {
 }
 
 pub fn day(conn: &mut DbConn, org_id: i64, local_day: NaiveDate) -> QueryResult<Option<DayRow>> {
-    daily_usage::table.find((org_id, local_day)).select(DayRow::as_select()).first(conn).optional()
+    daily_usage::table
+        .find((org_id, local_day))
+        .select(DayRow::as_select())
+        .first(conn)
+        .optional()
 }
 
 /// The days of a range that have a row (days without usage have none), in order.
-pub fn days_in(conn: &mut DbConn, org_id: i64, from: NaiveDate, to_inclusive: NaiveDate) -> QueryResult<Vec<DayRow>> {
+pub fn days_in(
+    conn: &mut DbConn,
+    org_id: i64,
+    from: NaiveDate,
+    to_inclusive: NaiveDate,
+) -> QueryResult<Vec<DayRow>> {
     daily_usage::table
         .filter(daily_usage::org_id.eq(org_id))
         .filter(daily_usage::local_day.ge(from))
@@ -39,8 +48,10 @@ pub fn days_in(conn: &mut DbConn, org_id: i64, from: NaiveDate, to_inclusive: Na
 
 /// Every day of the range, with a zero row where nothing was used.
 pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Vec<DayRow>> {
-    let stored: BTreeMap<NaiveDate, DayRow> =
-        days_in(conn, org_id, range.from, range.to)?.into_iter().map(|r| (r.local_day, r)).collect();
+    let stored: BTreeMap<NaiveDate, DayRow> = days_in(conn, org_id, range.from, range.to)?
+        .into_iter()
+        .map(|r| (r.local_day, r))
+        .collect();
     Ok(range
         .days()
         .map(|local_day| {
@@ -88,11 +99,18 @@ pub struct BreakdownRow {
 pub fn add_breakdown(conn: &mut DbConn, row: &BreakdownRow) -> QueryResult<()> {
     let query = diesel::insert_into(daily_breakdown::table)
         .values(row)
-        .on_conflict((daily_breakdown::org_id, daily_breakdown::local_day, daily_breakdown::operation, daily_breakdown::client))
+        .on_conflict((
+            daily_breakdown::org_id,
+            daily_breakdown::local_day,
+            daily_breakdown::operation,
+            daily_breakdown::client,
+        ))
         .do_update()
         .set((
-            daily_breakdown::credits.eq(daily_breakdown::credits + excluded(daily_breakdown::credits)),
-            daily_breakdown::additional.eq(daily_breakdown::additional + excluded(daily_breakdown::additional)),
+            daily_breakdown::credits
+                .eq(daily_breakdown::credits + excluded(daily_breakdown::credits)),
+            daily_breakdown::additional
+                .eq(daily_breakdown::additional + excluded(daily_breakdown::additional)),
         ));
     crate::on_backend!(conn, c => query.execute(c))?;
     Ok(())
@@ -126,7 +144,10 @@ pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
         list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         list
     };
-    Ok(Breakdown { by_operation: sorted(by_operation), by_client: sorted(by_client) })
+    Ok(Breakdown {
+        by_operation: sorted(by_operation),
+        by_client: sorted(by_client),
+    })
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -145,6 +166,29 @@ pub struct EventInsert {
     pub recorded_at: NaiveDateTime,
 }
 
+/// Which of these (org, event id) pairs are stored already, looked up in chunks.
+pub fn existing_event_ids<'a>(
+    conn: &mut DbConn,
+    keys: impl Iterator<Item = (i64, &'a str)>,
+) -> QueryResult<std::collections::HashSet<(i64, String)>> {
+    let mut by_org: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (org_id, id) in keys {
+        by_org.entry(org_id).or_default().push(id);
+    }
+    let mut found = std::collections::HashSet::new();
+    for (org_id, ids) in by_org {
+        for chunk in ids.chunks(500) {
+            let stored: Vec<String> = usage_events::table
+                .filter(usage_events::org_id.eq(org_id))
+                .filter(usage_events::event_id.eq_any(chunk))
+                .select(usage_events::event_id)
+                .load(conn)?;
+            found.extend(stored.into_iter().map(|id| (org_id, id)));
+        }
+    }
+    Ok(found)
+}
+
 pub fn event_exists(conn: &mut DbConn, org_id: i64, event_id: &str) -> QueryResult<bool> {
     let count: i64 = usage_events::table
         .filter(usage_events::org_id.eq(org_id))
@@ -160,12 +204,16 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
         // the ledger's; one prepared single-row insert per event is as fast inside one transaction.
         DbConn::Sqlite(c) => {
             for event in events {
-                diesel::insert_into(usage_events::table).values(event).execute(c)?;
+                diesel::insert_into(usage_events::table)
+                    .values(event)
+                    .execute(c)?;
             }
         }
         DbConn::Postgresql(c) => {
             for chunk in events.chunks(1000) {
-                diesel::insert_into(usage_events::table).values(chunk).execute(c)?;
+                diesel::insert_into(usage_events::table)
+                    .values(chunk)
+                    .execute(c)?;
             }
         }
     }
@@ -173,7 +221,12 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
 }
 
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
-pub fn amount_between(conn: &mut DbConn, org_id: i64, from: NaiveDate, to_exclusive: NaiveDate) -> QueryResult<i64> {
+pub fn amount_between(
+    conn: &mut DbConn,
+    org_id: i64,
+    from: NaiveDate,
+    to_exclusive: NaiveDate,
+) -> QueryResult<i64> {
     let amounts: Vec<i64> = daily_usage::table
         .filter(daily_usage::org_id.eq(org_id))
         .filter(daily_usage::local_day.ge(from))

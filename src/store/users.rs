@@ -94,7 +94,14 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-pub fn add(conn: &mut DbConn, org_id: i64, email: &str, role: Role, password_hash: &str, now: DateTime<Utc>) -> QueryResult<i64> {
+pub fn add(
+    conn: &mut DbConn,
+    org_id: i64,
+    email: &str,
+    role: Role,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<i64> {
     diesel::insert_into(users::table)
         .values(UserInsert {
             org_id,
@@ -136,7 +143,9 @@ pub fn org_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<i64>>
         .select((api_tokens::org_id, api_tokens::token_hash))
         .first(conn)
         .optional()?;
-    Ok(found.filter(|(_, stored)| secrets::constant_time_eq(stored, &hash)).map(|(org_id, _)| org_id))
+    Ok(found
+        .filter(|(_, stored)| secrets::constant_time_eq(stored, &hash))
+        .map(|(org_id, _)| org_id))
 }
 
 pub const SESSION_HOURS: i64 = 12;
@@ -147,7 +156,11 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
-pub fn create_session(conn: &mut DbConn, user_id: i64, now: DateTime<Utc>) -> QueryResult<NewSession> {
+pub fn create_session(
+    conn: &mut DbConn,
+    user_id: i64,
+    now: DateTime<Utc>,
+) -> QueryResult<NewSession> {
     let cookie_value = secrets::random_hex_256();
     let csrf_token = secrets::random_hex_256();
     diesel::insert_into(sessions::table)
@@ -159,23 +172,37 @@ pub fn create_session(conn: &mut DbConn, user_id: i64, now: DateTime<Utc>) -> Qu
             sessions::expires_at.eq(db_time(now + Duration::hours(SESSION_HOURS))),
         ))
         .execute(conn)?;
-    Ok(NewSession { cookie_value, csrf_token })
+    Ok(NewSession {
+        cookie_value,
+        csrf_token,
+    })
 }
 
 /// The user, CSRF token and expiry of a live session.
-pub fn session_user(conn: &mut DbConn, cookie_value: &str, now: DateTime<Utc>) -> QueryResult<Option<(UserRow, String, DateTime<Utc>)>> {
+pub fn session_user(
+    conn: &mut DbConn,
+    cookie_value: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<(UserRow, String, DateTime<Utc>)>> {
     let found: Option<(UserRow, String, NaiveDateTime)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(secrets::token_hash(cookie_value)))
         .filter(sessions::expires_at.gt(db_time(now)))
-        .select((UserRow::as_select(), sessions::csrf_token, sessions::expires_at))
+        .select((
+            UserRow::as_select(),
+            sessions::csrf_token,
+            sessions::expires_at,
+        ))
         .first(conn)
         .optional()?;
     Ok(found.map(|(user, csrf, expires)| (user, csrf, super::from_db_time(expires))))
 }
 
 pub fn delete_session(conn: &mut DbConn, cookie_value: &str) -> QueryResult<usize> {
-    diesel::delete(sessions::table.filter(sessions::token_hash.eq(secrets::token_hash(cookie_value)))).execute(conn)
+    diesel::delete(
+        sessions::table.filter(sessions::token_hash.eq(secrets::token_hash(cookie_value))),
+    )
+    .execute(conn)
 }
 
 pub fn set_password(conn: &mut DbConn, email: &str, password_hash: &str) -> QueryResult<usize> {

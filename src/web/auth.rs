@@ -21,22 +21,48 @@ struct LoginPage {
     error: Option<String>,
 }
 
-fn login_page(status: StatusCode, email: String, error: Option<String>, secure: bool) -> Result<HttpResponse, AppError> {
+fn login_page(
+    status: StatusCode,
+    email: String,
+    error: Option<String>,
+    secure: bool,
+) -> Result<HttpResponse, AppError> {
     let csrf_token = secrets::random_hex_256();
-    let mut response = page(status, &LoginPage { csrf_token: csrf_token.clone(), email, error })?;
+    let mut response = page(
+        status,
+        &LoginPage {
+            csrf_token: csrf_token.clone(),
+            email,
+            error,
+        },
+    )?;
     response
-        .add_cookie(&session::cookie(LOGIN_CSRF_COOKIE, csrf_token, "/login", secure, Some(CookieDuration::hours(2))))
+        .add_cookie(&session::cookie(
+            LOGIN_CSRF_COOKIE,
+            csrf_token,
+            "/login",
+            secure,
+            Some(CookieDuration::hours(2)),
+        ))
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(response)
 }
 
-pub async fn login_form(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn login_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
     if req.cookie(SESSION_COOKIE).is_some() {
         // Already signed in? Go to the dashboard; a stale cookie lands back here via the extractor.
         let signed_in = SignedIn::extract(&req).await;
         if signed_in.is_ok() {
-            return Ok(HttpResponse::SeeOther().insert_header((header::LOCATION, "/apis/credits")).finish());
+            return Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/apis/credits"))
+                .finish());
         }
     }
     login_page(StatusCode::OK, String::new(), None, state.secure_cookies)
@@ -52,9 +78,16 @@ pub struct LoginForm {
     csrf_token: String,
 }
 
-pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form<LoginForm>) -> Result<HttpResponse, AppError> {
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<LoginForm>,
+) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
-    let expected = req.cookie(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string()).unwrap_or_default();
+    let expected = req
+        .cookie(LOGIN_CSRF_COOKIE)
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
     if session::check_csrf(&expected, &form.csrf_token).is_err() {
         return login_page(
             StatusCode::FORBIDDEN,
@@ -63,7 +96,10 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form
             state.secure_cookies,
         );
     }
-    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    let address = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     if !state.throttle.allows(&form.email, &address) {
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -76,7 +112,11 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form
     let (email, password) = (form.email.clone(), form.password.clone());
     let session = state
         .db(move |conn| {
-            let user = if email.len() <= 254 && password.len() <= 1024 { users::find_by_email(conn, &email)? } else { None };
+            let user = if email.len() <= 254 && password.len() <= 1024 {
+                users::find_by_email(conn, &email)?
+            } else {
+                None
+            };
             let verified = match &user {
                 Some(u) => secrets::verify_password(&password, &u.password_hash),
                 None => {
@@ -104,8 +144,18 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, form: web::Form
     let max_age = CookieDuration::hours(users::SESSION_HOURS);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/apis/credits"))
-        .cookie(session::cookie(SESSION_COOKIE, session.cookie_value, "/", state.secure_cookies, Some(max_age)))
-        .cookie(session::removal(LOGIN_CSRF_COOKIE, "/login", state.secure_cookies))
+        .cookie(session::cookie(
+            SESSION_COOKIE,
+            session.cookie_value,
+            "/",
+            state.secure_cookies,
+            Some(max_age),
+        ))
+        .cookie(session::removal(
+            LOGIN_CSRF_COOKIE,
+            "/login",
+            state.secure_cookies,
+        ))
         .finish())
 }
 
@@ -115,11 +165,19 @@ pub struct CsrfForm {
     csrf_token: String,
 }
 
-pub async fn logout(state: web::Data<AppState>, signed_in: SignedIn, form: web::Form<CsrfForm>) -> Result<HttpResponse, AppError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, AppError> {
     signed_in.check_csrf(&form.csrf_token)?;
     let cookie_value = signed_in.cookie_value.clone();
-    state.cache.forget_session(&secrets::token_hash(&cookie_value));
-    state.db(move |conn| Ok(users::delete_session(conn, &cookie_value)?)).await?;
+    state
+        .cache
+        .forget_session(&secrets::token_hash(&cookie_value));
+    state
+        .db(move |conn| Ok(users::delete_session(conn, &cookie_value)?))
+        .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login"))
         .cookie(session::removal(SESSION_COOKIE, "/", state.secure_cookies))

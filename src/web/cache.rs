@@ -29,12 +29,16 @@ struct TtlMap<K, V> {
 
 impl<K: Eq + Hash, V> TtlMap<K, V> {
     fn new() -> Self {
-        TtlMap { entries: Mutex::new(HashMap::new()) }
+        TtlMap {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn get(&self, key: &K, ttl: Duration) -> Option<Arc<V>> {
         let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, v)| v.clone())
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < ttl)
+            .map(|(_, v)| v.clone())
     }
 
     fn put(&self, key: K, value: V, ttl: Duration) -> Arc<V> {
@@ -57,16 +61,25 @@ pub struct ReadCache<C> {
     ttl: Duration,
     sessions: TtlMap<String, SessionEntry>,
     credits: TtlMap<i64, C>,
+    /// API token hash → (org id, org time zone).
+    tokens: TtlMap<String, (i64, chrono_tz::Tz)>,
 }
 
 impl<C> ReadCache<C> {
     pub fn new(ttl: Duration) -> Self {
-        ReadCache { ttl, sessions: TtlMap::new(), credits: TtlMap::new() }
+        ReadCache {
+            ttl,
+            sessions: TtlMap::new(),
+            credits: TtlMap::new(),
+            tokens: TtlMap::new(),
+        }
     }
 
     /// A cached session by the hash of its cookie, if fresh and not expired at `now`.
     pub fn session(&self, cookie_hash: &String, now: DateTime<Utc>) -> Option<Arc<SessionEntry>> {
-        self.sessions.get(cookie_hash, self.ttl).filter(|s| s.expires_at > now)
+        self.sessions
+            .get(cookie_hash, self.ttl)
+            .filter(|s| s.expires_at > now)
     }
 
     pub fn put_session(&self, cookie_hash: String, entry: SessionEntry) -> Arc<SessionEntry> {
@@ -83,6 +96,23 @@ impl<C> ReadCache<C> {
 
     pub fn put_credits(&self, org_id: i64, value: C) -> Arc<C> {
         self.credits.put(org_id, value, self.ttl)
+    }
+
+    pub fn token(&self, token_hash: &String) -> Option<Arc<(i64, chrono_tz::Tz)>> {
+        self.tokens.get(token_hash, self.ttl)
+    }
+
+    pub fn put_token(
+        &self,
+        token_hash: String,
+        org: (i64, chrono_tz::Tz),
+    ) -> Arc<(i64, chrono_tz::Tz)> {
+        self.tokens.put(token_hash, org, self.ttl)
+    }
+
+    /// Usage was admitted for an org: its Credits-tab figures are out of date.
+    pub fn invalidate_credits(&self, org_id: i64) {
+        self.credits.remove_where(|k, _| *k != org_id);
     }
 
     /// Drop everything cached about an org (its sessions carry the org row too).

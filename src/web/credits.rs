@@ -87,23 +87,35 @@ pub struct CreditsData {
     billing: Option<BillingView>,
 }
 
-fn load_credits(conn: &mut DbConn, org: &crate::store::orgs::OrgRow, now: DateTime<Utc>) -> Result<CreditsData, AppError> {
+fn load_credits(
+    conn: &mut DbConn,
+    org: &crate::store::orgs::OrgRow,
+    now: DateTime<Utc>,
+) -> Result<CreditsData, AppError> {
     let (local_day, budget) = ledger::today_budget(conn, org, now)?;
     let billing = match org.billing_anchor {
         Some(anchor) => {
-            let period: BillingPeriod =
-                calendar::period_containing(anchor, local_day).unwrap_or_else(|| calendar::billing_period(anchor, 0));
+            let period: BillingPeriod = calendar::period_containing(anchor, local_day)
+                .unwrap_or_else(|| calendar::billing_period(anchor, 0));
             let amount = usage::amount_between(conn, org.id, period.start, period.end)?;
             let (_, plan) = plans::for_day(conn, local_day)?;
             Some(BillingView {
-                period: format!("{} – {}", human_date(period.start), human_date(period.last_day())),
+                period: format!(
+                    "{} – {}",
+                    human_date(period.start),
+                    human_date(period.last_day())
+                ),
                 next_billing_date: human_date(period.end),
                 amount_so_far: display_amount(amount, &plan.currency),
             })
         }
         None => None,
     };
-    Ok(CreditsData { local_day, budget, billing })
+    Ok(CreditsData {
+        local_day,
+        budget,
+        billing,
+    })
 }
 
 async fn render_tab(
@@ -153,17 +165,31 @@ async fn render_tab(
         billing,
     };
     let mut response = page(status, &tab)?;
-    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(response)
 }
 
-pub async fn credits_tab(req: HttpRequest, state: web::Data<AppState>, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+pub async fn credits_tab(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
-    let flash = req.cookie(FLASH_COOKIE).and_then(|c| flash_message(c.value()));
-    let mut response = render_tab(&state, signed_in, StatusCode::OK, None, None, flash.clone()).await?;
+    let flash = req
+        .cookie(FLASH_COOKIE)
+        .and_then(|c| flash_message(c.value()));
+    let mut response =
+        render_tab(&state, signed_in, StatusCode::OK, None, None, flash.clone()).await?;
     if flash.is_some() {
         response
-            .add_removal_cookie(&session::removal(FLASH_COOKIE, "/apis/credits", state.secure_cookies))
+            .add_removal_cookie(&session::removal(
+                FLASH_COOKIE,
+                "/apis/credits",
+                state.secure_cookies,
+            ))
             .map_err(|e| AppError::Internal(e.to_string()))?;
     }
     Ok(response)
@@ -173,9 +199,13 @@ pub async fn credits_tab(req: HttpRequest, state: web::Data<AppState>, signed_in
 fn flash_message(value: &str) -> Option<String> {
     let limit: i64 = value.strip_prefix("limit-")?.parse().ok()?;
     Some(if limit == 0 {
-        "Additional credits are now off: calls stop when the daily free credits are spent.".to_string()
+        "Additional credits are now off: calls stop when the daily free credits are spent."
+            .to_string()
     } else {
-        format!("The additional credit limit is now {} credits per day.", group_thousands(limit))
+        format!(
+            "The additional credit limit is now {} credits per day.",
+            group_thousands(limit)
+        )
     })
 }
 
@@ -187,7 +217,11 @@ pub struct LimitForm {
     csrf_token: String,
 }
 
-pub async fn set_limit(state: web::Data<AppState>, signed_in: SignedIn, form: web::Form<LimitForm>) -> Result<HttpResponse, AppError> {
+pub async fn set_limit(
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+    form: web::Form<LimitForm>,
+) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
     signed_in.check_csrf(&form.csrf_token)?;
     if let Some(reason) = signed_in.limit_change_refusal() {
@@ -197,14 +231,24 @@ pub async fn set_limit(state: web::Data<AppState>, signed_in: SignedIn, form: we
         Ok(limit) => limit,
         Err(e) => {
             let value: String = form.additional_limit.chars().take(40).collect();
-            return render_tab(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, Some(value), Some(e.to_string()), None).await;
+            return render_tab(
+                &state,
+                signed_in,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(value),
+                Some(e.to_string()),
+                None,
+            )
+            .await;
         }
     };
     let now = state.clock.now();
     let org_id = signed_in.org.id;
     let local_today = signed_in.org.local_day(now);
     let who = signed_in.user.email.clone();
-    state.db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?)).await?;
+    state
+        .db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?))
+        .await?;
     state.cache.invalidate_org(org_id);
     tracing::info!(org = org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
     Ok(HttpResponse::SeeOther()
@@ -235,24 +279,44 @@ struct AuditPage {
     rows: Vec<AuditRow>,
 }
 
-pub async fn audit(state: web::Data<AppState>, signed_in: SignedIn) -> Result<HttpResponse, AppError> {
+pub async fn audit(
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
     let org_id = signed_in.org.id;
-    let changes = state.db(move |conn| Ok(limits::recent(conn, org_id, 500)?)).await?;
+    let changes = state
+        .db(move |conn| Ok(limits::recent(conn, org_id, 500)?))
+        .await?;
     let zone = signed_in.org.zone();
     let rows = changes
         .iter()
         .map(|c| AuditRow {
-            when: c.changed_at_utc().with_timezone(&zone).format("%-d %b %Y, %H:%M %Z").to_string(),
+            when: c
+                .changed_at_utc()
+                .with_timezone(&zone)
+                .format("%-d %b %Y, %H:%M %Z")
+                .to_string(),
             who: c.changed_by.clone(),
             what: "Additional credit limit".into(),
             old_value: limit_text(c.old_limit),
             new_value: limit_text(c.new_limit),
         })
         .collect();
-    page(StatusCode::OK, &AuditPage { chrome: Chrome::new(&signed_in, "audit"), zone: zone.name().to_string(), rows })
+    page(
+        StatusCode::OK,
+        &AuditPage {
+            chrome: Chrome::new(&signed_in, "audit"),
+            zone: zone.name().to_string(),
+            rows,
+        },
+    )
 }
 
 fn limit_text(limit: i64) -> String {
-    if limit == 0 { "Off".into() } else { format!("{} credits/day", group_thousands(limit)) }
+    if limit == 0 {
+        "Off".into()
+    } else {
+        format!("{} credits/day", group_thousands(limit))
+    }
 }

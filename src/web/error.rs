@@ -58,7 +58,9 @@ impl ResponseError for AppError {
 
     fn error_response(&self) -> HttpResponse {
         if let AppError::SignInRequired = self {
-            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/login")).finish();
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/login"))
+                .finish();
         }
         let (title, message) = match self {
             AppError::Forbidden(m) => ("Access denied", m.as_str()),
@@ -67,18 +69,29 @@ impl ResponseError for AppError {
             AppError::TooManyRequests(m) => ("Too many attempts", m.as_str()),
             AppError::Unavailable(_) | AppError::Internal(_) => {
                 tracing::error!(error = %self, "request failed");
-                ("Something went wrong", "The request could not be completed. Please try again in a moment.")
+                (
+                    "Something went wrong",
+                    "The request could not be completed. Please try again in a moment.",
+                )
             }
             AppError::SignInRequired => unreachable!("handled above"),
         };
         let status = self.status_code();
-        let page = ErrorPage { title, message, status: status.as_u16() };
+        let page = ErrorPage {
+            title,
+            message,
+            status: status.as_u16(),
+        };
         let body = page.render().unwrap_or_else(|_| message.to_string());
-        HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body)
+        HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body)
     }
 }
 
 /// Render a template as a page with a status.
 pub fn page<T: Template>(status: StatusCode, template: &T) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(template.render()?))
+    Ok(HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(template.render()?))
 }

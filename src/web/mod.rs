@@ -1,18 +1,24 @@
 //! The HTTP layer: every route in one place, shared state, security headers, static files.
 //! Handlers are thin: parse input into domain types, call the store or ledger, render.
 
+pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod credits;
 pub mod error;
+pub mod openapi;
 pub mod session;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpResponse, web};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::clock::Clock;
 use crate::db::{DbConn, DbPool};
+use crate::ledger::writer::Writer;
 pub use error::AppError;
 
 pub struct AppState {
@@ -21,11 +27,24 @@ pub struct AppState {
     pub secure_cookies: bool,
     pub throttle: session::SignInThrottle,
     pub cache: cache::ReadCache<credits::CreditsData>,
+    pub writer: Arc<Writer>,
+    pub metrics: Metrics,
+}
+
+/// Counters for `GET /metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    pub admissions_allowed: AtomicU64,
+    pub admissions_refused: AtomicU64,
+    pub events_accepted: AtomicU64,
+    pub events_refused: AtomicU64,
 }
 
 impl AppState {
-    pub fn new(pool: DbPool, clock: Clock, secure_cookies: bool) -> Self {
+    pub fn new(pool: DbPool, writer: Arc<Writer>, clock: Clock, secure_cookies: bool) -> Self {
         AppState {
+            writer,
+            metrics: Metrics::default(),
             pool,
             clock,
             secure_cookies,
@@ -42,7 +61,9 @@ impl AppState {
     {
         let pool = self.pool.clone();
         web::block(move || {
-            let mut conn = pool.get().map_err(|e| AppError::Unavailable(e.to_string()))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| AppError::Unavailable(e.to_string()))?;
             work(&mut conn)
         })
         .await
@@ -56,6 +77,18 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// Every route of the application.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+            .route("/consume", web::post().to(api::consume))
+            .route("/usage", web::post().to(api::report_usage))
+            .route("/credits", web::get().to(api::credits))
+            .route("/usage/daily", web::get().to(api::daily))
+            .route("/ping", web::get().to(api::ping))
+            .route("/openapi.json", web::get().to(openapi::serve))
+            .default_service(web::to(api::not_found)),
+    );
     cfg.service(
         web::scope("")
             .wrap(
@@ -72,6 +105,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/apis/credits/limit", web::post().to(credits::set_limit))
             .route("/apis/credits/audit", web::get().to(credits::audit))
             .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
             .route("/static/app.css", web::get().to(stylesheet))
             .route("/static/ping.txt", web::get().to(ping))
             .default_service(web::to(not_found)),
@@ -79,15 +113,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn home() -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, "/apis/credits")).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/apis/credits"))
+        .finish()
 }
 
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     use diesel::connection::SimpleConnection;
     state
-        .db(|conn| conn.batch_execute("SELECT 1").map_err(|e| AppError::Unavailable(e.to_string())))
+        .db(|conn| {
+            conn.batch_execute("SELECT 1")
+                .map_err(|e| AppError::Unavailable(e.to_string()))
+        })
         .await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n"))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("ok\n"))
 }
 
 const STYLESHEET: &str = include_str!("../../static/app.css");
@@ -101,9 +142,45 @@ async fn stylesheet() -> HttpResponse {
 
 /// A small static file, the baseline of the dashboard benchmark.
 async fn ping() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(include_str!("../../static/ping.txt"))
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(include_str!("../../static/ping.txt"))
 }
 
 async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let w = &state.writer.stats;
+    let m = &state.metrics;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let body = format!(
+        "# HELP creditmeter_admissions_total Consume calls by result.\n# TYPE creditmeter_admissions_total counter\n\
+         creditmeter_admissions_total{{result=\"allowed\"}} {}\ncreditmeter_admissions_total{{result=\"refused\"}} {}\n\
+         # HELP creditmeter_usage_events_total Metered events by result.\n# TYPE creditmeter_usage_events_total counter\n\
+         creditmeter_usage_events_total{{result=\"accepted\"}} {}\ncreditmeter_usage_events_total{{result=\"refused\"}} {}\n\
+         # HELP creditmeter_writer_batches_total Transactions committed by the usage writer.\n# TYPE creditmeter_writer_batches_total counter\n\
+         creditmeter_writer_batches_total {}\n\
+         # HELP creditmeter_writer_jobs_total Calls carried by those transactions.\n# TYPE creditmeter_writer_jobs_total counter\n\
+         creditmeter_writer_jobs_total {}\n\
+         # HELP creditmeter_writer_events_total Usage requests carried by those transactions.\n# TYPE creditmeter_writer_events_total counter\n\
+         creditmeter_writer_events_total {}\n\
+         # HELP creditmeter_writer_failed_batches_total Batches rolled back.\n# TYPE creditmeter_writer_failed_batches_total counter\n\
+         creditmeter_writer_failed_batches_total {}\n\
+         # HELP creditmeter_writer_largest_batch_calls Most calls in one transaction so far.\n# TYPE creditmeter_writer_largest_batch_calls gauge\n\
+         creditmeter_writer_largest_batch_calls {}\n",
+        get(&m.admissions_allowed),
+        get(&m.admissions_refused),
+        get(&m.events_accepted),
+        get(&m.events_refused),
+        get(&w.batches),
+        get(&w.jobs),
+        get(&w.events),
+        get(&w.failed_batches),
+        get(&w.largest_batch_jobs),
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(body)
 }

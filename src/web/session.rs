@@ -49,7 +49,9 @@ impl SignedIn {
         if self.role() != Role::SuperAdmin {
             Some("Only a super admin can change the additional credit limit.")
         } else if self.org.edition() == Edition::Free {
-            Some("The Free edition does not include additional credits. Upgrade to a paid edition to buy them.")
+            Some(
+                "The Free edition does not include additional credits. Upgrade to a paid edition to buy them.",
+            )
         } else {
             None
         }
@@ -65,7 +67,8 @@ pub fn check_csrf(expected: &str, given: &str) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::Forbidden(
-            "This form has expired or did not come from this site. Reload the page and try again.".into(),
+            "This form has expired or did not come from this site. Reload the page and try again."
+                .into(),
         ))
     }
 }
@@ -78,8 +81,11 @@ impl FromRequest for SignedIn {
         let state = req.app_data::<Data<AppState>>().cloned();
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
         Box::pin(async move {
-            let state = state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
-            let cookie_value = cookie.filter(|c| c.len() == 64).ok_or(AppError::SignInRequired)?;
+            let state =
+                state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            let cookie_value = cookie
+                .filter(|c| c.len() == 64)
+                .ok_or(AppError::SignInRequired)?;
             let now = state.clock.now();
             let cookie_hash = secrets::token_hash(&cookie_value);
             let entry = match state.cache.session(&cookie_hash, now) {
@@ -88,24 +94,51 @@ impl FromRequest for SignedIn {
                     let lookup = cookie_value.clone();
                     let entry = state
                         .db(move |conn| {
-                            let found = users::session_user(conn, &lookup, now)?.ok_or(AppError::SignInRequired)?;
+                            let found = users::session_user(conn, &lookup, now)?
+                                .ok_or(AppError::SignInRequired)?;
                             let (user, csrf_token, expires_at) = found;
-                            let org = orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
-                            Ok(SessionEntry { user, org, csrf_token, expires_at })
+                            let org =
+                                orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
+                            Ok(SessionEntry {
+                                user,
+                                org,
+                                csrf_token,
+                                expires_at,
+                            })
                         })
                         .await?;
                     state.cache.put_session(cookie_hash, entry)
                 }
             };
-            let SessionEntry { user, org, csrf_token, .. } = (*entry).clone();
-            Ok(SignedIn { user, org, csrf_token, cookie_value })
+            let SessionEntry {
+                user,
+                org,
+                csrf_token,
+                ..
+            } = (*entry).clone();
+            Ok(SignedIn {
+                user,
+                org,
+                csrf_token,
+                cookie_value,
+            })
         })
     }
 }
 
 /// A cookie with the flags every cookie of ours carries.
-pub fn cookie(name: &'static str, value: String, path: &'static str, secure: bool, max_age: Option<CookieDuration>) -> Cookie<'static> {
-    let mut builder = Cookie::build(name, value).path(path).http_only(true).same_site(SameSite::Lax).secure(secure);
+pub fn cookie(
+    name: &'static str,
+    value: String,
+    path: &'static str,
+    secure: bool,
+    max_age: Option<CookieDuration>,
+) -> Cookie<'static> {
+    let mut builder = Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure);
     if let Some(age) = max_age {
         builder = builder.max_age(age);
     }
@@ -113,7 +146,13 @@ pub fn cookie(name: &'static str, value: String, path: &'static str, secure: boo
 }
 
 pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'static> {
-    let mut c = cookie(name, String::new(), path, secure, Some(CookieDuration::ZERO));
+    let mut c = cookie(
+        name,
+        String::new(),
+        path,
+        secure,
+        Some(CookieDuration::ZERO),
+    );
     c.make_removal();
     c
 }
@@ -130,22 +169,32 @@ pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 impl Default for SignInThrottle {
     fn default() -> Self {
-        SignInThrottle { failures: Mutex::new(HashMap::new()) }
+        SignInThrottle {
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 }
 
 impl SignInThrottle {
     fn keys(email: &str, address: &str) -> [(String, u32); 2] {
-        [(format!("email:{}", users::normalize_email(email)), MAX_FAILURES_PER_EMAIL), (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS)]
+        [
+            (
+                format!("email:{}", users::normalize_email(email)),
+                MAX_FAILURES_PER_EMAIL,
+            ),
+            (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS),
+        ]
     }
 
     /// Whether another attempt is allowed now.
     pub fn allows(&self, email: &str, address: &str) -> bool {
         let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(email, address).iter().all(|(key, max)| match map.get(key) {
-            Some((count, since)) if since.elapsed() < THROTTLE_WINDOW => count < max,
-            _ => true,
-        })
+        Self::keys(email, address)
+            .iter()
+            .all(|(key, max)| match map.get(key) {
+                Some((count, since)) if since.elapsed() < THROTTLE_WINDOW => count < max,
+                _ => true,
+            })
     }
 
     pub fn record_failure(&self, email: &str, address: &str) {

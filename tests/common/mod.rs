@@ -33,9 +33,20 @@ pub fn spawn_app() -> TestApp {
 
 pub fn spawn_app_at(clock: Clock) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("test.db").display())).unwrap();
+    let database = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("test.db").display()
+    ))
+    .unwrap();
     let pool = db::connect(&database, 8).expect("database");
-    let settings = Settings { bind: "127.0.0.1:0".into(), database, clock, secure_cookies: false, workers: Some(2) };
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database,
+        clock,
+        secure_cookies: false,
+        workers: Some(2),
+        group_commit: true,
+    };
     let (tx, rx) = mpsc::channel();
     let server_pool = pool.clone();
     std::thread::spawn(move || {
@@ -46,11 +57,20 @@ pub fn spawn_app_at(clock: Clock) -> TestApp {
         })
     });
     let port = rx.recv().expect("server starts");
-    TestApp { port, pool, clock, _dir: dir }
+    TestApp {
+        port,
+        pool,
+        clock,
+        _dir: dir,
+    }
 }
 
 pub fn fixed(rfc3339: &str) -> Clock {
-    Clock::Fixed(DateTime::parse_from_rfc3339(rfc3339).unwrap().with_timezone(&Utc))
+    Clock::Fixed(
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc),
+    )
 }
 
 pub struct Seeded {
@@ -79,22 +99,42 @@ impl TestApp {
         let org = NewOrg {
             name: format!("{slug} Corp"),
             zone: zone.parse().unwrap(),
-            allowance: Allowance { edition, licences: 10, add_on_credits: 0 },
+            allowance: Allowance {
+                edition,
+                licences: 10,
+                add_on_credits: 0,
+            },
         };
         let org_id = orgs::create(&mut conn, &org, now).unwrap();
         let hash = creditmeter::secrets::hash_password(PASSWORD).unwrap();
-        let emails = [("super", Role::SuperAdmin), ("admin", Role::Admin), ("user", Role::User)].map(|(who, role)| {
+        let emails = [
+            ("super", Role::SuperAdmin),
+            ("admin", Role::Admin),
+            ("user", Role::User),
+        ]
+        .map(|(who, role)| {
             let email = format!("{who}@{slug}.example");
             users::add(&mut conn, org_id, &email, role, &hash, now).unwrap();
             email
         });
         let [super_admin, admin, user] = emails;
-        Seeded { org_id, super_admin, admin, user }
+        Seeded {
+            org_id,
+            super_admin,
+            admin,
+            user,
+        }
     }
 
     pub fn get(&self, path: &str, session: Option<&Session>) -> Response {
-        let cookie = session.map(|s| format!("cm_session={}", s.cookie)).unwrap_or_default();
-        let headers: Vec<(&str, &str)> = if cookie.is_empty() { vec![] } else { vec![("Cookie", cookie.as_str())] };
+        let cookie = session
+            .map(|s| format!("cm_session={}", s.cookie))
+            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = if cookie.is_empty() {
+            vec![]
+        } else {
+            vec![("Cookie", cookie.as_str())]
+        };
         http::request(self.port, "GET", path, &headers, b"")
     }
 
@@ -110,29 +150,60 @@ impl TestApp {
     /// Sign in through the form; the answer of the POST comes back too.
     pub fn try_sign_in(&self, email: &str, password: &str) -> (Response, Option<Session>) {
         let form = self.get("/login", None);
-        let login_csrf = form.set_cookie("cm_login_csrf").expect("login form sets its CSRF cookie");
+        let login_csrf = form
+            .set_cookie("cm_login_csrf")
+            .expect("login form sets its CSRF cookie");
         let token = hidden_csrf(&form.body).expect("login form has csrf_token");
         let cookie = format!("cm_login_csrf={login_csrf}");
-        let answer = self.post_form("/login", &[("email", email), ("password", password), ("csrf_token", &token)], Some(&cookie));
-        let session = answer.set_cookie("cm_session").filter(|v| !v.is_empty()).map(|cookie| {
-            let page = self.get("/apis/credits", Some(&Session { cookie: cookie.clone(), csrf: String::new() }));
-            let csrf = hidden_csrf(&page.body).unwrap_or_default();
-            Session { cookie, csrf }
-        });
+        let answer = self.post_form(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf_token", &token),
+            ],
+            Some(&cookie),
+        );
+        let session = answer
+            .set_cookie("cm_session")
+            .filter(|v| !v.is_empty())
+            .map(|cookie| {
+                let page = self.get(
+                    "/apis/credits",
+                    Some(&Session {
+                        cookie: cookie.clone(),
+                        csrf: String::new(),
+                    }),
+                );
+                let csrf = hidden_csrf(&page.body).unwrap_or_default();
+                Session { cookie, csrf }
+            });
         (answer, session)
     }
 
     pub fn sign_in(&self, email: &str) -> Session {
         let (answer, session) = self.try_sign_in(email, PASSWORD);
-        session.unwrap_or_else(|| panic!("sign-in of {email} failed: {} {}", answer.status, answer.body))
+        session.unwrap_or_else(|| {
+            panic!(
+                "sign-in of {email} failed: {} {}",
+                answer.status, answer.body
+            )
+        })
     }
 
     pub fn post_signed(&self, path: &str, session: &Session, fields: &[(&str, &str)]) -> Response {
-        self.post_form(path, fields, Some(&format!("cm_session={}", session.cookie)))
+        self.post_form(
+            path,
+            fields,
+            Some(&format!("cm_session={}", session.cookie)),
+        )
     }
 
     pub fn org_limit(&self, org_id: i64) -> i64 {
-        orgs::find(&mut self.conn(), org_id).unwrap().unwrap().additional_limit
+        orgs::find(&mut self.conn(), org_id)
+            .unwrap()
+            .unwrap()
+            .additional_limit
     }
 }
 
@@ -149,4 +220,55 @@ pub fn text_of_id(html: &str, id: &str) -> Option<String> {
     let open_end = at + html[at..].find('>')? + 1;
     let close = open_end + html[open_end..].find("</")?;
     Some(html[open_end..close].trim().to_string())
+}
+
+impl TestApp {
+    pub fn token(&self, org_id: i64) -> String {
+        users::create_token(&mut self.conn(), org_id, self.clock.now()).unwrap()
+    }
+
+    /// A JSON API call with a bearer token.
+    pub fn api(&self, method: &str, path: &str, token: &str, body: &str) -> Response {
+        self.api_typed(method, path, token, body, "application/json")
+    }
+
+    pub fn api_typed(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &str,
+        content_type: &str,
+    ) -> Response {
+        let auth = format!("Bearer {token}");
+        http::request(
+            self.port,
+            method,
+            path,
+            &[("Authorization", &auth), ("Content-Type", content_type)],
+            body.as_bytes(),
+        )
+    }
+
+    pub fn set_limit(&self, org_id: i64, limit: i64) {
+        let now = self.clock.now();
+        let org = orgs::find(&mut self.conn(), org_id).unwrap().unwrap();
+        creditmeter::store::limits::set(
+            &mut self.conn(),
+            org_id,
+            creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
+            "test",
+            now,
+            org.local_day(now),
+        )
+        .unwrap();
+    }
+
+    /// Stored (credits, additional) of one org-day.
+    pub fn day_totals(&self, org_id: i64, day: &str) -> (i64, i64) {
+        let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
+        creditmeter::store::usage::day(&mut self.conn(), org_id, day)
+            .unwrap()
+            .map_or((0, 0), |r| (r.credits, r.additional))
+    }
 }

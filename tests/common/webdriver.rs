@@ -22,11 +22,20 @@ pub struct Browser {
 /// Start a browser, or `None` (with a note) where Chromium is not installed. Under CI it must be.
 pub fn start(width: u32, height: u32) -> Option<Browser> {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        assert!(std::env::var("CI").is_err(), "CI must install chromium and chromium-driver (see .ci/run)");
-        eprintln!("SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install chromium and chromium-driver (see .ci/run)"
+        );
+        eprintln!(
+            "SKIPPED: browser test needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+        );
         return None;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -50,21 +59,45 @@ pub fn start(width: u32, height: u32) -> Option<Browser> {
         }
     }}});
     let answer = call(port, "POST", "/session", Some(caps));
-    let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_string();
-    Some(Browser { port, session, driver, _profile: profile })
+    let session = answer["value"]["sessionId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session: {answer}"))
+        .to_string();
+    Some(Browser {
+        port,
+        session,
+        driver,
+        _profile: profile,
+    })
 }
 
 fn call(port: u16, method: &str, path: &str, body: Option<Value>) -> Value {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let r = http::request(port, method, path, &[("Content-Type", "application/json")], body.as_bytes());
+    let r = http::request(
+        port,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
     let value = r.json();
-    assert!(r.status < 400, "WebDriver {method} {path}: {} {value}", r.status);
+    assert!(
+        r.status < 400,
+        "WebDriver {method} {path}: {} {value}",
+        r.status
+    );
     value
 }
 
 impl Browser {
     fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        call(self.port, method, &format!("/session/{}{path}", self.session), body)["value"].clone()
+        call(
+            self.port,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        )["value"]
+            .clone()
     }
 
     pub fn goto(&self, url: &str) {
@@ -72,28 +105,54 @@ impl Browser {
     }
 
     pub fn resize(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", Some(json!({ "width": width, "height": height })));
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
     }
 
     pub fn find(&self, css: &str) -> String {
-        let v = self.cmd("POST", "/element", Some(json!({ "using": "css selector", "value": css })));
-        v[ELEMENT_KEY].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({ "using": "css selector", "value": css })),
+        );
+        v[ELEMENT_KEY]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
     }
 
     pub fn type_into(&self, css: &str, text: &str) {
         let element = self.find(css);
-        self.cmd("POST", &format!("/element/{element}/clear"), Some(json!({})));
-        self.cmd("POST", &format!("/element/{element}/value"), Some(json!({ "text": text })));
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        );
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/value"),
+            Some(json!({ "text": text })),
+        );
     }
 
     pub fn click(&self, css: &str) {
         let element = self.find(css);
-        self.cmd("POST", &format!("/element/{element}/click"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        );
     }
 
     pub fn text(&self, css: &str) -> String {
         let element = self.find(css);
-        self.cmd("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or_default().to_string()
+        self.cmd("GET", &format!("/element/{element}/text"), None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Wait until the address ends with `suffix` and the page has loaded (clicks do not wait).
@@ -105,22 +164,35 @@ impl Browser {
             if url.ends_with(suffix) && ready {
                 return url;
             }
-            assert!(Instant::now() < deadline, "still at {url}, waiting for {suffix}");
+            assert!(
+                Instant::now() < deadline,
+                "still at {url}, waiting for {suffix}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn url(&self) -> String {
-        self.cmd("GET", "/url", None).as_str().unwrap_or_default().to_string()
+        self.cmd("GET", "/url", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub fn source(&self) -> String {
-        self.cmd("GET", "/source", None).as_str().unwrap_or_default().to_string()
+        self.cmd("GET", "/source", None)
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Run a script in the page (WebDriver's own channel; the page's CSP is not involved).
     pub fn script(&self, script: &str) -> Value {
-        self.cmd("POST", "/execute/sync", Some(json!({ "script": script, "args": [] })))
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
     }
 
     /// Save a PNG of the viewport under target/screenshots/ and return its path.
@@ -137,7 +209,13 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = http::request(self.port, "DELETE", &format!("/session/{}", self.session), &[], b"");
+        let _ = http::request(
+            self.port,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &[],
+            b"",
+        );
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -148,7 +226,9 @@ fn base64_decode(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let (mut buffer, mut bits) = (0u32, 0u32);
     for byte in text.bytes() {
-        let Some(value) = ALPHABET.iter().position(|&c| c == byte) else { continue };
+        let Some(value) = ALPHABET.iter().position(|&c| c == byte) else {
+            continue;
+        };
         buffer = (buffer << 6) | value as u32;
         bits += 6;
         if bits >= 8 {

@@ -1,0 +1,242 @@
+//! `creditmeter import FILE.csv --org ID`: usage reported after the fact, from a CSV file (RFC 4180,
+//! header `id,timestamp,credits` plus optional `operation,client,user`). Admitted by the ledger with
+//! the same rules as `/api/v1/usage` (R12), the whole file in timestamp order; every bad row is
+//! reported with its line number and reason, and the good rows are kept.
+
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use crate::domain::types::Credits;
+use crate::ledger::{Kind, Outcome, UsageRequest};
+
+/// One row that could not be read, by its line number in the file (the header is line 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRow {
+    pub line: usize,
+    pub reason: String,
+}
+
+/// A usage row read from the file, with its line number.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub line: usize,
+    pub request: UsageRequest,
+}
+
+/// Split CSV text into records of fields, with the line each record starts on.
+pub fn records(text: &str) -> Result<Vec<(usize, Vec<String>)>, BadRow> {
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut line = 1;
+    let mut record_line = 1;
+    let mut chars = text.chars().peekable();
+    let mut field_started_quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() && !field_started_quoted => {
+                quoted = true;
+                field_started_quoted = true;
+            }
+            '"' => {
+                return Err(BadRow {
+                    line,
+                    reason: "a quote inside an unquoted field".into(),
+                });
+            }
+            ',' => {
+                fields.push(std::mem::take(&mut field));
+                field_started_quoted = false;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                fields.push(std::mem::take(&mut field));
+                field_started_quoted = false;
+                if !(fields.len() == 1 && fields[0].is_empty()) {
+                    out.push((record_line, std::mem::take(&mut fields)));
+                }
+                fields.clear();
+                line += 1;
+                record_line = line;
+            }
+            _ => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(BadRow {
+            line: record_line,
+            reason: "a quoted field is not closed".into(),
+        });
+    }
+    if !field.is_empty() || !fields.is_empty() || field_started_quoted {
+        fields.push(field);
+        out.push((record_line, fields));
+    }
+    Ok(out)
+}
+
+/// Read the file's rows for `org_id`: good rows and bad rows (a bad header fails the whole file).
+pub fn parse(text: &str, org_id: i64) -> Result<(Vec<Row>, Vec<BadRow>), BadRow> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut records = records(text)?.into_iter();
+    let (header_line, header) = records.next().ok_or(BadRow {
+        line: 1,
+        reason: "the file is empty".into(),
+    })?;
+    let columns: BTreeMap<String, usize> = header
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.trim().to_ascii_lowercase(), i))
+        .collect();
+    for required in ["id", "timestamp", "credits"] {
+        if !columns.contains_key(required) {
+            return Err(BadRow {
+                line: header_line,
+                reason: format!(
+                    "the header must name the columns id,timestamp,credits (optional: operation,client,user); {required} is missing"
+                ),
+            });
+        }
+    }
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
+    for (line, fields) in records {
+        let get = |name: &str| {
+            columns
+                .get(name)
+                .and_then(|&i| fields.get(i))
+                .map(|s| s.trim().to_string())
+        };
+        let row = (|| {
+            if fields.len() != header.len() {
+                return Err(format!(
+                    "{} fields where the header has {}",
+                    fields.len(),
+                    header.len()
+                ));
+            }
+            let id = get("id").filter(|s| !s.is_empty()).ok_or("id is empty")?;
+            if id.chars().count() > 200 {
+                return Err("id is longer than 200 characters".to_string());
+            }
+            let stamp = get("timestamp").unwrap_or_default();
+            let occurred_at = DateTime::parse_from_rfc3339(&stamp)
+                .map_err(|_| {
+                    format!(
+                        "timestamp {stamp:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z"
+                    )
+                })?
+                .with_timezone(&Utc);
+            let raw = get("credits").unwrap_or_default();
+            let credits = raw
+                .parse::<i64>()
+                .ok()
+                .and_then(|n| Credits::new(n).ok())
+                .ok_or_else(|| {
+                    format!("credits {raw:?} is not a whole number from 1 to 1,000,000,000")
+                })?;
+            let text = |name: &str, default: &str| {
+                let value = get(name).unwrap_or_default();
+                if value.chars().count() > 200 {
+                    Err(format!("{name} is longer than 200 characters"))
+                } else if value.is_empty() {
+                    Ok(default.to_string())
+                } else {
+                    Ok(value)
+                }
+            };
+            Ok(UsageRequest {
+                org_id,
+                kind: Kind::Metered,
+                event_id: Some(id),
+                occurred_at,
+                credits: credits.get(),
+                operation: text("operation", "unspecified")?,
+                client: text("client", "unspecified")?,
+                user: text("user", "")?,
+            })
+        })();
+        match row {
+            Ok(request) => rows.push(Row { line, request }),
+            Err(reason) => bad.push(BadRow { line, reason }),
+        }
+    }
+    Ok((rows, bad))
+}
+
+/// What an import did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub refused: Vec<(usize, &'static str)>,
+}
+
+impl Summary {
+    pub fn add(&mut self, line: usize, outcome: &Outcome) {
+        match outcome {
+            Outcome::Accepted { .. } => self.accepted += 1,
+            Outcome::Duplicate { .. } => self.duplicates += 1,
+            Outcome::Refused { reason, .. } => self.refused.push((line, reason.code())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rfc4180_records() {
+        let text = "id,timestamp,credits,operation\r\na,2026-01-01T00:00:00Z,5,\"x, \"\"quoted\"\"\"\n\nb,2026-01-01T00:00:00Z,7,\"two\nlines\"\nc,2026-01-01T00:00:00Z,1,z";
+        let recs = records(text).unwrap();
+        assert_eq!(recs.len(), 4);
+        assert_eq!(recs[1].1[3], "x, \"quoted\"");
+        assert_eq!(recs[2].0, 4);
+        assert_eq!(recs[2].1[3], "two\nlines");
+        assert_eq!(recs[3].0, 6);
+    }
+
+    #[test]
+    fn bad_rows_carry_their_line_and_reason() {
+        let text = "id,timestamp,credits\n\
+                    ok1,2026-01-01T10:00:00Z,5\n\
+                    ,2026-01-01T10:00:00Z,5\n\
+                    x,yesterday,5\n\
+                    y,2026-01-01T10:00:00Z,-3\n\
+                    z,2026-01-01T10:00:00Z,1.5\n\
+                    w,2026-01-01T10:00:00Z\n\
+                    ok2,2026-01-01T11:00:00+02:00,9\n";
+        let (rows, bad) = parse(text, 7).unwrap();
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 8]);
+        let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7]);
+        assert!(bad[0].reason.contains("id is empty"));
+        assert!(bad[1].reason.contains("RFC 3339"));
+        assert!(bad[2].reason.contains("whole number"));
+        assert!(bad[4].reason.contains("2 fields"));
+        assert!(
+            parse("a,b\n1,2\n", 1)
+                .unwrap_err()
+                .reason
+                .contains("id,timestamp,credits")
+        );
+        assert!(parse("", 1).is_err());
+    }
+}

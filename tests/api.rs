@@ -1,0 +1,433 @@
+//! The gateway's JSON API over HTTP: status codes and bodies of SPEC §4, R4, R9, R12, bad input,
+//! generated bodies, concurrency, and a crash with SIGKILL.
+
+mod common;
+
+use common::{TestApp, fixed, spawn_app_at};
+use creditmeter::domain::allowance::Edition;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+const NOW: &str = "2026-03-10T12:00:00Z";
+
+/// A standard org with 10 licences (52,500 free credits a day), UTC, and its token.
+fn setup() -> (TestApp, i64, String) {
+    let app = spawn_app_at(fixed(NOW));
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let token = app.token(org.org_id);
+    (app, org.org_id, token)
+}
+
+fn consume(app: &TestApp, token: &str, body: Value) -> common::Response {
+    app.api("POST", "/api/v1/consume", token, &body.to_string())
+}
+
+#[test]
+fn a_bad_token_is_401_json_and_reveals_nothing() {
+    let (app, _, _) = setup();
+    let paths = [
+        ("POST", "/api/v1/consume"),
+        ("POST", "/api/v1/usage"),
+        ("GET", "/api/v1/credits"),
+        ("GET", "/api/v1/usage/daily"),
+        ("GET", "/api/v1/ping"),
+    ];
+    let mut bodies = Vec::new();
+    for (method, path) in paths {
+        for token in [
+            "",
+            "cm_0000000000000000000000000000000000000000000000000000000000000000",
+            "garbage",
+        ] {
+            let r = app.api(method, path, token, "{\"credits\": 1}");
+            assert_eq!(r.status, 401, "{method} {path} {token:?}");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.json()["error"], "UNAUTHORIZED");
+            bodies.push(r.body);
+        }
+        let r = common::http::request(app.port, method, path, &[], b"");
+        assert_eq!(r.status, 401);
+        bodies.push(r.body);
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "every refusal reads the same"
+    );
+    let r = app.api("GET", "/api/v1/nope", "x", "");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+}
+
+#[test]
+fn r4_free_first_then_additional_then_refused_whole() {
+    let (app, org, token) = setup();
+    let r = consume(
+        &app,
+        &token,
+        json!({"credits": 52_000, "operation": "search", "client": "web"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"allowed": true, "free_remaining": 500, "additional_remaining": 0})
+    );
+    assert_eq!(r.header("x-api-credits-remaining"), Some("500"));
+
+    let r = consume(&app, &token, json!({"credits": 501}));
+    assert_eq!(r.status, 429);
+    let body = r.json();
+    assert_eq!(
+        (
+            body["allowed"].clone(),
+            body["error"].clone(),
+            body["limit"].clone()
+        ),
+        (json!(false), json!("CREDITS_EXHAUSTED"), json!("free"))
+    );
+    assert_eq!(r.header("x-api-credits-remaining"), Some("500"));
+    assert_eq!(
+        r.header("retry-after"),
+        Some("43200"),
+        "seconds until the org's next local day"
+    );
+
+    app.set_limit(org, 1_000);
+    let r = consume(&app, &token, json!({"credits": 600}));
+    assert_eq!(
+        r.json(),
+        json!({"allowed": true, "free_remaining": 0, "additional_remaining": 900})
+    );
+    let r = consume(&app, &token, json!({"credits": 901}));
+    assert_eq!(
+        (r.status, r.json()["limit"].clone()),
+        (429, json!("additional"))
+    );
+    let r = consume(&app, &token, json!({"credits": 900}));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-api-credits-remaining"), Some("0"));
+    assert_eq!(
+        app.day_totals(org, "2026-03-10"),
+        (53_500, 1_000),
+        "refused calls are never charged"
+    );
+
+    let today = app.api("GET", "/api/v1/credits", &token, "").json();
+    assert_eq!(
+        today,
+        json!({"day": "2026-03-10", "free_allowance": 52_500, "used": 53_500, "free_remaining": 0,
+               "additional_limit": 1_000, "additional_used": 1_000, "additional_remaining": 0})
+    );
+    // R11: lowering the limit below what was spent refuses further calls; what was spent stays.
+    app.set_limit(org, 500);
+    assert_eq!(consume(&app, &token, json!({"credits": 1})).status, 429);
+    assert_eq!(app.day_totals(org, "2026-03-10"), (53_500, 1_000));
+}
+
+#[test]
+fn r9_a_retried_consume_is_counted_once() {
+    let (app, org, token) = setup();
+    for _ in 0..5 {
+        let r = consume(&app, &token, json!({"credits": 100, "id": "call-1"}));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["free_remaining"], 52_400);
+    }
+    assert_eq!(app.day_totals(org, "2026-03-10"), (100, 0));
+}
+
+#[test]
+fn r12_metered_usage_follows_the_limit_in_force_at_each_event() {
+    let (app, org, token) = setup();
+    let events = json!([
+        {"id": "e1", "timestamp": "2026-03-09T10:00:00Z", "credits": 52_500},
+        // The day before any limit was set: only free credits could be spent.
+        {"id": "e2", "timestamp": "2026-03-09T11:00:00Z", "credits": 1},
+        {"id": "e1", "timestamp": "2026-03-09T10:00:00Z", "credits": 52_500},
+        {"id": "e3", "timestamp": "2026-03-11T13:00:00Z", "credits": 5},
+        {"id": "e4", "timestamp": "2026-03-10T09:00:00+02:00", "credits": 7, "operation": "ocr", "client": "etl"}
+    ]);
+    let r = app.api("POST", "/api/v1/usage", &token, &events.to_string());
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"accepted": 2, "duplicates": 1, "refused": 2, "results": [
+            {"id": "e1", "status": "accepted"},
+            {"id": "e2", "status": "refused", "reason": "LIMIT_EXCEEDED"},
+            {"id": "e1", "status": "duplicate"},
+            {"id": "e3", "status": "refused", "reason": "FUTURE_TIMESTAMP"},
+            {"id": "e4", "status": "accepted"}
+        ]})
+    );
+    assert_eq!(app.day_totals(org, "2026-03-09"), (52_500, 0));
+    assert_eq!(app.day_totals(org, "2026-03-10"), (7, 0));
+
+    // With a limit set now, an event dated before it still spends only free credits (R12),
+    // while one dated after it may use additional credits.
+    app.set_limit(org, 100_000);
+    let r = app.api_typed(
+        "POST",
+        "/api/v1/usage",
+        &token,
+        "{\"id\":\"late\",\"timestamp\":\"2026-03-09T23:00:00Z\",\"credits\":10}\n\
+         {\"id\":\"e1\",\"timestamp\":\"2026-03-09T10:00:00Z\",\"credits\":52500}\n\n\
+         {\"id\":\"now\",\"timestamp\":\"2026-03-10T12:00:00Z\",\"credits\":80000}\n",
+        "application/x-ndjson",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let body = r.json();
+    assert_eq!(
+        (
+            body["accepted"].clone(),
+            body["duplicates"].clone(),
+            body["refused"].clone()
+        ),
+        (json!(1), json!(1), json!(1))
+    );
+    assert_eq!(body["results"][0]["reason"], "LIMIT_EXCEEDED");
+    assert_eq!(app.day_totals(org, "2026-03-10"), (80_007, 27_507));
+
+    let daily = app
+        .api(
+            "GET",
+            "/api/v1/usage/daily?from=2026-03-08&to=2026-03-10",
+            &token,
+            "",
+        )
+        .json();
+    assert_eq!(daily["currency"], "USD");
+    assert_eq!(
+        daily["days"],
+        json!([
+            {"day": "2026-03-08", "credits": 0, "additional": 0, "amount": "0.00"},
+            {"day": "2026-03-09", "credits": 52_500, "additional": 0, "amount": "0.00"},
+            // 27,507 additional credits: 3.50 + 2,507 × 0.06 / 1,000 = 3.65042 → 3.65
+            {"day": "2026-03-10", "credits": 80_007, "additional": 27_507, "amount": "3.65"}
+        ])
+    );
+    assert_eq!(daily["total_amount"], "3.65");
+    let default = app.api("GET", "/api/v1/usage/daily", &token, "").json();
+    assert_eq!(
+        (default["from"].as_str(), default["to"].as_str()),
+        (Some("2026-02-09"), Some("2026-03-10"))
+    );
+    assert_eq!(default["days"].as_array().unwrap().len(), 30);
+    for bad in [
+        "?from=2026-03-10&to=2026-03-01",
+        "?from=2025-01-01&to=2026-03-01",
+        "?from=yesterday&to=2026-03-01",
+        "?from=2026-03-01",
+        "?from=%ZZ",
+    ] {
+        let r = app.api("GET", &format!("/api/v1/usage/daily{bad}"), &token, "");
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("INVALID_RANGE")),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn r12_events_within_one_request_are_admitted_in_timestamp_order() {
+    let (app, org, token) = setup();
+    app.set_limit(org, 0);
+    // Listed late-first; in timestamp order the early event takes the free credits.
+    let events = json!([
+        {"id": "late", "timestamp": "2026-03-10T11:00:00Z", "credits": 500},
+        {"id": "early", "timestamp": "2026-03-10T01:00:00Z", "credits": 52_200}
+    ]);
+    let r = app
+        .api("POST", "/api/v1/usage", &token, &events.to_string())
+        .json();
+    assert_eq!(
+        r["results"],
+        json!([{"id": "late", "status": "refused", "reason": "LIMIT_EXCEEDED"}, {"id": "early", "status": "accepted"}])
+    );
+}
+
+#[test]
+fn malformed_bodies_are_400_and_record_nothing() {
+    let (app, org, token) = setup();
+    for body in [
+        "",
+        "{",
+        "[]x",
+        "null",
+        "{\"credits\": \"10\"}",
+        "{\"credits\": 1.5}",
+        "{\"credits\": -1}",
+        "{\"credits\": 0}",
+        "{\"credits\": 1000000001}",
+        "{\"credits\": 1e40}",
+        "{\"credits\": 99999999999999999999999}",
+        "{}",
+        "{\"credits\": 5, \"id\": \"\"}",
+        "{\"credits\": 5, \"id\": 7}",
+        "{\"credits\": 5, \"operation\": [1]}",
+    ] {
+        let r = app.api("POST", "/api/v1/consume", &token, body);
+        assert_eq!(r.status, 400, "{body:?} gave {} {}", r.status, r.body);
+        assert_eq!(r.json()["error"], "INVALID_REQUEST");
+    }
+    for body in [
+        "{}",
+        "[{\"id\": \"a\", \"credits\": 5}]",
+        "[{\"id\": \"a\", \"timestamp\": \"2026-03-10T10:00:00Z\", \"credits\": 0}]",
+        "[{\"id\": \"ok\", \"timestamp\": \"2026-03-10T10:00:00Z\", \"credits\": 5}, {\"id\": \"b\", \"timestamp\": \"noon\", \"credits\": 5}]",
+        "[{\"id\": \"a\", \"timestamp\": \"2026-03-10T10:00:00Z\", \"credits\": -5}]",
+        "[1, 2]",
+    ] {
+        let r = app.api("POST", "/api/v1/usage", &token, body);
+        assert_eq!(r.status, 400, "{body:?} gave {} {}", r.status, r.body);
+    }
+    let r = app.api_typed(
+        "POST",
+        "/api/v1/usage",
+        &token,
+        "{\"id\":\"ok\",\"timestamp\":\"2026-03-10T10:00:00Z\",\"credits\":5}\nnot json\n",
+        "application/x-ndjson",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("line 2"));
+    assert_eq!(
+        app.day_totals(org, "2026-03-10"),
+        (0, 0),
+        "nothing was recorded"
+    );
+    assert_eq!(
+        app.api("GET", "/api/v1/credits", &token, "").json()["used"],
+        0
+    );
+}
+
+#[test]
+fn the_openapi_document_matches_the_real_routes() {
+    let (app, _, token) = setup();
+    let r = common::http::request(app.port, "GET", "/api/v1/openapi.json", &[], b"");
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut expected: Vec<(String, String)> = creditmeter::web::openapi::DOCUMENTED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    for (method, path) in &documented {
+        let r = app.api(&method.to_uppercase(), path, &token, "[]");
+        assert!(
+            r.status != 404 && r.status != 405,
+            "{method} {path} is documented but answers {}",
+            r.status
+        );
+        if path != "/api/v1/openapi.json" {
+            let anonymous = common::http::request(app.port, &method.to_uppercase(), path, &[], b"");
+            assert_eq!(anonymous.status, 401, "{method} {path} must need a token");
+            assert!(
+                doc["paths"][path][method]["responses"]["401"].is_object(),
+                "{path} documents its 401"
+            );
+        }
+    }
+    // A call that is not documented does not exist.
+    assert_eq!(app.api("DELETE", "/api/v1/consume", &token, "").status, 404);
+}
+
+#[test]
+fn sixty_four_clients_spend_exactly_the_remaining_credits() {
+    let (app, org, token) = setup();
+    app.set_limit(org, 7_500); // free 52,500 + 7,500 = 60,000 = 600 calls of 100
+    let app = std::sync::Arc::new(app);
+    let handles: Vec<_> = (0..64)
+        .map(|client| {
+            let (app, token) = (app.clone(), token.clone());
+            std::thread::spawn(move || {
+                let mut allowed = 0i64;
+                for call in 0..12 {
+                    let r = consume(
+                        &app,
+                        &token,
+                        json!({"credits": 100, "id": format!("c{client}-{call}")}),
+                    );
+                    match r.status {
+                        200 => allowed += 1,
+                        429 => assert_eq!(r.json()["error"], "CREDITS_EXHAUSTED"),
+                        other => panic!("unexpected {other}: {}", r.body),
+                    }
+                }
+                allowed
+            })
+        })
+        .collect();
+    let allowed: i64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(allowed, 600, "exactly the remaining credits were admitted");
+    assert_eq!(
+        app.day_totals(org, "2026-03-10"),
+        (60_000, 7_500),
+        "stored totals match the 200s"
+    );
+    assert_eq!(consume(&app, &token, json!({"credits": 1})).status, 429);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn generated_bodies_never_produce_a_5xx(body in arbitrary_json(), ndjson in any::<bool>()) {
+        let (app, _, token) = shared();
+        let text = body.to_string();
+        let r = app.api("POST", "/api/v1/consume", token, &text);
+        prop_assert!(r.status < 500, "consume {} gave {} {}", text, r.status, r.body);
+        let content_type = if ndjson { "application/x-ndjson" } else { "application/json" };
+        let r = app.api_typed("POST", "/api/v1/usage", token, &text, content_type);
+        prop_assert!(r.status < 500, "usage {} gave {} {}", text, r.status, r.body);
+    }
+}
+
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e12f64..1e12).prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+        Just(json!("2026-03-10T10:00:00Z")),
+    ];
+    let event = (
+        prop_oneof![Just(json!("x")), "\\PC{0,8}".prop_map(Value::from), any::<i64>().prop_map(Value::from)],
+        prop_oneof![Just(json!("2026-03-10T10:00:00Z")), Just(json!("2030-01-01T00:00:00Z")), "\\PC{0,8}".prop_map(Value::from)],
+        prop_oneof![any::<i64>().prop_map(Value::from), (1i64..100_000).prop_map(Value::from), Just(json!("5"))],
+    )
+        .prop_map(|(id, timestamp, credits)| json!({"id": id, "timestamp": timestamp, "credits": credits}));
+    let shaped = prop_oneof![
+        event.clone(),
+        proptest::collection::vec(event, 0..5).prop_map(Value::from),
+        (prop_oneof![any::<i64>().prop_map(Value::from), Just(json!(10))])
+            .prop_map(|c| json!({"credits": c, "id": "p"})),
+    ];
+    let anything = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map("[a-z]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    prop_oneof![shaped, anything]
+}
+
+fn shared() -> &'static (TestApp, i64, String) {
+    static SHARED: std::sync::OnceLock<(TestApp, i64, String)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(setup)
+}

@@ -443,8 +443,16 @@ fn start_server(db_url: &str) -> (std::process::Child, u16) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let port = line.trim().trim_end_matches("/login").rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .trim_end_matches("/login")
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
     (child, port)
 }
 
@@ -462,10 +470,17 @@ fn r10_acknowledged_consumes_survive_sigkill() {
         let org = creditmeter::store::orgs::NewOrg {
             name: "Crash".into(),
             zone: chrono_tz::UTC,
-            allowance: creditmeter::domain::allowance::Allowance { edition: Edition::Ultimate, licences: 1_000_000, add_on_credits: 0 },
+            allowance: creditmeter::domain::allowance::Allowance {
+                edition: Edition::Ultimate,
+                licences: 1_000_000,
+                add_on_credits: 0,
+            },
         };
         let org_id = creditmeter::store::orgs::create(&mut conn, &org, now).unwrap();
-        (org_id, creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap())
+        (
+            org_id,
+            creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
+        )
     };
     let (mut server, port) = start_server(&db_url);
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
@@ -482,7 +497,16 @@ fn r10_acknowledged_consumes_survive_sigkill() {
                     let body = json!({"credits": 3, "id": id}).to_string();
                     let auth = format!("Bearer {token}");
                     let sent = std::panic::catch_unwind(|| {
-                        common::http::request(port, "POST", "/api/v1/consume", &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes())
+                        common::http::request(
+                            port,
+                            "POST",
+                            "/api/v1/consume",
+                            &[
+                                ("Authorization", &auth),
+                                ("Content-Type", "application/json"),
+                            ],
+                            body.as_bytes(),
+                        )
                     });
                     match sent {
                         Ok(r) if r.status == 200 => acknowledged.lock().unwrap().push(id),
@@ -501,23 +525,52 @@ fn r10_acknowledged_consumes_survive_sigkill() {
         let _ = c.join();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 50, "the load ran ({} acknowledged)", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "the load ran ({} acknowledged)",
+        acknowledged.len()
+    );
 
     let (mut server, port) = start_server(&db_url);
     let auth = format!("Bearer {token}");
-    let today = common::http::request(port, "GET", "/api/v1/credits", &[("Authorization", &auth)], b"").json();
+    let today = common::http::request(
+        port,
+        "GET",
+        "/api/v1/credits",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .json();
     server.kill().unwrap();
     server.wait().unwrap();
     let used = today["used"].as_i64().unwrap();
-    assert!(used >= 3 * acknowledged.len() as i64, "used {used} < acknowledged {}", acknowledged.len());
+    assert!(
+        used >= 3 * acknowledged.len() as i64,
+        "used {used} < acknowledged {}",
+        acknowledged.len()
+    );
     let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
-    let stored = creditmeter::store::usage::existing_event_ids(&mut conn, acknowledged.iter().map(|id| (org_id, id.as_str()))).unwrap();
-    assert_eq!(stored.len(), acknowledged.len(), "every acknowledged consume is recorded");
+    let stored = creditmeter::store::usage::existing_event_ids(
+        &mut conn,
+        acknowledged.iter().map(|id| (org_id, id.as_str())),
+    )
+    .unwrap();
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "every acknowledged consume is recorded"
+    );
     // The rollup agrees with the events that made it to disk (acknowledged or not).
     let all: i64 = {
-        use diesel::prelude::*;
         use creditmeter::db::schema::usage_events::dsl;
-        dsl::usage_events.filter(dsl::org_id.eq(org_id)).select(dsl::credits).load::<i64>(&mut conn).unwrap().iter().sum()
+        use diesel::prelude::*;
+        dsl::usage_events
+            .filter(dsl::org_id.eq(org_id))
+            .select(dsl::credits)
+            .load::<i64>(&mut conn)
+            .unwrap()
+            .iter()
+            .sum()
     };
     assert_eq!(all, used);
 }

@@ -517,7 +517,25 @@ fn import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (_, url) = db_url(dir.path());
     let now = [("CREDITMETER_NOW", "2026-03-10T12:00:00Z")];
-    let org_id = run_with(&["org", "create", "--name", "Acme", "--edition", "standard", "--licences", "10", "--database", &url], None, &now).stdout.trim().to_string();
+    let org_id = run_with(
+        &[
+            "org",
+            "create",
+            "--name",
+            "Acme",
+            "--edition",
+            "standard",
+            "--licences",
+            "10",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    )
+    .stdout
+    .trim()
+    .to_string();
     let csv = dir.path().join("usage.csv");
     std::fs::write(
         &csv,
@@ -532,23 +550,72 @@ fn import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
     )
     .unwrap();
     let file = csv.display().to_string();
-    let out = run_with(&["import", &file, "--org", &org_id, "--database", &url], None, &now);
+    let out = run_with(
+        &["import", &file, "--org", &org_id, "--database", &url],
+        None,
+        &now,
+    );
     assert_ne!(out.code, 0, "bad rows make the exit code non-zero");
-    assert!(out.stderr.contains("line 3: timestamp \"not-a-time\""), "{}", out.stderr);
-    assert!(out.stderr.contains("line 4: credits \"-4\""), "{}", out.stderr);
-    assert!(out.stderr.contains("line 7: refused LIMIT_EXCEEDED"), "{}", out.stderr);
-    assert!(out.stderr.contains("line 8: refused FUTURE_TIMESTAMP"), "{}", out.stderr);
-    assert!(out.stderr.contains("2 accepted, 1 duplicates, 2 refused, 2 bad rows"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("line 3: timestamp \"not-a-time\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("line 4: credits \"-4\""),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("line 7: refused LIMIT_EXCEEDED"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("line 8: refused FUTURE_TIMESTAMP"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("2 accepted, 1 duplicates, 2 refused, 2 bad rows"),
+        "{}",
+        out.stderr
+    );
 
-    let mut conn = creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
+    let mut conn =
+        creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 3, 9).unwrap();
-    let row = creditmeter::store::usage::day(&mut conn, org_id.parse().unwrap(), day).unwrap().unwrap();
+    let row = creditmeter::store::usage::day(&mut conn, org_id.parse().unwrap(), day)
+        .unwrap()
+        .unwrap();
     assert_eq!((row.credits, row.additional), (52_500, 0));
 
     // Importing the same file again counts nothing twice.
-    let out = run_with(&["import", &file, "--org", &org_id, "--database", &url], None, &now);
-    assert!(out.stderr.contains("0 accepted, 3 duplicates"), "{}", out.stderr);
-    assert_refused(&run(&["import", "/no/such.csv", "--org", &org_id, "--database", &url]), "cannot read");
+    let out = run_with(
+        &["import", &file, "--org", &org_id, "--database", &url],
+        None,
+        &now,
+    );
+    assert!(
+        out.stderr.contains("0 accepted, 3 duplicates"),
+        "{}",
+        out.stderr
+    );
+    assert_refused(
+        &run(&[
+            "import",
+            "/no/such.csv",
+            "--org",
+            &org_id,
+            "--database",
+            &url,
+        ]),
+        "cannot read",
+    );
     std::fs::write(&csv, "when,amount\n1,2\n").unwrap();
-    assert_refused(&run(&["import", &file, "--org", &org_id, "--database", &url]), "id,timestamp,credits");
+    assert_refused(
+        &run(&["import", &file, "--org", &org_id, "--database", &url]),
+        "id,timestamp,credits",
+    );
 }

@@ -35,8 +35,14 @@ impl Figures {
 
 /// Read one response from a keep-alive connection; returns its status.
 pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<u16> {
+    thread_local! {
+        static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+    }
+    CHUNK.with(|chunk| read_into(stream, buf, &mut chunk.borrow_mut()))
+}
+
+fn read_into(stream: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> std::io::Result<u16> {
     buf.clear();
-    let mut chunk = [0u8; 64 * 1024];
     loop {
         if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..split]).unwrap_or("");
@@ -58,7 +64,7 @@ pub fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Resu
                 return Ok(status);
             }
         }
-        let n = stream.read(&mut chunk)?;
+        let n = stream.read(chunk)?;
         if n == 0 {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,

@@ -76,6 +76,17 @@ pub enum Outcome {
     },
 }
 
+/// An id for a call that came without one: a random per-process prefix and a counter, unique
+/// without a system call per call.
+fn auto_event_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..16].to_string());
+    format!("auto-{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
 /// How far in the future an event may be dated (R12).
 pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
 
@@ -134,7 +145,7 @@ fn apply_in_transaction(
     let mut contexts: HashMap<i64, Option<OrgContext>> = HashMap::new();
     let mut days: HashMap<(i64, NaiveDate), DayState> = HashMap::new();
     let mut seen_ids: HashSet<(i64, String)> = HashSet::new();
-    let mut breakdown: HashMap<(i64, NaiveDate, String, String), (i64, i64)> = HashMap::new();
+    let mut breakdown: HashMap<(i64, NaiveDate, &str, &str), (i64, i64)> = HashMap::new();
     let mut events: Vec<EventInsert> = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     let known_ids = usage::existing_event_ids(
@@ -207,7 +218,7 @@ fn apply_in_transaction(
                 seen_ids.insert(seen);
                 id.clone()
             }
-            None => format!("auto-{}", &crate::secrets::random_hex_256()[..32]),
+            None => auto_event_id(),
         };
         match budget.decide(request.credits) {
             Err(hit) => outcomes.push(Outcome::Refused {
@@ -223,8 +234,8 @@ fn apply_in_transaction(
                     .entry((
                         request.org_id,
                         local_day,
-                        request.operation.clone(),
-                        request.client.clone(),
+                        request.operation.as_str(),
+                        request.client.as_str(),
                     ))
                     .or_default();
                 counters.0 += request.credits;
@@ -279,8 +290,8 @@ fn apply_in_transaction(
             &BreakdownRow {
                 org_id,
                 local_day,
-                operation,
-                client,
+                operation: operation.to_string(),
+                client: client.to_string(),
                 credits,
                 additional,
             },

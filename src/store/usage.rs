@@ -198,15 +198,58 @@ pub fn event_exists(conn: &mut DbConn, org_id: i64, event_id: &str) -> QueryResu
     Ok(count > 0)
 }
 
+/// Rows per multi-row INSERT on SQLite: 11 columns each, well under its bound-variable limit.
+const SQLITE_ROWS_PER_INSERT: usize = 200;
+
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
     match conn {
         // Diesel wraps a SQLite multi-row insert in a transaction of its own, which cannot nest in
-        // the ledger's; one prepared single-row insert per event is as fast inside one transaction.
+        // the ledger's, so the statement is written out here, with every value bound.
         DbConn::Sqlite(c) => {
-            for event in events {
-                diesel::insert_into(usage_events::table)
-                    .values(event)
-                    .execute(c)?;
+            use diesel::sql_types::{BigInt, Text};
+            // Diesel stores SQLite dates and timestamps as text in these formats; a batch mostly
+            // repeats the same few values, so each distinct one is formatted once.
+            let mut texts: std::collections::HashMap<NaiveDateTime, String> =
+                std::collections::HashMap::new();
+            let mut days: std::collections::HashMap<NaiveDate, String> =
+                std::collections::HashMap::new();
+            for e in events {
+                for t in [e.occurred_at, e.recorded_at] {
+                    texts
+                        .entry(t)
+                        .or_insert_with(|| t.format("%F %T%.f").to_string());
+                }
+                days.entry(e.local_day)
+                    .or_insert_with(|| e.local_day.format("%F").to_string());
+            }
+            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                let mut sql = String::from(
+                    "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, free_credits, \
+                     additional, operation, client, user_ref, recorded_at) VALUES ",
+                );
+                for i in 0..chunk.len() {
+                    sql.push_str(if i == 0 {
+                        "(?,?,?,?,?,?,?,?,?,?,?)"
+                    } else {
+                        ",(?,?,?,?,?,?,?,?,?,?,?)"
+                    });
+                }
+                let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+                for e in chunk {
+                    query = query
+                        .bind::<BigInt, _>(e.org_id)
+                        .bind::<Text, _>(&e.event_id)
+                        .bind::<Text, _>(&days[&e.local_day])
+                        .bind::<Text, _>(&texts[&e.occurred_at])
+                        .bind::<BigInt, _>(e.credits)
+                        .bind::<BigInt, _>(e.free_credits)
+                        .bind::<BigInt, _>(e.additional)
+                        .bind::<Text, _>(&e.operation)
+                        .bind::<Text, _>(&e.client)
+                        .bind::<Text, _>(&e.user_ref)
+                        .bind::<Text, _>(&texts[&e.recorded_at]);
+                }
+                query.execute(c)?;
             }
         }
         DbConn::Postgresql(c) => {

@@ -1,0 +1,199 @@
+//! Gateway API benchmark (issue 5), all in one run on 127.0.0.1:
+//!   (a) POST /api/v1/consume with group commit, 64 connections;
+//!   (b) the same with batching off (one synchronous=FULL transaction per call);
+//!   (c) GET /api/v1/ping, authenticated and touching nothing: the HTTP ceiling;
+//!   (d) POST /api/v1/usage as NDJSON in batches of 10,000 events.
+//!
+//!     cargo bench --bench api                  (BENCH_SECONDS=10 for longer runs)
+
+#[path = "support/load.rs"]
+mod load;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use creditmeter::clock::Clock;
+use creditmeter::db::{self, DatabaseUrl};
+use creditmeter::domain::allowance::{Allowance, Edition};
+use creditmeter::startup::{Application, Settings};
+use creditmeter::store::{orgs, users};
+
+struct Server {
+    port: u16,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start(group_commit: bool) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let database = DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))
+    .unwrap();
+    let pool = db::connect(&database, 16).unwrap();
+    let now = chrono::Utc::now();
+    let org = orgs::NewOrg {
+        name: "Bench".into(),
+        zone: chrono_tz::UTC,
+        // Ultimate has no maximum: enough free credits that no call is refused.
+        allowance: Allowance {
+            edition: Edition::Ultimate,
+            licences: 1_000_000_000,
+            add_on_credits: 0,
+        },
+    };
+    let mut conn = pool.get().unwrap();
+    let org_id = orgs::create(&mut conn, &org, now).unwrap();
+    let token = users::create_token(&mut conn, org_id, now).unwrap();
+    drop(conn);
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        database,
+        clock: Clock::Real,
+        secure_cookies: false,
+        workers: None,
+        group_commit,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = Application::build_with_pool(settings, pool).unwrap();
+            tx.send(app.port()).unwrap();
+            app.run().await
+        })
+    });
+    Server {
+        port: rx.recv().unwrap(),
+        token,
+        _dir: dir,
+    }
+}
+
+fn consume_request(token: &str) -> Vec<u8> {
+    let body = "{\"credits\":1,\"operation\":\"search\",\"client\":\"bench\"}";
+    format!(
+        "POST /api/v1/consume HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Send `batches` NDJSON bodies of `size` events over `connections` connections; events/s accepted.
+fn usage_throughput(
+    server: &Server,
+    connections: usize,
+    batches_each: usize,
+    size: usize,
+) -> (f64, usize) {
+    let stamp = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let bodies: Vec<Vec<Vec<u8>>> = (0..connections)
+        .map(|c| {
+            (0..batches_each)
+                .map(|b| {
+                    let mut body = String::with_capacity(size * 90);
+                    for e in 0..size {
+                        body.push_str(&format!("{{\"id\":\"u{c}-{b}-{e}\",\"timestamp\":\"{stamp}\",\"credits\":2,\"operation\":\"ocr\"}}\n"));
+                    }
+                    let head = format!(
+                        "POST /api/v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                        server.token,
+                        body.len()
+                    );
+                    [head.into_bytes(), body.into_bytes()].concat()
+                })
+                .collect()
+        })
+        .collect();
+    let port = server.port;
+    let start = Instant::now();
+    let handles: Vec<_> = bodies
+        .into_iter()
+        .map(|mine| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                let mut buf = Vec::new();
+                let mut accepted = 0;
+                for body in mine {
+                    stream.write_all(&body).unwrap();
+                    let status = load::read_response(&mut stream, &mut buf).unwrap();
+                    assert_eq!(status, 200);
+                    let text = String::from_utf8_lossy(&buf);
+                    let json_start = text.find("\r\n\r\n").unwrap() + 4;
+                    let answer: serde_json::Value =
+                        serde_json::from_str(&text[json_start..]).unwrap();
+                    accepted += answer["accepted"].as_u64().unwrap() as usize;
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    (accepted as f64 / start.elapsed().as_secs_f64(), accepted)
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let duration = Duration::from_secs(seconds);
+    let connections = 64;
+    println!(
+        "gateway API benchmark: {connections} connections, {seconds} s per measurement, SQLite synchronous=FULL"
+    );
+
+    let grouped = start(true);
+    let unbatched = start(false);
+    let ping = load::get_request(
+        "/api/v1/ping",
+        &format!("Authorization: Bearer {}\r\n", grouped.token),
+    );
+    load::run(
+        "warm-up",
+        grouped.port,
+        4,
+        Duration::from_millis(300),
+        &ping,
+    );
+
+    let a = load::run(
+        "(a) consume, group commit",
+        grouped.port,
+        connections,
+        duration,
+        &consume_request(&grouped.token),
+    );
+    a.print();
+    let b = load::run(
+        "(b) consume, one txn per call",
+        unbatched.port,
+        connections,
+        duration,
+        &consume_request(&unbatched.token),
+    );
+    b.print();
+    let c = load::run(
+        "(c) authenticated no-op /ping",
+        grouped.port,
+        connections,
+        duration,
+        &ping,
+    );
+    c.print();
+    assert!(
+        a.errors == 0 && b.errors == 0 && c.errors == 0,
+        "errors during the run"
+    );
+    println!(
+        "(a)/(b) = {:.1}x (target >= 10x); (a)/(c) = {:.0}% (target >= 50%); p99 of (a) = {:.2} ms (target < 10 ms)",
+        a.rps() / b.rps(),
+        100.0 * a.rps() / c.rps(),
+        a.p99_ms
+    );
+    let (rate, accepted) = usage_throughput(&grouped, 2, 10, 10_000);
+    println!(
+        "(d) /api/v1/usage NDJSON, batches of 10,000: {rate:.0} events/s accepted ({accepted} events; target >= 100,000/s)"
+    );
+}

@@ -104,4 +104,30 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     browser.goto(&format!("{base}/apis/credits/audit"));
     assert!(browser.text("#audit-log").contains("40,000 credits/day"));
     browser.screenshot("audit-375");
+
+    // View details, from the link on the Credits tab.
+    browser.resize(1280, 2200);
+    browser.goto(&format!("{base}/apis/credits"));
+    browser.click("#view-details");
+    browser.wait_for_url("/apis/credits/details");
+    let rows = browser
+        .script("return document.querySelectorAll('#daily-usage tbody tr[data-day]').length;");
+    assert_eq!(
+        rows,
+        serde_json::json!(30),
+        "the last 30 days, today included"
+    );
+    let today_row = browser.text("#daily-usage tr.in-progress");
+    assert!(today_row.contains("in progress"), "{today_row}");
+    assert_eq!(browser.text("#total-amount"), "2.10");
+    browser.screenshot("details-1280");
+    browser.resize(375, 2400);
+    let overflow =
+        browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
+    assert_eq!(
+        overflow,
+        serde_json::Value::Bool(false),
+        "horizontal scrolling at 375 px"
+    );
+    browser.screenshot("details-375");
 }

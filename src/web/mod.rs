@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod credits;
+pub mod details;
 pub mod error;
 pub mod openapi;
 pub mod session;
@@ -104,6 +105,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/apis/credits", web::get().to(credits::credits_tab))
             .route("/apis/credits/limit", web::post().to(credits::set_limit))
             .route("/apis/credits/audit", web::get().to(credits::audit))
+            .route(
+                "/apis/credits/details",
+                web::get().to(details::details_page),
+            )
+            .route(
+                "/apis/credits/details.csv",
+                web::get().to(details::details_csv),
+            )
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
             .route("/static/app.css", web::get().to(stylesheet))

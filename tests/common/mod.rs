@@ -272,3 +272,75 @@ impl TestApp {
             .map_or((0, 0), |r| (r.credits, r.additional))
     }
 }
+
+/// The `data-*` hooks of the View details table: (day, credits, additional, amount).
+pub fn day_rows(html: &str) -> Vec<(String, i64, i64, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(tag[at..at + tag[at..].find('"')?].to_string())
+    };
+    html.split("<tr ")
+        .skip(1)
+        .filter_map(|chunk| {
+            let tag = &chunk[..chunk.find('>')?];
+            let day = attr(tag, "data-day")?;
+            Some((
+                day,
+                attr(tag, "data-credits")?.parse().ok()?,
+                attr(tag, "data-additional")?.parse().ok()?,
+                attr(tag, "data-amount")?,
+            ))
+        })
+        .collect()
+}
+
+impl TestApp {
+    /// Set an org's limit as of `at` (RFC 3339), as the limit history records it.
+    pub fn set_limit_at(&self, org_id: i64, limit: i64, at: &str) {
+        let at = DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&Utc);
+        let org = orgs::find(&mut self.conn(), org_id).unwrap().unwrap();
+        creditmeter::store::limits::set(
+            &mut self.conn(),
+            org_id,
+            creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
+            "test",
+            at,
+            org.local_day(at),
+        )
+        .unwrap();
+    }
+
+    /// Record metered usage through the ledger: (RFC 3339 time, credits).
+    pub fn record(&self, org_id: i64, events: &[(&str, i64)]) {
+        use creditmeter::ledger::{self, Kind, UsageRequest};
+        let requests: Vec<UsageRequest> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (at, credits))| UsageRequest {
+                org_id,
+                kind: Kind::Metered,
+                event_id: Some(format!("seed-{at}-{i}")),
+                occurred_at: DateTime::parse_from_rfc3339(at)
+                    .unwrap()
+                    .with_timezone(&Utc),
+                credits: *credits,
+                operation: if i % 2 == 0 {
+                    "search".into()
+                } else {
+                    "ocr".into()
+                },
+                client: "seed".into(),
+                user: String::new(),
+            })
+            .collect();
+        let outcomes = ledger::apply_batch(&mut self.conn(), self.clock.now(), &requests).unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, ledger::Outcome::Accepted { .. })),
+            "{outcomes:?}"
+        );
+    }
+}

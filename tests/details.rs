@@ -1,0 +1,210 @@
+//! View details and its CSV over HTTP: every day row and the total, in UTC and in a far zone,
+//! across a month end and a DST change; totals against the rows for random ranges; bad ranges.
+
+mod common;
+
+use common::{TestApp, day_rows, fixed, spawn_app_at};
+use creditmeter::domain::allowance::Edition;
+use proptest::prelude::*;
+
+fn rows_of(
+    app: &TestApp,
+    session: &common::Session,
+    query: &str,
+) -> (u16, Vec<(String, i64, i64, String)>, String, String) {
+    let r = app.get(&format!("/apis/credits/details{query}"), Some(session));
+    let total = common::text_of_id(&r.body, "total-amount").unwrap_or_default();
+    (r.status, day_rows(&r.body), total, r.body)
+}
+
+#[test]
+fn every_day_row_and_the_total_in_utc_across_a_month_end() {
+    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let org = app.seed_org("acme", Edition::Standard, "UTC"); // 52,500 free credits a day
+    app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-02-27T09:00:00Z", 52_500),
+            ("2026-02-27T23:59:59Z", 80_000), // 6.80
+            ("2026-02-28T00:00:00Z", 1_000),
+            ("2026-03-01T10:00:00Z", 64_845), // 12,345 additional: 1.73
+            ("2026-03-02T08:00:00Z", 60_000), // today, in progress: 7,500 additional: 1.05
+        ],
+    );
+    let session = app.sign_in(&org.admin);
+    let (status, rows, total, body) = rows_of(&app, &session, "?from=2026-02-26&to=2026-03-02");
+    assert_eq!(status, 200);
+    let expected = [
+        ("2026-02-26", 0, 0, "0.00"),
+        ("2026-02-27", 132_500, 80_000, "6.80"),
+        ("2026-02-28", 1_000, 0, "0.00"),
+        ("2026-03-01", 64_845, 12_345, "1.73"),
+        ("2026-03-02", 60_000, 7_500, "1.05"),
+    ];
+    let expected: Vec<(String, i64, i64, String)> = expected
+        .iter()
+        .map(|(d, c, a, m)| (d.to_string(), *c, *a, m.to_string()))
+        .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(total, "9.58");
+    assert!(body.contains("today, in progress"));
+    // No parameters: the last 30 days, today included.
+    let (_, rows, _, _) = rows_of(&app, &session, "");
+    assert_eq!(rows.len(), 30);
+    assert_eq!(rows.last().unwrap().0, "2026-03-02");
+    assert_eq!(rows.first().unwrap().0, "2026-02-01");
+    // Breakdowns and the chart are there for the range.
+    let r = app.get(
+        "/apis/credits/details?from=2026-02-26&to=2026-03-02",
+        Some(&session),
+    );
+    assert!(
+        r.body.contains("id=\"usage-by-operation\"") && r.body.contains("id=\"usage-by-client\"")
+    );
+    assert!(
+        r.body.contains("<svg class=\"chart\"") && r.body.contains("<title id=\"chart-title\">")
+    );
+    let print = r
+        .body
+        .split("id=\"print\"")
+        .next()
+        .unwrap()
+        .rsplit("href=\"")
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    assert!(
+        print.starts_with(
+            "/apis/credits/details.pdf?from=2026-02-26&to=2026-03-02&disposition=inline"
+        ),
+        "{print}"
+    );
+
+    let csv = app.get(
+        "/apis/credits/details.csv?from=2026-02-26&to=2026-03-02",
+        Some(&session),
+    );
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.header("content-disposition")
+            .unwrap()
+            .contains("creditmeter-acme-corp-2026-02-26-2026-03-02.csv")
+    );
+    assert_eq!(
+        csv.body,
+        "day,credits,additional,amount\r\n2026-02-26,0,0,0.00\r\n2026-02-27,132500,80000,6.80\r\n\
+         2026-02-28,1000,0,0.00\r\n2026-03-01,64845,12345,1.73\r\n2026-03-02,60000,7500,1.05\r\n"
+    );
+}
+
+#[test]
+fn days_follow_a_far_zone_across_its_dst_change() {
+    // Auckland leaves daylight saving on 5 Apr 2026 at 03:00 (UTC+13 → UTC+12): that day lasts 25 hours.
+    let app = spawn_app_at(fixed("2026-04-06T03:00:00Z"));
+    let org = app.seed_org("kiwi", Edition::Professional, "Pacific/Auckland"); // 55,000 free
+    app.set_limit_at(org.org_id, 100_000, "2026-04-01T00:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-04-04T10:30:00Z", 60_000), // 4 Apr 23:30 NZDT
+            ("2026-04-04T11:30:00Z", 5_000),  // 5 Apr 00:30 NZDT
+            ("2026-04-05T11:30:00Z", 70_000), // 5 Apr 23:30 NZST: still the 25-hour day
+            ("2026-04-05T12:30:00Z", 1_000),  // 6 Apr 00:30 NZST
+        ],
+    );
+    let session = app.sign_in(&org.super_admin);
+    let (status, rows, total, _) = rows_of(&app, &session, "?from=2026-04-04&to=2026-04-06");
+    assert_eq!(status, 200);
+    let got: Vec<(&str, i64, i64, &str)> = rows
+        .iter()
+        .map(|(d, c, a, m)| (d.as_str(), *c, *a, m.as_str()))
+        .collect();
+    // 5,000 additional: 0.70; 20,000 additional: 2.80.
+    assert_eq!(
+        got,
+        [
+            ("2026-04-04", 60_000, 5_000, "0.70"),
+            ("2026-04-05", 75_000, 20_000, "2.80"),
+            ("2026-04-06", 1_000, 0, "0.00")
+        ]
+    );
+    assert_eq!(total, "3.50");
+}
+
+#[test]
+fn bad_ranges_answer_4xx_with_a_message() {
+    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    let session = app.sign_in(&org.admin);
+    for (query, message) in [
+        ("?from=2026-02-30&to=2026-03-01", "is not a date"),
+        ("?from=yesterday&to=2026-03-01", "is not a date"),
+        ("?from=2026-03-05&to=2026-03-01", "is after the end date"),
+        ("?from=2024-01-01&to=2025-01-01", "at most 366 days"),
+        ("?from=2026-03-01", "end date"),
+        ("?to=2026-03-01", "start date"),
+        ("?from=%ZZ&to=1", "is not a date"),
+        ("?from=2026-01-01&from=x&to=2026-01-02", "malformed"),
+    ] {
+        let r = app.get(&format!("/apis/credits/details{query}"), Some(&session));
+        assert_eq!(r.status, 400, "{query}");
+        let shown = common::text_of_id(&r.body, "range-error").unwrap_or_default();
+        assert!(shown.contains(message), "{query}: {shown:?}");
+        let csv = app.get(&format!("/apis/credits/details.csv{query}"), Some(&session));
+        assert_eq!(csv.status, 400, "csv {query}");
+    }
+    // 366 days is allowed.
+    assert_eq!(
+        app.get(
+            "/apis/credits/details?from=2024-01-01&to=2024-12-31",
+            Some(&session)
+        )
+        .status,
+        200
+    );
+    let user = app.sign_in(&org.user);
+    assert_eq!(app.get("/apis/credits/details", Some(&user)).status, 403);
+    assert_eq!(
+        app.get("/apis/credits/details.csv", Some(&user)).status,
+        403
+    );
+    assert_eq!(app.get("/apis/credits/details", None).status, 303);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_total_is_the_sum_of_the_day_rows(start in 0i64..80, len in 1i64..120) {
+        let (app, session) = shared();
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(start);
+        let to = from + chrono::Duration::days(len - 1);
+        let (status, rows, total, _) = rows_of(app, session, &format!("?from={from}&to={to}"));
+        prop_assert_eq!(status, 200);
+        prop_assert_eq!(rows.len() as i64, len);
+        let cents: i64 = rows.iter().map(|r| { let (w, f) = r.3.split_once('.').unwrap(); w.parse::<i64>().unwrap() * 100 + f.parse::<i64>().unwrap() }).sum();
+        prop_assert_eq!(format!("{}.{:02}", cents / 100, cents % 100), total);
+    }
+}
+
+fn shared() -> &'static (TestApp, common::Session) {
+    static SHARED: std::sync::OnceLock<(TestApp, common::Session)> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let app = spawn_app_at(fixed("2026-03-31T12:00:00Z"));
+        let org = app.seed_org("prop", Edition::Enterprise, "America/Sao_Paulo"); // 60,000 free
+        app.set_limit_at(org.org_id, 500_000, "2025-12-01T00:00:00Z");
+        let days: Vec<(String, i64)> = (0..89)
+            .map(|d| {
+                let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+                    + chrono::Duration::days(d);
+                (format!("{day}T15:00:00Z"), 60_000 + (d * 7_919) % 250_000)
+            })
+            .collect();
+        let events: Vec<(&str, i64)> = days.iter().map(|(t, c)| (t.as_str(), *c)).collect();
+        app.record(org.org_id, &events);
+        let session = app.sign_in(&org.admin);
+        (app, session)
+    })
+}

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod domain;
 pub mod import;
 pub mod ledger;
+pub mod pdf;
 pub mod secrets;
 pub mod startup;
 pub mod store;

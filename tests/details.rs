@@ -208,3 +208,186 @@ fn shared() -> &'static (TestApp, common::Session) {
         (app, session)
     })
 }
+
+/// The text of a PDF, page by page, via poppler's pdftotext; `None` (with a note) where it is missing.
+fn pdf_pages(bytes: &[u8]) -> Option<Vec<String>> {
+    if std::process::Command::new("pdftotext")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must install poppler-utils (see .ci/run)"
+        );
+        eprintln!("SKIPPED: PDF text checks need pdftotext (apt-get install poppler-utils)");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.pdf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&path)
+        .arg("-")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pdftotext failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .split('\u{c}')
+            .filter(|p| !p.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+#[test]
+fn the_pdf_statement_has_every_day_and_the_total() {
+    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-02-27T09:00:00Z", 132_500),
+            ("2026-03-01T10:00:00Z", 64_845),
+        ],
+    );
+    let session = app.sign_in(&org.admin);
+    let r = app.get(
+        "/apis/credits/details.pdf?from=2026-02-26&to=2026-03-02",
+        Some(&session),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some("attachment; filename=\"creditmeter-acme-corp-2026-02-26-2026-03-02.pdf\"")
+    );
+    let raw = common::http::request(
+        app.port,
+        "GET",
+        "/apis/credits/details.pdf?from=2026-02-26&to=2026-03-02&disposition=inline",
+        &[("Cookie", &format!("cm_session={}", session.cookie))],
+        b"",
+    );
+    assert!(
+        raw.header("content-disposition")
+            .unwrap()
+            .starts_with("inline;")
+    );
+    let bytes = pdf_bytes(&app, &session, "?from=2026-02-26&to=2026-03-02");
+    assert!(bytes.starts_with(b"%PDF"));
+    let Some(pages) = pdf_pages(&bytes) else {
+        return;
+    };
+    assert_eq!(pages.len(), 1);
+    let text = &pages[0];
+    for expected in [
+        "acme Corp",
+        "26 Feb 2026 - 2 Mar 2026 (5 days)",
+        "Page 1 of 1",
+        "Total",
+        "USD 8.53",
+        "first",
+        "25,000",
+    ] {
+        let expected = if expected == "first" {
+            "1 to 25,000"
+        } else {
+            expected
+        };
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+    for (day, amount) in [
+        ("26 Feb 2026", "0.00"),
+        ("27 Feb 2026", "6.80"),
+        ("28 Feb 2026", "0.00"),
+        ("1 Mar 2026", "1.73"),
+        ("2 Mar 2026", "0.00"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.contains(day)
+                    && l.contains("Credits used").eq(&false)
+                    && !["Range", "Billing", "Generated", "generated"]
+                        .iter()
+                        .any(|w| l.contains(w))
+            })
+            .unwrap_or_else(|| panic!("{day} missing:\n{text}"));
+        assert!(line.trim_end().ends_with(amount), "{day}: {line}");
+    }
+    assert!(text.contains("today, in progress"));
+    // Look at it: target/screenshots/statement-*.png where pdftoppm is installed.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("statement-5-days.pdf"), &bytes).unwrap();
+}
+
+fn pdf_bytes(app: &TestApp, session: &common::Session, query: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    // The PDF is binary: read the raw body rather than the test client's text.
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    write!(stream, "GET /apis/credits/details.pdf{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n", session.cookie).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    raw[split + 4..].to_vec()
+}
+
+#[test]
+fn a_366_day_pdf_has_several_pages_each_with_the_table_header() {
+    let (app, session) = shared();
+    let bytes = pdf_bytes(app, session, "?from=2025-03-31&to=2026-03-31");
+    let Some(pages) = pdf_pages(&bytes) else {
+        return;
+    };
+    assert!(pages.len() >= 5, "{} pages", pages.len());
+    for (i, page) in pages.iter().enumerate() {
+        assert!(
+            page.contains(&format!("Page {} of {}", i + 1, pages.len())),
+            "page {}:\n{page}",
+            i + 1
+        );
+        if i + 1 < pages.len() {
+            assert!(
+                page.contains("Credits used") && page.contains("Additional credits"),
+                "page {} lacks the table header",
+                i + 1
+            );
+        }
+    }
+    let all = pages.join("\n");
+    let mut day = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+    while day <= chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap() {
+        assert!(
+            all.contains(&format!("{}", day.format("%-d %b %Y"))),
+            "{day} missing"
+        );
+        day = day.succ_opt().unwrap();
+    }
+    let r = app.get(
+        "/apis/credits/details?from=2025-03-31&to=2026-03-31",
+        Some(session),
+    );
+    let total = common::text_of_id(&r.body, "total-amount").unwrap();
+    assert!(
+        all.contains(&format!("USD {total}")),
+        "total {total} missing"
+    );
+    std::fs::write(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target/screenshots/statement-366-days.pdf"),
+        &bytes,
+    )
+    .unwrap();
+}

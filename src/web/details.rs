@@ -470,3 +470,102 @@ pub async fn details_csv(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body))
 }
+
+/// The plan's slabs as people read them: ("1 to 25,000", "0.14"), ..., ("500,001 and above", ...).
+pub fn slab_rows(plan: &PricePlan) -> Vec<(String, String)> {
+    let ranges = plan.tier_ranges();
+    plan.tiers
+        .iter()
+        .zip(ranges)
+        .map(|(tier, (first, last))| {
+            let credits = match last {
+                Some(last) => format!("{} to {}", group_thousands(first), group_thousands(last)),
+                None => format!("{} and above", group_thousands(first)),
+            };
+            let mut price = crate::domain::money::format_exact(tier.price, &plan.currency);
+            if let Some(flat) = tier.flat.filter(|f| !f.is_zero()) {
+                price = format!(
+                    "{price} + {} flat",
+                    crate::domain::money::format_exact(flat, &plan.currency)
+                );
+            }
+            (credits, price)
+        })
+        .collect()
+}
+
+/// The statement document of a View details range.
+pub fn statement_doc(view: &DetailsView, zone: chrono_tz::Tz) -> crate::pdf::StatementDoc {
+    let c = &view.currency;
+    crate::pdf::StatementDoc {
+        title: "Usage statement".into(),
+        number: String::new(),
+        org_name: view.org_name.clone(),
+        range: format!("{} - {} ({} days)", human_date(view.range.from), human_date(view.range.to), view.range.len()),
+        billing_period: view
+            .period
+            .map(|p| format!("{} - {} (next billing date {})", human_date(p.start), human_date(p.last_day()), human_date(p.end)))
+            .unwrap_or_else(|| "no additional credits were set up".into()),
+        zone: view.zone.clone(),
+        generated: view.generated_at.with_timezone(&zone).format("%-d %b %Y %H:%M %Z").to_string(),
+        generated_unix: view.generated_at.timestamp(),
+        currency: c.clone(),
+        lines: view
+            .lines
+            .iter()
+            .map(|l| crate::pdf::StatementLine {
+                day: format!("{} {}", l.local_day.format("%a"), human_date(l.local_day)),
+                credits: group_thousands(l.credits),
+                additional: group_thousands(l.additional),
+                amount: format_minor(l.amount_minor, c),
+                in_progress: l.in_progress,
+            })
+            .collect(),
+        total_credits: group_thousands(view.total_credits),
+        total_additional: group_thousands(view.total_additional),
+        total: display_amount(view.total_minor, c),
+        slabs: slab_rows(&view.plan),
+        slab_caption: format!(
+            "Additional credits used in a day are priced on these slabs, pro rata per credit; slabs restart every day. Prices per {} credits.",
+            group_thousands(view.plan.block)
+        ),
+        price_header: format!("Price per {} ({c})", group_thousands(view.plan.block)),
+        note: "A day's charge is rounded once, to the cent; the total is the sum of the days. Today's amount is so far, not final.".into(),
+    }
+}
+
+/// Serve PDF bytes as a download, or inline for printing (`?disposition=inline`).
+pub fn pdf_response(req: &HttpRequest, name: &str, bytes: Vec<u8>) -> HttpResponse {
+    let inline = req
+        .query_string()
+        .split('&')
+        .any(|p| p == "disposition=inline");
+    let disposition = if inline { "inline" } else { "attachment" };
+    HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("{disposition}; filename=\"{name}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        // A PDF is not a page: the viewer needs no script or plugin policy, only no framing.
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .body(bytes)
+}
+
+pub async fn details_pdf(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    signed_in: SignedIn,
+) -> Result<HttpResponse, AppError> {
+    let view = export_view(&req, &state, &signed_in).await?;
+    let zone = signed_in.org.zone();
+    let name = file_name(&view, "pdf");
+    let bytes = web::block(move || crate::pdf::render(&statement_doc(&view, zone)))
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok(pdf_response(&req, &name, bytes))
+}

@@ -113,6 +113,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/apis/credits/details.csv",
                 web::get().to(details::details_csv),
             )
+            .route(
+                "/apis/credits/details.pdf",
+                web::get().to(details::details_pdf),
+            )
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))
             .route("/static/app.css", web::get().to(stylesheet))

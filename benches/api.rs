@@ -55,6 +55,7 @@ fn start(group_commit: bool) -> Server {
         secure_cookies: false,
         workers: None,
         group_commit,
+        close_every: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -40,6 +40,7 @@ fn main() {
         secure_cookies: false,
         workers: None,
         group_commit: true,
+        close_every: None,
     };
     let server_pool = pool.clone();
     std::thread::spawn(move || {

@@ -71,6 +71,24 @@ pub enum Command {
     Plan(PlanCommand),
     /// Import usage from a CSV file (id,timestamp,credits[,operation,client,user])
     Import(ImportArgs),
+    /// Monthly statements
+    #[command(subcommand)]
+    Statements(StatementsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatementsCommand {
+    /// Close every billing period that has ended and issue its statement (once)
+    Close(StatementsCloseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatementsCloseArgs {
+    /// Close the periods that ended on or before this date (YYYY-MM-DD) instead of each org's today
+    #[arg(long = "as-of", value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +281,7 @@ pub fn run(cli: Cli, clock: Clock) -> Result<()> {
         Command::Plan(PlanCommand::Publish(args)) => plan_publish(args, clock),
         Command::Plan(PlanCommand::Check(args)) => plan_check(args),
         Command::Import(args) => import(args, clock),
+        Command::Statements(StatementsCommand::Close(args)) => statements_close(args, clock),
     }
 }
 
@@ -520,6 +539,7 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         secure_cookies: args.secure_cookies,
         workers: args.workers.map(usize::from),
         group_commit: !args.no_group_commit,
+        close_every: Some(std::time::Duration::from_secs(60)),
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;
@@ -621,5 +641,16 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
             bad.len()
         );
     }
+    Ok(())
+}
+
+fn statements_close(args: StatementsCloseArgs, clock: Clock) -> Result<()> {
+    let mut conn = args.db.open()?;
+    let issued = crate::billing::close_due(&mut conn, clock.now(), args.as_of)
+        .context("cannot close billing periods")?;
+    for number in &issued {
+        println!("{number}");
+    }
+    eprintln!("issued {} statements", issued.len());
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! creditmeter: pay-as-you-go API credits with a daily free allowance, additional credits priced on
 //! graduated daily slabs, monthly billing, a server-rendered dashboard and a JSON API.
 
+pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod db;

@@ -22,12 +22,16 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Batch concurrent usage writes into one transaction (off only to measure the difference).
     pub group_commit: bool,
+    /// How often the server closes due billing periods by itself (`None`: never; tests).
+    pub close_every: Option<std::time::Duration>,
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     pool: DbPool,
+    clock: crate::clock::Clock,
+    close_every: Option<std::time::Duration>,
 }
 
 impl Application {
@@ -63,6 +67,8 @@ impl Application {
             port,
             server: server.run(),
             pool,
+            clock: settings.clock,
+            close_every: settings.close_every,
         })
     }
 
@@ -75,6 +81,34 @@ impl Application {
     }
 
     pub async fn run(self) -> std::io::Result<()> {
+        if let Some(every) = self.close_every {
+            actix_web::rt::spawn(close_periods_forever(self.pool.clone(), self.clock, every));
+        }
         self.server.await
+    }
+}
+
+/// The server's own closer: due billing periods get their statements without an operator (R7).
+async fn close_periods_forever(
+    pool: DbPool,
+    clock: crate::clock::Clock,
+    every: std::time::Duration,
+) {
+    loop {
+        let pool = pool.clone();
+        let closed = actix_web::web::block(move || -> anyhow::Result<Vec<String>> {
+            let mut conn = pool.get()?;
+            Ok(crate::billing::close_due(&mut conn, clock.now(), None)?)
+        })
+        .await;
+        match closed {
+            Ok(Ok(numbers)) if !numbers.is_empty() => {
+                tracing::info!(count = numbers.len(), "billing periods closed")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "closing billing periods failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "closing billing periods failed; will retry"),
+            _ => {}
+        }
+        actix_web::rt::time::sleep(every).await;
     }
 }

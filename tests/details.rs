@@ -391,3 +391,221 @@ fn a_366_day_pdf_has_several_pages_each_with_the_table_header() {
     )
     .unwrap();
 }
+
+fn statements_of(app: &TestApp, org_id: i64) -> Vec<(String, String, String, i64)> {
+    creditmeter::store::statements::list(&mut app.conn(), org_id)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|s| {
+            (
+                s.number,
+                s.period_start.to_string(),
+                s.period_end.to_string(),
+                s.total_minor,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn r7_periods_anchored_on_the_29th_to_31st_close_on_clamped_dates() {
+    let app = spawn_app_at(fixed("2026-04-01T12:00:00Z"));
+    let mut orgs = Vec::new();
+    for (slug, day) in [("d29", 29), ("d30", 30), ("d31", 31)] {
+        let org = app.seed_org(slug, Edition::Standard, "UTC");
+        app.set_limit_at(org.org_id, 10_000, &format!("2026-01-{day}T10:00:00Z"));
+        orgs.push(org.org_id);
+    }
+    let issued = creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
+    assert_eq!(issued.len(), 6);
+    let s = |org: i64, start: &str, end: &str| {
+        (
+            format!("CM-{org}-{}", start.replace('-', "")),
+            start.to_string(),
+            end.to_string(),
+            0,
+        )
+    };
+    assert_eq!(
+        statements_of(&app, orgs[0]),
+        [
+            s(orgs[0], "2026-01-29", "2026-02-28"),
+            s(orgs[0], "2026-02-28", "2026-03-29")
+        ]
+    );
+    assert_eq!(
+        statements_of(&app, orgs[1]),
+        [
+            s(orgs[1], "2026-01-30", "2026-02-28"),
+            s(orgs[1], "2026-02-28", "2026-03-30")
+        ]
+    );
+    assert_eq!(
+        statements_of(&app, orgs[2]),
+        [
+            s(orgs[2], "2026-01-31", "2026-02-28"),
+            s(orgs[2], "2026-02-28", "2026-03-31")
+        ]
+    );
+}
+
+#[test]
+fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
+    let app = spawn_app_at(fixed("2026-03-02T12:00:00Z"));
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 100_000, "2026-02-01T08:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-02-10T10:00:00Z", 132_500),
+            ("2026-02-28T23:00:00Z", 65_000),
+            ("2026-03-01T10:00:00Z", 60_000),
+        ],
+    );
+    let db = creditmeter::store::orgs::find(&mut app.conn(), org.org_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        db.billing_anchor,
+        chrono::NaiveDate::from_ymd_opt(2026, 2, 1)
+    );
+    // Closing on demand, twice, from the CLI: one statement.
+    let url = {
+        use diesel::prelude::*;
+        #[derive(diesel::QueryableByName)]
+        struct F {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            file: String,
+        }
+        let f: F = diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .get_result(&mut *app.conn())
+            .unwrap();
+        format!("sqlite://{}", f.file)
+    };
+    let close = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+            .args(["statements", "close", "--database", &url])
+            .env("CREDITMETER_NOW", "2026-03-02T12:00:00Z")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let number = format!("CM-{}-20260201", org.org_id);
+    assert_eq!(close(), number);
+    assert_eq!(close(), "", "closing twice issues once");
+    // 80,000 additional (6.80) + 12,500 additional (3.50 + 0.06 × ... = 1.75): 8.55.
+    let issued = statements_of(&app, org.org_id);
+    assert_eq!(
+        issued,
+        [(
+            number.clone(),
+            "2026-02-01".to_string(),
+            "2026-03-01".to_string(),
+            855
+        )]
+    );
+    let frozen = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
+        .unwrap()
+        .unwrap();
+    assert_eq!(frozen.lines().len(), 28);
+    assert_eq!(
+        frozen.lines().iter().map(|l| l.amount_minor).sum::<i64>(),
+        frozen.total_minor
+    );
+
+    // R8: usage for a day of the issued statement is refused and changes nothing.
+    let token = app.token(org.org_id);
+    let body = serde_json::json!([
+        {"id": "late", "timestamp": "2026-02-20T10:00:00Z", "credits": 10},
+        {"id": "fine", "timestamp": "2026-03-01T11:00:00Z", "credits": 10}
+    ]);
+    let r = app
+        .api("POST", "/api/v1/usage", &token, &body.to_string())
+        .json();
+    assert_eq!(
+        r["results"][0],
+        serde_json::json!({"id": "late", "status": "refused", "reason": "PERIOD_CLOSED"})
+    );
+    assert_eq!(r["results"][1]["status"], "accepted");
+    assert_eq!(app.day_totals(org.org_id, "2026-02-20"), (0, 0));
+    let again = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.total_minor, again.lines_json),
+        (frozen.total_minor, frozen.lines_json.clone())
+    );
+
+    // The list page and the statement's PDF.
+    let session = app.sign_in(&org.admin);
+    let page = app.get("/apis/credits/statements", Some(&session));
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(&format!("data-number=\"{number}\"")) && page.body.contains("USD 8.55")
+    );
+    assert_eq!(
+        app.get("/apis/credits/statements/CM-999-1.pdf", Some(&session))
+            .status,
+        404
+    );
+    let other = app.seed_org("other", Edition::Standard, "UTC");
+    let stranger = app.sign_in(&other.admin);
+    assert_eq!(
+        app.get(
+            &format!("/apis/credits/statements/{number}.pdf"),
+            Some(&stranger)
+        )
+        .status,
+        404,
+        "another org's statement"
+    );
+    let bytes = {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+        write!(stream, "GET /apis/credits/statements/{number}.pdf HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n", session.cookie).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw[split + 4..].to_vec()
+    };
+    let Some(pages) = pdf_pages(&bytes) else {
+        return;
+    };
+    let text = pages.join("\n");
+    assert!(
+        text.contains(&format!("Statement {number}"))
+            && text.contains("USD 8.55")
+            && text.contains("10 Feb 2026")
+            && text.contains("28 Feb 2026")
+    );
+}
+
+#[test]
+fn r7_the_server_closes_due_periods_by_itself() {
+    let app = common::spawn_app_with(
+        fixed("2026-03-02T12:00:00Z"),
+        Some(std::time::Duration::from_millis(100)),
+    );
+    let org = app.seed_org("acme", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 1_000, "2026-02-01T08:00:00Z");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while statements_of(&app, org.org_id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no statement was issued"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        statements_of(&app, org.org_id).len(),
+        1,
+        "one statement, however often the closer runs"
+    );
+}

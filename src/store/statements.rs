@@ -1,8 +1,10 @@
-//! Issued monthly statements (R7, R8): frozen lines and total per (org, period).
+//! Issued monthly statements (R7, R8): frozen lines and total per (org, period), never changed.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 
+use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::statements;
 
@@ -13,4 +15,99 @@ pub fn closed_periods(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<(NaiveD
         .order(statements::period_start)
         .select((statements::period_start, statements::period_end))
         .load(conn)
+}
+
+/// One frozen day of a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    pub day: NaiveDate,
+    pub credits: i64,
+    pub additional: i64,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = statements)]
+pub struct StatementRow {
+    pub id: i64,
+    pub org_id: i64,
+    pub number: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub currency: String,
+    pub total_minor: i64,
+    pub lines_json: String,
+    pub issued_at: NaiveDateTime,
+}
+
+impl StatementRow {
+    pub fn lines(&self) -> Vec<StatementLine> {
+        serde_json::from_str(&self.lines_json).unwrap_or_default()
+    }
+}
+
+/// The statement number of an org's period: stable, so closing twice finds the same one.
+pub fn number_for(org_id: i64, period_start: NaiveDate) -> String {
+    format!("CM-{org_id}-{}", period_start.format("%Y%m%d"))
+}
+
+pub fn find(
+    conn: &mut DbConn,
+    org_id: i64,
+    period_start: NaiveDate,
+) -> QueryResult<Option<StatementRow>> {
+    statements::table
+        .filter(statements::org_id.eq(org_id))
+        .filter(statements::period_start.eq(period_start))
+        .select(StatementRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn by_number(
+    conn: &mut DbConn,
+    org_id: i64,
+    number: &str,
+) -> QueryResult<Option<StatementRow>> {
+    statements::table
+        .filter(statements::org_id.eq(org_id))
+        .filter(statements::number.eq(number))
+        .select(StatementRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<StatementRow>> {
+    statements::table
+        .filter(statements::org_id.eq(org_id))
+        .order(statements::period_start.desc())
+        .select(StatementRow::as_select())
+        .load(conn)
+}
+
+/// Insert an issued statement; the caller holds the write transaction and checked it is new.
+pub fn insert(
+    conn: &mut DbConn,
+    org_id: i64,
+    period: (NaiveDate, NaiveDate),
+    currency: &str,
+    lines: &[StatementLine],
+    now: DateTime<Utc>,
+) -> QueryResult<String> {
+    let number = number_for(org_id, period.0);
+    let lines_json = serde_json::to_string(lines)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    diesel::insert_into(statements::table)
+        .values((
+            statements::org_id.eq(org_id),
+            statements::number.eq(&number),
+            statements::period_start.eq(period.0),
+            statements::period_end.eq(period.1),
+            statements::currency.eq(currency),
+            statements::total_minor.eq(lines.iter().map(|l| l.amount_minor).sum::<i64>()),
+            statements::lines_json.eq(lines_json),
+            statements::issued_at.eq(db_time(now)),
+        ))
+        .execute(conn)?;
+    Ok(number)
 }

@@ -9,6 +9,7 @@ pub mod details;
 pub mod error;
 pub mod openapi;
 pub mod session;
+pub mod statements;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
@@ -116,6 +117,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/apis/credits/details.pdf",
                 web::get().to(details::details_pdf),
+            )
+            .route("/apis/credits/statements", web::get().to(statements::list))
+            .route(
+                "/apis/credits/statements/{file}",
+                web::get().to(statements::pdf),
             )
             .route("/healthz", web::get().to(healthz))
             .route("/metrics", web::get().to(metrics))

@@ -32,6 +32,11 @@ pub fn spawn_app() -> TestApp {
 }
 
 pub fn spawn_app_at(clock: Clock) -> TestApp {
+    spawn_app_with(clock, None)
+}
+
+/// With the server's own closer of billing periods running every `close_every`.
+pub fn spawn_app_with(clock: Clock, close_every: Option<std::time::Duration>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let database = DatabaseUrl::parse(&format!(
         "sqlite://{}",
@@ -46,6 +51,7 @@ pub fn spawn_app_at(clock: Clock) -> TestApp {
         secure_cookies: false,
         workers: Some(2),
         group_commit: true,
+        close_every,
     };
     let (tx, rx) = mpsc::channel();
     let server_pool = pool.clone();

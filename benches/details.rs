@@ -75,7 +75,8 @@ fn generate_events(conn: &mut DbConn, today: NaiveDate, from: u64, to: u64) {
         let events: Vec<EventInsert> = (next..end)
             .map(|n| {
                 let org_id = (n % ORGS as u64) as i64 + 1;
-                let local_day = first_day(today) + Duration::days(((n / ORGS as u64) % DAYS as u64) as i64);
+                let local_day =
+                    first_day(today) + Duration::days(((n / ORGS as u64) % DAYS as u64) as i64);
                 EventInsert {
                     org_id,
                     event_id: format!("gen-{n}"),
@@ -91,16 +92,24 @@ fn generate_events(conn: &mut DbConn, today: NaiveDate, from: u64, to: u64) {
                 }
             })
             .collect();
-        creditmeter::db::write_transaction(conn, |conn| usage::insert_events(conn, &events)).unwrap();
+        creditmeter::db::write_transaction(conn, |conn| usage::insert_events(conn, &events))
+            .unwrap();
         next = end;
     }
 }
 
 fn main() {
-    let millions: u64 = std::env::var("BENCH_EVENTS_MILLIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let millions: u64 = std::env::var("BENCH_EVENTS_MILLIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("big.db").display())).unwrap();
+    let database =
+        DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("big.db").display())).unwrap();
     let pool = db::connect(&database, 8).unwrap();
     let now = Utc::now();
     let started = Instant::now();
@@ -110,7 +119,11 @@ fn main() {
         let org = orgs::NewOrg {
             name: format!("Org {i}"),
             zone: chrono_tz::UTC,
-            allowance: Allowance { edition: Edition::Standard, licences: 10, add_on_credits: 0 },
+            allowance: Allowance {
+                edition: Edition::Standard,
+                licences: 10,
+                add_on_credits: 0,
+            },
         };
         orgs::create(&mut conn, &org, created).unwrap();
     }
@@ -118,7 +131,15 @@ fn main() {
     generate_rollups(&mut conn, today);
     let org_id = 500;
     let hash = creditmeter::secrets::hash_password("bench-password").unwrap();
-    let user = users::add(&mut conn, org_id, "bench@org500.example", users::Role::Admin, &hash, now).unwrap();
+    let user = users::add(
+        &mut conn,
+        org_id,
+        "bench@org500.example",
+        users::Role::Admin,
+        &hash,
+        now,
+    )
+    .unwrap();
     let session = users::create_session(&mut conn, user, now).unwrap();
     generate_events(&mut conn, today, 0, 1_000_000.min(millions * 1_000_000));
     println!(
@@ -152,7 +173,13 @@ fn main() {
     let pdf = load::get_request(&format!("/apis/credits/details.pdf?{range}"), &cookie);
     let duration = std::time::Duration::from_secs(seconds);
 
-    load::run("warm-up", port, 1, std::time::Duration::from_millis(500), &page);
+    load::run(
+        "warm-up",
+        port,
+        1,
+        std::time::Duration::from_millis(500),
+        &page,
+    );
     println!("one connection, sequential requests, {seconds} s each:");
     let page_1m = load::run("366-day page, 1 M events", port, 1, duration, &page);
     page_1m.print();
@@ -163,11 +190,33 @@ fn main() {
     }
     let grow = Instant::now();
     generate_events(&mut conn, today, 1_000_000, millions * 1_000_000);
-    println!("added events up to {} M in {:.0} s", millions, grow.elapsed().as_secs_f64());
-    load::run("warm-up", port, 1, std::time::Duration::from_millis(500), &page);
-    let page_big = load::run(&format!("366-day page, {millions} M events"), port, 1, duration, &page);
+    println!(
+        "added events up to {} M in {:.0} s",
+        millions,
+        grow.elapsed().as_secs_f64()
+    );
+    load::run(
+        "warm-up",
+        port,
+        1,
+        std::time::Duration::from_millis(500),
+        &page,
+    );
+    let page_big = load::run(
+        &format!("366-day page, {millions} M events"),
+        port,
+        1,
+        duration,
+        &page,
+    );
     page_big.print();
-    let pdf_big = load::run(&format!("366-day PDF, {millions} M events"), port, 1, duration, &pdf);
+    let pdf_big = load::run(
+        &format!("366-day PDF, {millions} M events"),
+        port,
+        1,
+        duration,
+        &pdf,
+    );
     pdf_big.print();
     println!(
         "page p50 {:.2} ms (target < 5 ms), PDF p50 {:.2} ms (target < 50 ms); page p50 at {millions} M / 1 M events = {:.2} (target within 0.8..1.2)",

@@ -149,7 +149,8 @@ pub fn slug(name: &str) -> String {
 
 pub struct RowView {
     pub day: String,
-    pub label: String,
+    pub short_label: String,
+    pub year: String,
     pub weekday: String,
     pub credits: i64,
     pub credits_text: String,
@@ -172,6 +173,7 @@ pub struct Bar {
 pub struct AxisLabel {
     pub x: String,
     pub text: String,
+    pub anchor: &'static str,
 }
 
 pub struct Chart {
@@ -184,7 +186,7 @@ pub struct Chart {
 
 const CHART_W: f64 = 900.0;
 const CHART_H: f64 = 220.0;
-const CHART_LEFT: f64 = 56.0;
+const CHART_LEFT: f64 = 72.0;
 const CHART_TOP: f64 = 10.0;
 
 fn chart(lines: &[DayLine]) -> Chart {
@@ -219,14 +221,25 @@ fn chart(lines: &[DayLine]) -> Chart {
             }
         })
         .collect();
-    let step = (lines.len() / 6).max(1);
+    let step = (lines.len() / 5).max(1);
     let labels = lines
         .iter()
         .enumerate()
-        .filter(|(i, _)| i % step == 0 || *i + 1 == lines.len())
-        .map(|(i, l)| AxisLabel {
-            x: format!("{:.2}", CHART_LEFT + i as f64 * slot + slot / 2.0),
-            text: l.local_day.format("%-d %b").to_string(),
+        .filter(|(i, _)| (i % step == 0 && lines.len() - i > step / 2) || *i + 1 == lines.len())
+        .map(|(i, l)| {
+            // The first and last labels stay inside the chart.
+            let (x, anchor) = if i == 0 {
+                (CHART_LEFT, "start")
+            } else if i + 1 == lines.len() {
+                (CHART_W - 8.0, "end")
+            } else {
+                (CHART_LEFT + i as f64 * slot + slot / 2.0, "middle")
+            };
+            AxisLabel {
+                x: format!("{x:.2}"),
+                text: l.local_day.format("%-d %b").to_string(),
+                anchor,
+            }
         })
         .collect();
     let busiest = lines.iter().max_by_key(|l| l.credits);
@@ -372,7 +385,8 @@ pub async fn details_page(
         .iter()
         .map(|l| RowView {
             day: l.local_day.to_string(),
-            label: human_date(l.local_day),
+            short_label: l.local_day.format("%-d %b").to_string(),
+            year: l.local_day.format("%Y").to_string(),
             weekday: l.local_day.format("%a").to_string(),
             credits: l.credits,
             credits_text: group_thousands(l.credits),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use creditmeter::clock::Clock;
 use creditmeter::db::{self, DatabaseUrl};
 use creditmeter::domain::allowance::{Allowance, Edition};
-use creditmeter::startup::{Application, Settings};
+use creditmeter::startup::Settings;
 use creditmeter::store::{orgs, users};
 
 struct Server {
@@ -57,16 +57,9 @@ fn start(group_commit: bool) -> Server {
         group_commit,
         close_every: None,
     };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build_with_pool(settings, pool).unwrap();
-            tx.send(app.port()).unwrap();
-            app.run().await
-        })
-    });
+    let port = load::start_server(settings, pool);
     Server {
-        port: rx.recv().unwrap(),
+        port,
         token,
         _dir: dir,
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use creditmeter::clock::Clock;
 use creditmeter::db::{self, DatabaseUrl};
-use creditmeter::startup::{Application, Settings};
+use creditmeter::startup::Settings;
 use creditmeter::store::users;
 
 fn main() {
@@ -32,7 +32,6 @@ fn main() {
         .unwrap();
     let session = users::create_session(&mut pool.get().unwrap(), owner.id, clock.now()).unwrap();
 
-    let (tx, rx) = std::sync::mpsc::channel();
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
         database,
@@ -43,14 +42,7 @@ fn main() {
         close_every: None,
     };
     let server_pool = pool.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build_with_pool(settings, server_pool).unwrap();
-            tx.send(app.port()).unwrap();
-            app.run().await
-        })
-    });
-    let port = rx.recv().unwrap();
+    let port = load::start_server(settings, server_pool);
     let cookie = format!("Cookie: cm_session={}\r\n", session.cookie_value);
     let tab = load::get_request("/apis/credits", &cookie);
     let file = load::get_request("/static/ping.txt", "");

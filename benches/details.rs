@@ -16,7 +16,7 @@ use creditmeter::clock::Clock;
 use creditmeter::db::{self, DatabaseUrl, DbConn};
 use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::domain::pricing::PricePlan;
-use creditmeter::startup::{Application, Settings};
+use creditmeter::startup::Settings;
 use creditmeter::store::usage::{self, BreakdownRow, DayRow, EventInsert};
 use creditmeter::store::{orgs, users};
 
@@ -148,7 +148,6 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let (tx, rx) = std::sync::mpsc::channel();
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
         database,
@@ -159,14 +158,7 @@ fn main() {
         close_every: None,
     };
     let server_pool = pool.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build_with_pool(settings, server_pool).unwrap();
-            tx.send(app.port()).unwrap();
-            app.run().await
-        })
-    });
-    let port = rx.recv().unwrap();
+    let port = load::start_server(settings, server_pool);
     let range = format!("from={}&to={today}", today - Duration::days(365));
     let cookie = format!("Cookie: cm_session={}\r\n", session.cookie_value);
     let page = load::get_request(&format!("/apis/credits/details?{range}"), &cookie);

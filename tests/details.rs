@@ -334,14 +334,7 @@ fn the_pdf_statement_has_every_day_and_the_total() {
 }
 
 fn pdf_bytes(app: &TestApp, session: &common::Session, query: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    // The PDF is binary: read the raw body rather than the test client's text.
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-    write!(stream, "GET /apis/credits/details.pdf{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n", session.cookie).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    raw[split + 4..].to_vec()
+    app.get_bytes(&format!("/apis/credits/details.pdf{query}"), session)
 }
 
 #[test]
@@ -565,15 +558,7 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
         404,
         "another org's statement"
     );
-    let bytes = {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
-        write!(stream, "GET /apis/credits/statements/{number}.pdf HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n", session.cookie).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        raw[split + 4..].to_vec()
-    };
+    let bytes = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
     let Some(pages) = pdf_pages(&bytes) else {
         return;
     };

@@ -136,3 +136,20 @@ pub fn run(
 pub fn get_request(path: &str, extra_headers: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}\r\n").into_bytes()
 }
+
+/// Start a server for a benchmark on 127.0.0.1:0, on its own thread; returns its port.
+pub fn start_server(
+    settings: creditmeter::startup::Settings,
+    pool: creditmeter::db::DbPool,
+) -> u16 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let app = creditmeter::startup::Application::build_with_pool(settings, pool)
+                .expect("server builds");
+            tx.send(app.port()).unwrap();
+            app.run().await
+        })
+    });
+    rx.recv().expect("server starts")
+}

@@ -188,15 +188,8 @@ fn apply_in_transaction(
         }
         let key = (request.org_id, local_day);
         if !days.contains_key(&key) {
-            let row = usage::day(conn, request.org_id, local_day)?.unwrap_or(DayRow {
-                org_id: request.org_id,
-                local_day,
-                credits: 0,
-                free_credits: 0,
-                additional: 0,
-                amount_minor: 0,
-                plan_id: 0,
-            });
+            let row = usage::day(conn, request.org_id, local_day)?
+                .unwrap_or_else(|| DayRow::unused(request.org_id, local_day));
             days.insert(key, DayState { row, dirty: false });
         }
         let state = days.get_mut(&key).expect("inserted above");

@@ -23,11 +23,16 @@ pub struct StatementDoc {
     pub total_credits: String,
     pub total_additional: String,
     pub total: String,
-    /// (credits of the tier, price per block) rows of the plan in force.
-    pub slabs: Vec<(String, String)>,
-    pub slab_caption: String,
-    pub price_header: String,
+    pub plan: PlanSection,
     pub note: String,
+}
+
+/// The slab table of the plan in force.
+pub struct PlanSection {
+    /// (credits of the tier, price per block) rows.
+    pub slabs: Vec<(String, String)>,
+    pub caption: String,
+    pub price_header: String,
 }
 
 pub struct StatementLine {
@@ -282,7 +287,7 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         y -= ROW_H;
     }
     // Totals, then the slab table; each moves to a new page rather than splitting.
-    let slab_height = 40.0 + ROW_H * (doc.slabs.len() as f32 + 1.0) + 30.0;
+    let slab_height = 40.0 + ROW_H * (doc.plan.slabs.len() as f32 + 1.0) + 30.0;
     if y < bottom + 10.0 {
         pages.push(std::mem::replace(&mut c, Canvas::new()));
         y = PAGE_H - MARGIN - 6.0;
@@ -306,7 +311,7 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     }
     c.text(MARGIN, y, 12.0, true, grey(0.1), "Price plan in force");
     y -= 14.0;
-    c.text(MARGIN, y, 8.5, false, grey(0.35), &doc.slab_caption);
+    c.text(MARGIN, y, 8.5, false, grey(0.35), &doc.plan.caption);
     y -= 18.0;
     c.band(
         y - 5.0,
@@ -321,9 +326,9 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         grey(0.1),
         "Additional credits in the day",
     );
-    c.right(COLUMNS[2] - 6.0, y, BODY, true, &doc.price_header);
+    c.right(COLUMNS[2] - 6.0, y, BODY, true, &doc.plan.price_header);
     y -= ROW_H + 3.0;
-    for (tier, price) in &doc.slabs {
+    for (tier, price) in &doc.plan.slabs {
         c.text(MARGIN + 6.0, y, BODY, false, grey(0.1), tier);
         c.right(COLUMNS[2] - 6.0, y, BODY, false, price);
         c.rule(y - 4.5, 0.3, 0.85);

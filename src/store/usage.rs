@@ -22,6 +22,21 @@ pub struct DayRow {
     pub plan_id: i64,
 }
 
+impl DayRow {
+    /// A day without usage (and not yet charged, so no plan is pinned).
+    pub fn unused(org_id: i64, local_day: NaiveDate) -> Self {
+        DayRow {
+            org_id,
+            local_day,
+            credits: 0,
+            free_credits: 0,
+            additional: 0,
+            amount_minor: 0,
+            plan_id: 0,
+        }
+    }
+}
+
 pub fn day(conn: &mut DbConn, org_id: i64, local_day: NaiveDate) -> QueryResult<Option<DayRow>> {
     daily_usage::table
         .find((org_id, local_day))
@@ -55,15 +70,10 @@ pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
     Ok(range
         .days()
         .map(|local_day| {
-            stored.get(&local_day).cloned().unwrap_or(DayRow {
-                org_id,
-                local_day,
-                credits: 0,
-                free_credits: 0,
-                additional: 0,
-                amount_minor: 0,
-                plan_id: 0,
-            })
+            stored
+                .get(&local_day)
+                .cloned()
+                .unwrap_or_else(|| DayRow::unused(org_id, local_day))
         })
         .collect())
 }

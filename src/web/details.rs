@@ -508,6 +508,22 @@ pub fn slab_rows(plan: &PricePlan) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The slab table of a statement, with its caption and price header.
+pub fn plan_section(plan: &PricePlan) -> crate::pdf::PlanSection {
+    crate::pdf::PlanSection {
+        slabs: slab_rows(plan),
+        caption: format!(
+            "Additional credits used in a day are priced on these slabs, pro rata per credit; slabs restart every day. Prices per {} credits.",
+            group_thousands(plan.block)
+        ),
+        price_header: format!(
+            "Price per {} ({})",
+            group_thousands(plan.block),
+            plan.currency
+        ),
+    }
+}
+
 /// The statement document of a View details range.
 pub fn statement_doc(view: &DetailsView, zone: chrono_tz::Tz) -> crate::pdf::StatementDoc {
     let c = &view.currency;
@@ -538,12 +554,7 @@ pub fn statement_doc(view: &DetailsView, zone: chrono_tz::Tz) -> crate::pdf::Sta
         total_credits: group_thousands(view.total_credits),
         total_additional: group_thousands(view.total_additional),
         total: display_amount(view.total_minor, c),
-        slabs: slab_rows(&view.plan),
-        slab_caption: format!(
-            "Additional credits used in a day are priced on these slabs, pro rata per credit; slabs restart every day. Prices per {} credits.",
-            group_thousands(view.plan.block)
-        ),
-        price_header: format!("Price per {} ({c})", group_thousands(view.plan.block)),
+        plan: plan_section(&view.plan),
         note: "A day's charge is rounded once, to the cent; the total is the sum of the days. Today's amount is so far, not final.".into(),
     }
 }

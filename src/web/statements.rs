@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::credits::{Chrome, human_date};
-use super::details::{pdf_response, slab_rows};
+use super::details::{pdf_response, plan_section};
 use super::error::page;
 use super::session::SignedIn;
 use super::{AppError, AppState};
@@ -110,12 +110,7 @@ pub async fn pdf(
         total_credits: group_thousands(lines.iter().map(|l| l.credits).sum()),
         total_additional: group_thousands(lines.iter().map(|l| l.additional).sum()),
         total: display_amount(row.total_minor, &c),
-        slabs: slab_rows(&plan),
-        slab_caption: format!(
-            "Additional credits used in a day are priced on these slabs, pro rata per credit; slabs restart every day. Prices per {} credits.",
-            group_thousands(plan.block)
-        ),
-        price_header: format!("Price per {} ({c})", group_thousands(plan.block)),
+        plan: plan_section(&plan),
         note: "Issued statements never change. A day's charge is rounded once, to the cent; the total is the sum of the days.".into(),
     };
     let name = format!(

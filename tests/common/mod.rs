@@ -257,17 +257,7 @@ impl TestApp {
     }
 
     pub fn set_limit(&self, org_id: i64, limit: i64) {
-        let now = self.clock.now();
-        let org = orgs::find(&mut self.conn(), org_id).unwrap().unwrap();
-        creditmeter::store::limits::set(
-            &mut self.conn(),
-            org_id,
-            creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
-            "test",
-            now,
-            org.local_day(now),
-        )
-        .unwrap();
+        self.set_limit_at(org_id, limit, &self.clock.now().to_rfc3339());
     }
 
     /// Stored (credits, additional) of one org-day.
@@ -348,5 +338,23 @@ impl TestApp {
                 .all(|o| matches!(o, ledger::Outcome::Accepted { .. })),
             "{outcomes:?}"
         );
+    }
+}
+
+impl TestApp {
+    /// The raw body of a signed-in GET (PDFs are binary; the test client reads text).
+    pub fn get_bytes(&self, path: &str, session: &Session) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n",
+            session.cookie
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        raw[split + 4..].to_vec()
     }
 }

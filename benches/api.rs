@@ -152,6 +152,18 @@ fn main() {
         &ping,
     );
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("a") {
+        // For profiling the admission path alone.
+        load::run(
+            "(a) consume, group commit",
+            grouped.port,
+            connections,
+            duration,
+            &consume_request(&grouped.token),
+        )
+        .print();
+        return;
+    }
     let a = load::run(
         "(a) consume, group commit",
         grouped.port,
@@ -160,6 +172,7 @@ fn main() {
         &consume_request(&grouped.token),
     );
     a.print();
+    print_batches(grouped.port, "(a)");
     let b = load::run(
         "(b) consume, one txn per call",
         unbatched.port,
@@ -189,5 +202,32 @@ fn main() {
     let (rate, accepted) = usage_throughput(&grouped, 2, 10, 10_000);
     println!(
         "(d) /api/v1/usage NDJSON, batches of 10,000: {rate:.0} events/s accepted ({accepted} events; target >= 100,000/s)"
+    );
+}
+
+/// Calls per transaction so far, from the server's /metrics.
+fn print_batches(port: u16, label: &str) {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (batches, jobs) = (
+        value("creditmeter_writer_batches_total"),
+        value("creditmeter_writer_events_total"),
+    );
+    println!(
+        "    {label}: {batches:.0} transactions, {:.1} calls per transaction on average, at most {:.0}",
+        jobs / batches.max(1.0),
+        value("creditmeter_writer_largest_batch_calls")
     );
 }

@@ -123,9 +123,43 @@ impl OrgContext {
     }
 }
 
-struct DayState {
-    row: DayRow,
-    dirty: bool,
+/// What the writer read in earlier batches: org contexts, day rows and plans. On SQLite it stays
+/// valid while `PRAGMA data_version` is unchanged, which means no other connection committed
+/// anything (this connection's own commits do not change it); on PostgreSQL it lasts one batch.
+#[derive(Default)]
+pub struct LedgerCache {
+    data_version: Option<i64>,
+    contexts: HashMap<i64, Option<OrgContext>>,
+    days: HashMap<(i64, NaiveDate), DayRow>,
+    plans: HashMap<i64, PricePlan>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
+}
+
+impl LedgerCache {
+    /// Keep what is still true; called inside the write transaction, when nobody else can commit.
+    fn revalidate(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+        use diesel::RunQueryDsl;
+        let version = match conn {
+            DbConn::Sqlite(_) => Some(
+                diesel::sql_query("PRAGMA data_version")
+                    .get_result::<DataVersion>(conn)?
+                    .data_version,
+            ),
+            DbConn::Postgresql(_) => None,
+        };
+        if version.is_none() || version != self.data_version {
+            *self = LedgerCache {
+                data_version: version,
+                ..LedgerCache::default()
+            };
+        }
+        Ok(())
+    }
 }
 
 /// Apply one batch in one write transaction and return one outcome per request, in order.
@@ -134,16 +168,40 @@ pub fn apply_batch(
     now: DateTime<Utc>,
     requests: &[UsageRequest],
 ) -> QueryResult<Vec<Outcome>> {
-    crate::db::write_transaction(conn, |conn| apply_in_transaction(conn, now, requests))
+    apply_batch_cached(conn, now, requests, &mut LedgerCache::default())
+}
+
+/// `apply_batch` for a caller that applies many batches on one connection (the writer).
+pub fn apply_batch_cached(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    requests: &[UsageRequest],
+    cache: &mut LedgerCache,
+) -> QueryResult<Vec<Outcome>> {
+    let result = crate::db::write_transaction(conn, |conn| {
+        cache.revalidate(conn)?;
+        apply_in_transaction(conn, now, requests, cache)
+    });
+    if result.is_err() {
+        // Rolled back: what the cache learnt in this batch is not in the database.
+        *cache = LedgerCache::default();
+    }
+    result
 }
 
 fn apply_in_transaction(
     conn: &mut DbConn,
     now: DateTime<Utc>,
     requests: &[UsageRequest],
+    cache: &mut LedgerCache,
 ) -> QueryResult<Vec<Outcome>> {
-    let mut contexts: HashMap<i64, Option<OrgContext>> = HashMap::new();
-    let mut days: HashMap<(i64, NaiveDate), DayState> = HashMap::new();
+    let LedgerCache {
+        contexts,
+        days,
+        plans: plan_cache,
+        ..
+    } = cache;
+    let mut dirty: HashSet<(i64, NaiveDate)> = HashSet::new();
     let mut seen_ids: HashSet<(i64, String)> = HashSet::new();
     let mut breakdown: HashMap<(i64, NaiveDate, &str, &str), (i64, i64)> = HashMap::new();
     let mut events: Vec<EventInsert> = Vec::new();
@@ -190,14 +248,14 @@ fn apply_in_transaction(
         if !days.contains_key(&key) {
             let row = usage::day(conn, request.org_id, local_day)?
                 .unwrap_or_else(|| DayRow::unused(request.org_id, local_day));
-            days.insert(key, DayState { row, dirty: false });
+            days.insert(key, row);
         }
-        let state = days.get_mut(&key).expect("inserted above");
+        let row = days.get_mut(&key).expect("inserted above");
         let budget = DayBudget {
             free_allowance: ctx.free_allowance(local_day),
-            free_used: state.row.free_credits,
+            free_used: row.free_credits,
             additional_limit: limit,
-            additional_used: state.row.additional,
+            additional_used: row.additional,
         };
         let event_id = match &request.event_id {
             Some(id) => {
@@ -219,10 +277,10 @@ fn apply_in_transaction(
                 budget: Some(budget),
             }),
             Ok(spend) => {
-                state.row.free_credits += spend.free;
-                state.row.additional += spend.additional;
-                state.row.credits += request.credits;
-                state.dirty = true;
+                row.free_credits += spend.free;
+                row.additional += spend.additional;
+                row.credits += request.credits;
+                dirty.insert(key);
                 let counters = breakdown
                     .entry((
                         request.org_id,
@@ -261,21 +319,20 @@ fn apply_in_transaction(
         }
     }
 
-    let mut plan_cache: HashMap<i64, PricePlan> = HashMap::new();
-    for state in days.values_mut().filter(|s| s.dirty) {
-        if state.row.plan_id == 0 {
-            let (plan_id, plan) = plans::for_day(conn, state.row.local_day)?;
-            state.row.plan_id = plan_id;
+    for key in dirty {
+        let row = days.get_mut(&key).expect("a dirty day is loaded");
+        if row.plan_id == 0 {
+            let (plan_id, plan) = plans::for_day(conn, row.local_day)?;
+            row.plan_id = plan_id;
             plan_cache.entry(plan_id).or_insert(plan);
         }
-        if !plan_cache.contains_key(&state.row.plan_id) {
-            let plan = plans::by_id(conn, state.row.plan_id)?;
-            plan_cache.insert(state.row.plan_id, plan);
+        if !plan_cache.contains_key(&row.plan_id) {
+            let plan = plans::by_id(conn, row.plan_id)?;
+            plan_cache.insert(row.plan_id, plan);
         }
         // The day's amount is derived from its additional total: one rounding per day (R5).
-        state.row.amount_minor =
-            plan_cache[&state.row.plan_id].day_charge_minor(state.row.additional);
-        usage::save_day(conn, &state.row)?;
+        row.amount_minor = plan_cache[&row.plan_id].day_charge_minor(row.additional);
+        usage::save_day(conn, row)?;
     }
     for ((org_id, local_day, operation, client), (credits, additional)) in breakdown {
         usage::add_breakdown(

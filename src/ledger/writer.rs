@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
-use super::{Outcome, UsageRequest, apply_batch};
+use super::{LedgerCache, Outcome, UsageRequest, apply_batch_cached};
 use crate::clock::Clock;
 use crate::db::{self, DatabaseUrl, DbConn};
 
@@ -115,6 +115,7 @@ fn run(
     group_commit: bool,
     stats: &WriterStats,
 ) {
+    let mut cache = LedgerCache::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         let mut events = batch[0].requests.len();
@@ -127,11 +128,17 @@ fn run(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_batch(&mut conn, clock, batch, stats);
+        commit_batch(&mut conn, &mut cache, clock, batch, stats);
     }
 }
 
-fn commit_batch(conn: &mut DbConn, clock: Clock, batch: Vec<Job>, stats: &WriterStats) {
+fn commit_batch(
+    conn: &mut DbConn,
+    cache: &mut LedgerCache,
+    clock: Clock,
+    batch: Vec<Job>,
+    stats: &WriterStats,
+) {
     let sizes: Vec<usize> = batch.iter().map(|j| j.requests.len()).collect();
     let mut replies = Vec::with_capacity(batch.len());
     let mut requests = Vec::with_capacity(sizes.iter().sum());
@@ -148,8 +155,8 @@ fn commit_batch(conn: &mut DbConn, clock: Clock, batch: Vec<Job>, stats: &Writer
         .fetch_add(requests.len() as u64, Ordering::Relaxed);
     stats
         .largest_batch_jobs
-        .fetch_max(replies.len() as u64, Ordering::Relaxed);
-    match apply_batch(conn, clock.now(), &requests) {
+        .fetch_max(requests.len() as u64, Ordering::Relaxed);
+    match apply_batch_cached(conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {
             let mut outcomes = outcomes.into_iter();
             for (reply, size) in replies.into_iter().zip(sizes) {

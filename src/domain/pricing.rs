@@ -157,10 +157,10 @@ impl PricePlan {
             if tier.price.is_sign_negative() || tier.price > Decimal::from(1_000_000) {
                 return Err(PlanError::Price(n));
             }
-            if let Some(flat) = tier.flat {
-                if flat.is_sign_negative() || flat > Decimal::from(1_000_000) {
-                    return Err(PlanError::Flat(n));
-                }
+            if let Some(flat) = tier.flat
+                && (flat.is_sign_negative() || flat > Decimal::from(1_000_000))
+            {
+                return Err(PlanError::Flat(n));
             }
         }
         Ok(())

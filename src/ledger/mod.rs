@@ -214,8 +214,8 @@ fn apply_in_transaction(
     )?;
 
     for request in requests {
-        if !contexts.contains_key(&request.org_id) {
-            contexts.insert(request.org_id, OrgContext::load(conn, request.org_id)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = contexts.entry(request.org_id) {
+            e.insert(OrgContext::load(conn, request.org_id)?);
         }
         let Some(ctx) = contexts.get(&request.org_id).and_then(Option::as_ref) else {
             outcomes.push(Outcome::Refused {
@@ -245,10 +245,10 @@ fn apply_in_transaction(
             continue;
         }
         let key = (request.org_id, local_day);
-        if !days.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(e) = days.entry(key) {
             let row = usage::day(conn, request.org_id, local_day)?
                 .unwrap_or_else(|| DayRow::unused(request.org_id, local_day));
-            days.insert(key, row);
+            e.insert(row);
         }
         let row = days.get_mut(&key).expect("inserted above");
         let budget = DayBudget {
@@ -326,9 +326,9 @@ fn apply_in_transaction(
             row.plan_id = plan_id;
             plan_cache.entry(plan_id).or_insert(plan);
         }
-        if !plan_cache.contains_key(&row.plan_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = plan_cache.entry(row.plan_id) {
             let plan = plans::by_id(conn, row.plan_id)?;
-            plan_cache.insert(row.plan_id, plan);
+            e.insert(plan);
         }
         // The day's amount is derived from its additional total: one rounding per day (R5).
         row.amount_minor = plan_cache[&row.plan_id].day_charge_minor(row.additional);

@@ -30,8 +30,4 @@ impl Clock {
             Clock::Fixed(t) => *t,
         }
     }
-
-    pub fn is_fixed(&self) -> bool {
-        matches!(self, Clock::Fixed(_))
-    }
 }

@@ -55,10 +55,6 @@ impl DatabaseUrl {
         }
         Err(DbError::BadUrl(url.to_string()))
     }
-
-    pub fn is_sqlite(&self) -> bool {
-        matches!(self, DatabaseUrl::Sqlite(_))
-    }
 }
 
 /// SQLite settings applied to every connection: WAL, `synchronous=FULL` (R10), foreign keys, and a

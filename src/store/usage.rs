@@ -199,15 +199,6 @@ pub fn existing_event_ids<'a>(
     Ok(found)
 }
 
-pub fn event_exists(conn: &mut DbConn, org_id: i64, event_id: &str) -> QueryResult<bool> {
-    let count: i64 = usage_events::table
-        .filter(usage_events::org_id.eq(org_id))
-        .filter(usage_events::event_id.eq(event_id))
-        .count()
-        .get_result(conn)?;
-    Ok(count > 0)
-}
-
 /// Rows per multi-row INSERT on SQLite: 11 columns each, well under its bound-variable limit.
 const SQLITE_ROWS_PER_INSERT: usize = 200;
 

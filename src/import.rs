@@ -240,3 +240,36 @@ mod tests {
         assert!(parse("", 1).is_err());
     }
 }
+
+#[cfg(test)]
+mod generated {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_read_or_refused_without_a_panic(text in "\\PC{0,300}", header in any::<bool>()) {
+            let text = if header { format!("id,timestamp,credits\n{text}") } else { text };
+            if let Ok((rows, bad)) = parse(&text, 1) {
+                // Every record after the header is either a row or a bad row, never lost.
+                let records = records(text.strip_prefix('\u{feff}').unwrap_or(&text)).unwrap();
+                prop_assert_eq!(rows.len() + bad.len(), records.len() - 1);
+                for row in rows {
+                    prop_assert!(row.request.credits >= 1);
+                }
+            }
+        }
+
+        #[test]
+        fn generated_rows_keep_their_line_numbers(cells in proptest::collection::vec(("[a-z0-9]{0,6}", "(2026-03-0[1-9]T10:00:00Z|noon|)", "-?[0-9]{0,4}"), 1..20)) {
+            let mut text = String::from("id,timestamp,credits\n");
+            for (id, stamp, credits) in &cells {
+                text.push_str(&format!("{id},{stamp},{credits}\n"));
+            }
+            let (rows, bad) = parse(&text, 1).unwrap();
+            let mut lines: Vec<usize> = rows.iter().map(|r| r.line).chain(bad.iter().map(|b| b.line)).collect();
+            lines.sort();
+            prop_assert_eq!(lines, (2..cells.len() + 2).collect::<Vec<_>>());
+        }
+    }
+}

@@ -619,3 +619,23 @@ fn import_reports_bad_rows_by_line_and_keeps_the_good_ones() {
         "id,timestamp,credits",
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    #[test]
+    fn generated_credits_flags_never_panic(value in "\\PC{0,14}|-?[0-9]{1,22}") {
+        let out = run(&["quote", "--credits", &value, "--json"]);
+        match value.trim().parse::<i64>() {
+            Ok(n) if (0..=creditmeter::domain::pricing::MAX_QUOTE_CREDITS).contains(&n) => {
+                proptest::prop_assert_eq!(out.code, 0, "{:?}: {}", value, out.stderr);
+                let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                proptest::prop_assert_eq!(json["credits"].as_i64(), Some(n));
+            }
+            _ => {
+                proptest::prop_assert_ne!(out.code, 0);
+                proptest::prop_assert_eq!(out.stderr.trim().lines().count(), 1, "{:?}", out.stderr);
+            }
+        }
+    }
+}

@@ -574,3 +574,92 @@ fn r10_acknowledged_consumes_survive_sigkill() {
     };
     assert_eq!(all, used);
 }
+
+#[test]
+fn sigterm_finishes_in_flight_calls_and_loses_nothing_acknowledged() {
+    use creditmeter::db::{self, DatabaseUrl};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("term.db").display());
+    let (org_id, token) = {
+        let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
+        let now = chrono::Utc::now();
+        let org = creditmeter::store::orgs::NewOrg {
+            name: "Term".into(),
+            zone: chrono_tz::UTC,
+            allowance: creditmeter::domain::allowance::Allowance {
+                edition: Edition::Ultimate,
+                licences: 1_000_000,
+                add_on_credits: 0,
+            },
+        };
+        let org_id = creditmeter::store::orgs::create(&mut conn, &org, now).unwrap();
+        (
+            org_id,
+            creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
+        )
+    };
+    let (mut server, port) = start_server(&db_url);
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (acknowledged, token) = (acknowledged.clone(), token.clone());
+            std::thread::spawn(move || {
+                for call in 0.. {
+                    let id = format!("t{client}-{call}");
+                    let body = json!({"credits": 1, "id": id}).to_string();
+                    let auth = format!("Bearer {token}");
+                    let sent = std::panic::catch_unwind(|| {
+                        common::http::request(
+                            port,
+                            "POST",
+                            "/api/v1/consume",
+                            &[
+                                ("Authorization", &auth),
+                                ("Content-Type", "application/json"),
+                            ],
+                            body.as_bytes(),
+                        )
+                    });
+                    match sent {
+                        Ok(r) if r.status == 200 => acknowledged.lock().unwrap().push(id),
+                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        Err(_) => break, // no longer accepting
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "a clean exit after SIGTERM, got {status:?}"
+    );
+    for c in clients {
+        let _ = c.join();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 20,
+        "the load ran ({} acknowledged)",
+        acknowledged.len()
+    );
+    let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
+    let stored = creditmeter::store::usage::existing_event_ids(
+        &mut conn,
+        acknowledged.iter().map(|id| (org_id, id.as_str())),
+    )
+    .unwrap();
+    assert_eq!(
+        stored.len(),
+        acknowledged.len(),
+        "every acknowledged consume is recorded"
+    );
+}

@@ -43,6 +43,16 @@ pub fn spawn_app_with(clock: Clock, close_every: Option<std::time::Duration>) ->
         dir.path().join("test.db").display()
     ))
     .unwrap();
+    spawn_app_on(database, clock, close_every, dir)
+}
+
+/// A server on a given database (the PostgreSQL tests); `dir` lives as long as the app.
+pub fn spawn_app_on(
+    database: DatabaseUrl,
+    clock: Clock,
+    close_every: Option<std::time::Duration>,
+    dir: tempfile::TempDir,
+) -> TestApp {
     let pool = db::connect(&database, 8).expect("database");
     let settings = Settings {
         bind: "127.0.0.1:0".into(),

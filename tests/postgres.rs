@@ -1,0 +1,164 @@
+//! The same product on PostgreSQL: runs when TEST_DATABASE_URL names a server (any database on it;
+//! each run creates and drops a database of its own), and says so when it is skipped.
+//! `.ci/run` starts a throwaway local server for it.
+
+mod common;
+
+use creditmeter::db::DatabaseUrl;
+use creditmeter::domain::allowance::Edition;
+use diesel::{Connection, RunQueryDsl};
+use serde_json::json;
+
+struct TempDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TempDatabase {
+    fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!(
+                "SKIPPED: PostgreSQL tests need TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB (unset here)"
+            );
+            return None;
+        };
+        let name = format!("cm_test_{}", &creditmeter::secrets::random_hex_256()[..12]);
+        let mut admin =
+            diesel::PgConnection::establish(&admin_url).expect("TEST_DATABASE_URL reachable");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(TempDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin);
+        }
+    }
+}
+
+#[test]
+fn the_product_works_on_postgresql() {
+    let Some(temp) = TempDatabase::create() else {
+        return;
+    };
+    let database = DatabaseUrl::parse(&temp.url).unwrap();
+    let app = common::spawn_app_on(
+        database,
+        common::fixed("2026-03-10T12:00:00Z"),
+        None,
+        tempfile::tempdir().unwrap(),
+    );
+    let org = app.seed_org("pg", Edition::Standard, "Europe/Berlin"); // 52,500 free
+    let token = app.token(org.org_id);
+
+    // Admission: free first, then refused whole; idempotent.
+    let consume =
+        |body: serde_json::Value| app.api("POST", "/api/v1/consume", &token, &body.to_string());
+    assert_eq!(
+        consume(json!({"credits": 52_000, "id": "a"})).json()["free_remaining"],
+        500
+    );
+    assert_eq!(consume(json!({"credits": 52_000, "id": "a"})).status, 200);
+    assert_eq!(consume(json!({"credits": 501})).status, 429);
+
+    // The limit through the form; additional credits and their price.
+    let session = app.sign_in(&org.super_admin);
+    let r = app.post_signed(
+        "/apis/credits/limit",
+        &session,
+        &[
+            ("additional_limit", "100000"),
+            ("csrf_token", &session.csrf),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/usage",
+            &token,
+            &json!([{"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500},
+                {"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500}])
+            .to_string(),
+        )
+        .json();
+    assert_eq!(
+        (r["accepted"].clone(), r["duplicates"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (132_500, 80_000));
+    let page = app.get(
+        "/apis/credits/details?from=2026-03-09&to=2026-03-10",
+        Some(&session),
+    );
+    assert_eq!(
+        common::text_of_id(&page.body, "total-amount").as_deref(),
+        Some("6.80")
+    );
+
+    // Concurrency across the writer: exactly the remaining credits.
+    let app = std::sync::Arc::new(app);
+    let handles: Vec<_> = (0..16)
+        .map(|c| {
+            let (app, token) = (app.clone(), token.clone());
+            std::thread::spawn(move || {
+                (0..20)
+                    .filter(|i| {
+                        let body = json!({"credits": 1_000, "id": format!("c{c}-{i}")}).to_string();
+                        app.api("POST", "/api/v1/consume", &token, &body).status == 200
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(allowed, 20, "20,000 additional credits were left");
+    assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (152_500, 100_000));
+
+    // Statements: close a past period, refuse late usage, list it.
+    app.set_limit_at(org.org_id, 100_000, "2026-01-01T08:00:00Z");
+    let mut conn = app.conn();
+    diesel::sql_query(format!(
+        "UPDATE orgs SET billing_anchor = '2026-01-01' WHERE id = {}",
+        org.org_id
+    ))
+    .execute(&mut *conn)
+    .unwrap();
+    let issued = creditmeter::billing::close_due(&mut conn, app.clock.now(), None).unwrap();
+    assert_eq!(issued.len(), 2);
+    assert!(
+        creditmeter::billing::close_due(&mut conn, app.clock.now(), None)
+            .unwrap()
+            .is_empty()
+    );
+    let r = app
+        .api(
+            "POST",
+            "/api/v1/usage",
+            &token,
+            &json!([{"id": "late", "timestamp": "2026-02-10T10:00:00Z", "credits": 1}]).to_string(),
+        )
+        .json();
+    assert_eq!(r["results"][0]["reason"], "PERIOD_CLOSED");
+    assert_eq!(
+        app.get("/apis/credits/statements", Some(&session)).status,
+        200
+    );
+}

@@ -458,73 +458,20 @@ fn start_server(db_url: &str) -> (std::process::Child, u16) {
 
 #[test]
 fn r10_acknowledged_consumes_survive_sigkill() {
-    use creditmeter::db::{self, DatabaseUrl};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("crash.db").display());
-    let (org_id, token) = {
-        let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
-        let now = chrono::Utc::now();
-        let org = creditmeter::store::orgs::NewOrg {
-            name: "Crash".into(),
-            zone: chrono_tz::UTC,
-            allowance: creditmeter::domain::allowance::Allowance {
-                edition: Edition::Ultimate,
-                licences: 1_000_000,
-                add_on_credits: 0,
-            },
-        };
-        let org_id = creditmeter::store::orgs::create(&mut conn, &org, now).unwrap();
-        (
-            org_id,
-            creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
-        )
-    };
+    let (db_url, org_id, token) = big_org_database(dir.path());
     let (mut server, port) = start_server(&db_url);
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..16)
-        .map(|client| {
-            let (acknowledged, stop, token) = (acknowledged.clone(), stop.clone(), token.clone());
-            std::thread::spawn(move || {
-                for call in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let id = format!("k{client}-{call}");
-                    let body = json!({"credits": 3, "id": id}).to_string();
-                    let auth = format!("Bearer {token}");
-                    let sent = std::panic::catch_unwind(|| {
-                        common::http::request(
-                            port,
-                            "POST",
-                            "/api/v1/consume",
-                            &[
-                                ("Authorization", &auth),
-                                ("Content-Type", "application/json"),
-                            ],
-                            body.as_bytes(),
-                        )
-                    });
-                    match sent {
-                        Ok(r) if r.status == 200 => acknowledged.lock().unwrap().push(id),
-                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
-                        Err(_) => break, // the server is gone
-                    }
-                }
-            })
-        })
-        .collect();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let clients = consume_until_gone(port, &token, 16, 3, stop.clone());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     server.kill().unwrap(); // SIGKILL, mid-load
     server.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.join();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap_or_default())
+        .collect();
     assert!(
         acknowledged.len() > 50,
         "the load ran ({} acknowledged)",
@@ -549,18 +496,11 @@ fn r10_acknowledged_consumes_survive_sigkill() {
         "used {used} < acknowledged {}",
         acknowledged.len()
     );
-    let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
-    let stored = creditmeter::store::usage::existing_event_ids(
-        &mut conn,
-        acknowledged.iter().map(|id| (org_id, id.as_str())),
-    )
-    .unwrap();
-    assert_eq!(
-        stored.len(),
-        acknowledged.len(),
-        "every acknowledged consume is recorded"
-    );
+    assert_all_recorded(&db_url, org_id, &acknowledged);
     // The rollup agrees with the events that made it to disk (acknowledged or not).
+    let mut conn =
+        creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&db_url).unwrap())
+            .unwrap();
     let all: i64 = {
         use creditmeter::db::schema::usage_events::dsl;
         use diesel::prelude::*;
@@ -577,38 +517,76 @@ fn r10_acknowledged_consumes_survive_sigkill() {
 
 #[test]
 fn sigterm_finishes_in_flight_calls_and_loses_nothing_acknowledged() {
-    use creditmeter::db::{self, DatabaseUrl};
-    use std::sync::{Arc, Mutex};
-
     let dir = tempfile::tempdir().unwrap();
-    let db_url = format!("sqlite://{}", dir.path().join("term.db").display());
-    let (org_id, token) = {
-        let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
-        let now = chrono::Utc::now();
-        let org = creditmeter::store::orgs::NewOrg {
-            name: "Term".into(),
-            zone: chrono_tz::UTC,
-            allowance: creditmeter::domain::allowance::Allowance {
-                edition: Edition::Ultimate,
-                licences: 1_000_000,
-                add_on_credits: 0,
-            },
-        };
-        let org_id = creditmeter::store::orgs::create(&mut conn, &org, now).unwrap();
-        (
-            org_id,
-            creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
-        )
-    };
+    let (db_url, org_id, token) = big_org_database(dir.path());
     let (mut server, port) = start_server(&db_url);
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..8)
+    let clients = consume_until_gone(port, &token, 8, 1, Default::default());
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = server.wait().unwrap();
+    assert!(
+        status.success(),
+        "a clean exit after SIGTERM, got {status:?}"
+    );
+    let acknowledged: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap_or_default())
+        .collect();
+    assert!(
+        acknowledged.len() > 20,
+        "the load ran ({} acknowledged)",
+        acknowledged.len()
+    );
+    assert_all_recorded(&db_url, org_id, &acknowledged);
+}
+
+/// A database file with one Ultimate org (no practical free limit) and its token.
+fn big_org_database(dir: &std::path::Path) -> (String, i64, String) {
+    use creditmeter::db::{self, DatabaseUrl};
+    let db_url = format!("sqlite://{}", dir.join("live.db").display());
+    let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    let org = creditmeter::store::orgs::NewOrg {
+        name: "Live".into(),
+        zone: chrono_tz::UTC,
+        allowance: creditmeter::domain::allowance::Allowance {
+            edition: Edition::Ultimate,
+            licences: 1_000_000,
+            add_on_credits: 0,
+        },
+    };
+    let org_id = creditmeter::store::orgs::create(&mut conn, &org, now).unwrap();
+    (
+        db_url.clone(),
+        org_id,
+        creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
+    )
+}
+
+/// `clients` threads sending consumes with ids until the server stops answering (or `stop` is
+/// set); the ids it acknowledged.
+fn consume_until_gone(
+    port: u16,
+    token: &str,
+    clients: usize,
+    credits: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..clients)
         .map(|client| {
-            let (acknowledged, token) = (acknowledged.clone(), token.clone());
+            let (token, stop) = (token.to_string(), stop.clone());
             std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
                 for call in 0.. {
-                    let id = format!("t{client}-{call}");
-                    let body = json!({"credits": 1, "id": id}).to_string();
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("k{client}-{call}");
+                    let body = json!({"credits": credits, "id": id}).to_string();
                     let auth = format!("Bearer {token}");
                     let sent = std::panic::catch_unwind(|| {
                         common::http::request(
@@ -623,35 +601,21 @@ fn sigterm_finishes_in_flight_calls_and_loses_nothing_acknowledged() {
                         )
                     });
                     match sent {
-                        Ok(r) if r.status == 200 => acknowledged.lock().unwrap().push(id),
+                        Ok(r) if r.status == 200 => acknowledged.push(id),
                         Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
-                        Err(_) => break, // no longer accepting
+                        Err(_) => break, // the server is gone
                     }
                 }
+                acknowledged
             })
         })
-        .collect();
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = server.wait().unwrap();
-    assert!(
-        status.success(),
-        "a clean exit after SIGTERM, got {status:?}"
-    );
-    for c in clients {
-        let _ = c.join();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(
-        acknowledged.len() > 20,
-        "the load ran ({} acknowledged)",
-        acknowledged.len()
-    );
-    let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
+        .collect()
+}
+
+/// Every acknowledged id is stored.
+fn assert_all_recorded(db_url: &str, org_id: i64, acknowledged: &[String]) {
+    use creditmeter::db::{self, DatabaseUrl};
+    let mut conn = db::connect_one(&DatabaseUrl::parse(db_url).unwrap()).unwrap();
     let stored = creditmeter::store::usage::existing_event_ids(
         &mut conn,
         acknowledged.iter().map(|id| (org_id, id.as_str())),

@@ -47,6 +47,15 @@ impl OrgRow {
     pub fn local_day(&self, now: DateTime<Utc>) -> NaiveDate {
         calendar::local_day(now, self.zone())
     }
+
+    /// The billing period that `local_day` falls in (the first one for a day before the anchor),
+    /// or `None` while no additional limit was ever set (R7).
+    pub fn current_period(&self, local_day: NaiveDate) -> Option<calendar::BillingPeriod> {
+        self.billing_anchor.map(|anchor| {
+            calendar::period_containing(anchor, local_day)
+                .unwrap_or_else(|| calendar::billing_period(anchor, 0))
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

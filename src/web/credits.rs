@@ -12,7 +12,6 @@ use super::session::{self, SignedIn};
 use super::{AppError, AppState};
 use crate::db::DbConn;
 use crate::domain::admission::DayBudget;
-use crate::domain::calendar::{self, BillingPeriod};
 use crate::domain::money::{display_amount, group_thousands};
 use crate::domain::types::AdditionalLimit;
 use crate::ledger;
@@ -93,10 +92,8 @@ fn load_credits(
     now: DateTime<Utc>,
 ) -> Result<CreditsData, AppError> {
     let (local_day, budget) = ledger::today_budget(conn, org, now)?;
-    let billing = match org.billing_anchor {
-        Some(anchor) => {
-            let period: BillingPeriod = calendar::period_containing(anchor, local_day)
-                .unwrap_or_else(|| calendar::billing_period(anchor, 0));
+    let billing = match org.current_period(local_day) {
+        Some(period) => {
             let amount = usage::amount_between(conn, org.id, period.start, period.end)?;
             let (_, plan) = plans::for_day(conn, local_day)?;
             Some(BillingView {

@@ -70,10 +70,7 @@ pub fn load_details(
             in_progress: r.local_day == today,
         })
         .collect();
-    let period = org.billing_anchor.map(|anchor| {
-        calendar::period_containing(anchor, today)
-            .unwrap_or_else(|| calendar::billing_period(anchor, 0))
-    });
+    let period = org.current_period(today);
     let (period_so_far_minor, projection_minor) = match period {
         Some(p) => {
             let days = usage::every_day(
@@ -329,10 +326,7 @@ pub async fn details_page(
     let now = state.clock.now();
     let today = signed_in.org.local_day(now);
     let chrome = Chrome::new(&signed_in, "details");
-    let period = signed_in.org.billing_anchor.map(|anchor| {
-        calendar::period_containing(anchor, today)
-            .unwrap_or_else(|| calendar::billing_period(anchor, 0))
-    });
+    let period = signed_in.org.current_period(today);
     let period_query = period.map(|p| format!("from={}&to={}", p.start, p.last_day()));
     let last_30_query = range_query(DayRange::ending_on(today, 30));
     let range = match parse_range(req.query_string(), today) {
@@ -508,6 +502,24 @@ pub fn slab_rows(plan: &PricePlan) -> Vec<(String, String)> {
         .collect()
 }
 
+/// One day of a PDF statement, formatted as every statement shows it.
+pub fn statement_line(
+    local_day: NaiveDate,
+    credits: i64,
+    additional: i64,
+    amount_minor: i64,
+    currency: &str,
+    in_progress: bool,
+) -> crate::pdf::StatementLine {
+    crate::pdf::StatementLine {
+        day: format!("{} {}", local_day.format("%a"), human_date(local_day)),
+        credits: group_thousands(credits),
+        additional: group_thousands(additional),
+        amount: format_minor(amount_minor, currency),
+        in_progress,
+    }
+}
+
 /// The slab table of a statement, with its caption and price header.
 pub fn plan_section(plan: &PricePlan) -> crate::pdf::PlanSection {
     crate::pdf::PlanSection {
@@ -543,13 +555,7 @@ pub fn statement_doc(view: &DetailsView, zone: chrono_tz::Tz) -> crate::pdf::Sta
         lines: view
             .lines
             .iter()
-            .map(|l| crate::pdf::StatementLine {
-                day: format!("{} {}", l.local_day.format("%a"), human_date(l.local_day)),
-                credits: group_thousands(l.credits),
-                additional: group_thousands(l.additional),
-                amount: format_minor(l.amount_minor, c),
-                in_progress: l.in_progress,
-            })
+            .map(|l| statement_line(l.local_day, l.credits, l.additional, l.amount_minor, c, l.in_progress))
             .collect(),
         total_credits: group_thousands(view.total_credits),
         total_additional: group_thousands(view.total_additional),

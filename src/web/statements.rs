@@ -5,11 +5,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use super::credits::{Chrome, human_date};
-use super::details::{pdf_response, plan_section};
+use super::details::{pdf_response, plan_section, statement_line};
 use super::error::page;
 use super::session::SignedIn;
 use super::{AppError, AppState};
-use crate::domain::money::{display_amount, format_minor, group_thousands};
+use crate::domain::money::{display_amount, group_thousands};
 use crate::store::{plans, statements};
 
 pub struct StatementItem {
@@ -99,13 +99,7 @@ pub async fn pdf(
         currency: c.clone(),
         lines: lines
             .iter()
-            .map(|l| crate::pdf::StatementLine {
-                day: format!("{} {}", l.day.format("%a"), human_date(l.day)),
-                credits: group_thousands(l.credits),
-                additional: group_thousands(l.additional),
-                amount: format_minor(l.amount_minor, &c),
-                in_progress: false,
-            })
+            .map(|l| statement_line(l.day, l.credits, l.additional, l.amount_minor, &c, false))
             .collect(),
         total_credits: group_thousands(lines.iter().map(|l| l.credits).sum()),
         total_additional: group_thousands(lines.iter().map(|l| l.additional).sum()),

@@ -14,7 +14,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use creditmeter::clock::Clock;
-use creditmeter::db::{self, DatabaseUrl};
 use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::startup::Settings;
 use creditmeter::store::{orgs, users};
@@ -26,13 +25,7 @@ struct Server {
 }
 
 fn start(group_commit: bool) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .unwrap();
-    let pool = db::connect(&database, 16).unwrap();
+    let (dir, database, pool) = load::temp_database("bench.db", 16);
     let now = chrono::Utc::now();
     let org = orgs::NewOrg {
         name: "Bench".into(),

@@ -9,7 +9,6 @@ mod load;
 use std::time::Duration;
 
 use creditmeter::clock::Clock;
-use creditmeter::db::{self, DatabaseUrl};
 use creditmeter::startup::Settings;
 use creditmeter::store::users;
 
@@ -18,13 +17,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("bench.db").display()
-    ))
-    .unwrap();
-    let pool = db::connect(&database, 16).unwrap();
+    let (_dir, database, pool) = load::temp_database("bench.db", 16);
     let clock = Clock::Real;
     let demo = creditmeter::demo::load(&mut pool.get().unwrap(), clock.now()).expect("demo data");
     let owner = users::find_by_email(&mut pool.get().unwrap(), demo.users[0].email)

@@ -13,7 +13,7 @@ use chrono::{Duration, NaiveDate, Utc};
 use std::time::Instant;
 
 use creditmeter::clock::Clock;
-use creditmeter::db::{self, DatabaseUrl, DbConn};
+use creditmeter::db::DbConn;
 use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::domain::pricing::PricePlan;
 use creditmeter::startup::Settings;
@@ -107,10 +107,7 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    let dir = tempfile::tempdir().unwrap();
-    let database =
-        DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("big.db").display())).unwrap();
-    let pool = db::connect(&database, 8).unwrap();
+    let (_dir, database, pool) = load::temp_database("big.db", 8);
     let now = Utc::now();
     let started = Instant::now();
     let mut conn = pool.get().unwrap();

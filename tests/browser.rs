@@ -92,14 +92,7 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     );
     browser.screenshot("credits-1280");
     browser.resize(375, 1400);
-    // The layout must fit: nothing wider than the viewport.
-    let overflow =
-        browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
-    assert_eq!(
-        overflow,
-        serde_json::Value::Bool(false),
-        "horizontal scrolling at 375 px"
-    );
+    browser.assert_fits_width();
     browser.screenshot("credits-375");
     browser.goto(&format!("{base}/apis/credits/audit"));
     assert!(browser.text("#audit-log").contains("40,000 credits/day"));
@@ -122,12 +115,6 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     assert_eq!(browser.text("#total-amount"), "2.10");
     browser.screenshot("details-1280");
     browser.resize(375, 2400);
-    let overflow =
-        browser.script("return document.documentElement.scrollWidth > window.innerWidth;");
-    assert_eq!(
-        overflow,
-        serde_json::Value::Bool(false),
-        "horizontal scrolling at 375 px"
-    );
+    browser.assert_fits_width();
     browser.screenshot("details-375");
 }

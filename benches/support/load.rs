@@ -153,3 +153,22 @@ pub fn start_server(
     });
     rx.recv().expect("server starts")
 }
+
+/// A fresh SQLite database in a temporary directory (kept as long as the returned directory).
+pub fn temp_database(
+    name: &str,
+    pool_size: u32,
+) -> (
+    tempfile::TempDir,
+    creditmeter::db::DatabaseUrl,
+    creditmeter::db::DbPool,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = creditmeter::db::DatabaseUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join(name).display()
+    ))
+    .unwrap();
+    let pool = creditmeter::db::connect(&url, pool_size).unwrap();
+    (dir, url, pool)
+}

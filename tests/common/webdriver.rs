@@ -195,6 +195,17 @@ impl Browser {
         )
     }
 
+    /// The page fits the window: nothing is wider than the viewport.
+    pub fn assert_fits_width(&self) {
+        let overflow =
+            self.script("return document.documentElement.scrollWidth > window.innerWidth;");
+        assert_eq!(
+            overflow,
+            Value::Bool(false),
+            "horizontal scrolling at this width"
+        );
+    }
+
     /// Save a PNG of the viewport under target/screenshots/ and return its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let data = self.cmd("GET", "/screenshot", None);

@@ -145,17 +145,20 @@ fn main() {
         &ping,
     );
 
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("a") {
-        // For profiling the admission path alone.
-        load::run(
-            "(a) consume, group commit",
-            grouped.port,
-            connections,
-            duration,
-            &consume_request(&grouped.token),
-        )
-        .print();
-        return;
+    // For profiling one phase alone: BENCH_ONLY=a or BENCH_ONLY=c.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("a") => {
+            let request = consume_request(&grouped.token);
+            let label = "(a) consume, group commit";
+            load::run(label, grouped.port, connections, duration, &request).print();
+            return;
+        }
+        Ok("c") => {
+            let label = "(c) authenticated no-op /ping";
+            load::run(label, grouped.port, connections, duration, &ping).print();
+            return;
+        }
+        _ => {}
     }
     let a = load::run(
         "(a) consume, group commit",

@@ -3,7 +3,7 @@
 
 pub mod schema;
 
-use diesel::Connection;
+use diesel::{Connection, RunQueryDsl};
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ManageConnection, Pool, PooledConnection};
@@ -146,11 +146,11 @@ where
     E: From<diesel::result::Error>,
 {
     match conn {
-        DbConn::Sqlite(_) => {
-            conn.batch_execute("BEGIN IMMEDIATE")?;
+        DbConn::Sqlite(c) => {
+            CachedSql("BEGIN IMMEDIATE").execute(c)?;
             match f(conn) {
-                Ok(value) => match conn.batch_execute("COMMIT") {
-                    Ok(()) => Ok(value),
+                Ok(value) => match on_sqlite(conn, |c| CachedSql("COMMIT").execute(c)) {
+                    Ok(_) => Ok(value),
                     Err(e) => {
                         let _ = conn.batch_execute("ROLLBACK");
                         Err(e.into())
@@ -165,6 +165,44 @@ where
         DbConn::Postgresql(_) => conn.transaction(f),
     }
 }
+
+fn on_sqlite<T>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    match conn {
+        DbConn::Sqlite(c) => f(c),
+        DbConn::Postgresql(_) => Err(diesel::result::Error::QueryBuilderError(
+            "a SQLite statement on a PostgreSQL connection".into(),
+        )),
+    }
+}
+
+/// A fixed SQL text whose prepared statement SQLite keeps for the connection's life (Diesel never
+/// caches `sql_query`): for the statements the writer runs in every batch.
+#[derive(Debug, Clone, Copy)]
+pub struct CachedSql(pub &'static str);
+
+impl diesel::query_builder::QueryId for CachedSql {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for CachedSql {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> diesel::QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for CachedSql {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl diesel::RunQueryDsl<SqliteConnection> for CachedSql {}
 
 /// Run the same query text on the concrete backend, for the few statements the multi-backend layer
 /// cannot express (upserts, multi-row inserts): `on_backend!(conn, c => query.execute(c))`.

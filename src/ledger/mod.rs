@@ -84,7 +84,7 @@ fn auto_event_id() -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..16].to_string());
-    format!("auto-{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!("auto-{prefix}-{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// How far in the future an event may be dated (R12).
@@ -145,9 +145,9 @@ impl LedgerCache {
     fn revalidate(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         use diesel::RunQueryDsl;
         let version = match conn {
-            DbConn::Sqlite(_) => Some(
-                diesel::sql_query("PRAGMA data_version")
-                    .get_result::<DataVersion>(conn)?
+            DbConn::Sqlite(c) => Some(
+                crate::db::CachedSql("PRAGMA data_version")
+                    .get_result::<DataVersion>(c)?
                     .data_version,
             ),
             DbConn::Postgresql(_) => None,

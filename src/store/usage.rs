@@ -3,7 +3,10 @@
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Date, Text};
 use std::collections::BTreeMap;
 
 use crate::db::DbConn;
@@ -80,19 +83,95 @@ pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
 
 /// Insert a new day row or overwrite the counters of an existing one.
 pub fn save_day(conn: &mut DbConn, row: &DayRow) -> QueryResult<()> {
-    let query = diesel::insert_into(daily_usage::table)
-        .values(row)
-        .on_conflict((daily_usage::org_id, daily_usage::local_day))
-        .do_update()
-        .set((
-            daily_usage::credits.eq(excluded(daily_usage::credits)),
-            daily_usage::free_credits.eq(excluded(daily_usage::free_credits)),
-            daily_usage::additional.eq(excluded(daily_usage::additional)),
-            daily_usage::amount_minor.eq(excluded(daily_usage::amount_minor)),
-        ));
-    crate::on_backend!(conn, c => query.execute(c))?;
+    crate::on_backend!(conn, c => SaveDay(row).execute(c))?;
     Ok(())
 }
+
+/// The upserts of the write path, written out once for both backends (the placeholders are the
+/// backend's own). Diesel prepares its own upserts anew on every call; these have a static query
+/// id, so each connection prepares them once and reuses them.
+struct SaveDay<'a>(&'a DayRow);
+struct AddBreakdown<'a>(&'a BreakdownRow);
+
+impl QueryId for SaveDay<'_> {
+    type QueryId = SaveDay<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryId for AddBreakdown<'_> {
+    type QueryId = AddBreakdown<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB> QueryFragment<DB> for SaveDay<'_>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    NaiveDate: ToSql<Date, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let row = self.0;
+        out.push_sql(
+            "INSERT INTO daily_usage (org_id, local_day, credits, free_credits, additional, \
+             amount_minor, plan_id) VALUES (",
+        );
+        out.push_bind_param::<BigInt, _>(&row.org_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Date, _>(&row.local_day)?;
+        for value in [
+            &row.credits,
+            &row.free_credits,
+            &row.additional,
+            &row.amount_minor,
+            &row.plan_id,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(value)?;
+        }
+        out.push_sql(
+            ") ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
+             free_credits = excluded.free_credits, additional = excluded.additional, \
+             amount_minor = excluded.amount_minor",
+        );
+        Ok(())
+    }
+}
+
+impl<DB> QueryFragment<DB> for AddBreakdown<'_>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    NaiveDate: ToSql<Date, DB>,
+    String: ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let row = self.0;
+        out.push_sql(
+            "INSERT INTO daily_breakdown (org_id, local_day, operation, client, credits, \
+             additional) VALUES (",
+        );
+        out.push_bind_param::<BigInt, _>(&row.org_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Date, _>(&row.local_day)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.operation)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.client)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.credits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.additional)?;
+        out.push_sql(
+            ") ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
+             credits = daily_breakdown.credits + excluded.credits, \
+             additional = daily_breakdown.additional + excluded.additional",
+        );
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for SaveDay<'_> {}
+impl<Conn> RunQueryDsl<Conn> for AddBreakdown<'_> {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = daily_breakdown)]
@@ -107,22 +186,7 @@ pub struct BreakdownRow {
 
 /// Add to the breakdown counters of one org-day-operation-client.
 pub fn add_breakdown(conn: &mut DbConn, row: &BreakdownRow) -> QueryResult<()> {
-    let query = diesel::insert_into(daily_breakdown::table)
-        .values(row)
-        .on_conflict((
-            daily_breakdown::org_id,
-            daily_breakdown::local_day,
-            daily_breakdown::operation,
-            daily_breakdown::client,
-        ))
-        .do_update()
-        .set((
-            daily_breakdown::credits
-                .eq(daily_breakdown::credits + excluded(daily_breakdown::credits)),
-            daily_breakdown::additional
-                .eq(daily_breakdown::additional + excluded(daily_breakdown::additional)),
-        ));
-    crate::on_backend!(conn, c => query.execute(c))?;
+    crate::on_backend!(conn, c => AddBreakdown(row).execute(c))?;
     Ok(())
 }
 
@@ -204,53 +268,12 @@ const SQLITE_ROWS_PER_INSERT: usize = 200;
 
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
     match conn {
-        // Diesel wraps a SQLite multi-row insert in a transaction of its own, which cannot nest in
-        // the ledger's, so the statement is written out here, with every value bound.
         DbConn::Sqlite(c) => {
-            use diesel::sql_types::{BigInt, Text};
-            // Diesel stores SQLite dates and timestamps as text in these formats; a batch mostly
-            // repeats the same few values, so each distinct one is formatted once.
-            let mut texts: std::collections::HashMap<NaiveDateTime, String> =
-                std::collections::HashMap::new();
-            let mut days: std::collections::HashMap<NaiveDate, String> =
-                std::collections::HashMap::new();
-            for e in events {
-                for t in [e.occurred_at, e.recorded_at] {
-                    texts
-                        .entry(t)
-                        .or_insert_with(|| t.format("%F %T%.f").to_string());
-                }
-                days.entry(e.local_day)
-                    .or_insert_with(|| e.local_day.format("%F").to_string());
-            }
-            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
-                let mut sql = String::from(
-                    "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, free_credits, \
-                     additional, operation, client, user_ref, recorded_at) VALUES ",
-                );
-                for i in 0..chunk.len() {
-                    sql.push_str(if i == 0 {
-                        "(?,?,?,?,?,?,?,?,?,?,?)"
-                    } else {
-                        ",(?,?,?,?,?,?,?,?,?,?,?)"
-                    });
-                }
-                let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-                for e in chunk {
-                    query = query
-                        .bind::<BigInt, _>(e.org_id)
-                        .bind::<Text, _>(&e.event_id)
-                        .bind::<Text, _>(&days[&e.local_day])
-                        .bind::<Text, _>(&texts[&e.occurred_at])
-                        .bind::<BigInt, _>(e.credits)
-                        .bind::<BigInt, _>(e.free_credits)
-                        .bind::<BigInt, _>(e.additional)
-                        .bind::<Text, _>(&e.operation)
-                        .bind::<Text, _>(&e.client)
-                        .bind::<Text, _>(&e.user_ref)
-                        .bind::<Text, _>(&texts[&e.recorded_at]);
-                }
-                query.execute(c)?;
+            let rows = SqliteEventRows::new(events);
+            for chunk in 0..events.len().div_ceil(SQLITE_ROWS_PER_INSERT) {
+                let from = chunk * SQLITE_ROWS_PER_INSERT;
+                let to = events.len().min(from + SQLITE_ROWS_PER_INSERT);
+                rows.slice(from..to).execute(c)?;
             }
         }
         DbConn::Postgresql(c) => {
@@ -263,6 +286,97 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
     }
     Ok(())
 }
+
+/// A multi-row INSERT of events on SQLite, written out because Diesel wraps its SQLite batch insert
+/// in a transaction of its own, which cannot nest in the ledger's. Its text depends only on the
+/// row count, so SQLite's prepared statement is kept and reused for batches of the same size.
+/// Diesel stores SQLite dates and timestamps as text in these formats; a batch mostly repeats the
+/// same few values, so each distinct one is formatted once.
+struct SqliteEventRows<'a> {
+    events: &'a [EventInsert],
+    days: std::collections::HashMap<NaiveDate, String>,
+    times: std::collections::HashMap<NaiveDateTime, String>,
+}
+
+struct SqliteEventSlice<'r, 'a> {
+    rows: &'r SqliteEventRows<'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl<'a> SqliteEventRows<'a> {
+    fn new(events: &'a [EventInsert]) -> Self {
+        let mut days = std::collections::HashMap::new();
+        let mut times = std::collections::HashMap::new();
+        for e in events {
+            for t in [e.occurred_at, e.recorded_at] {
+                times
+                    .entry(t)
+                    .or_insert_with(|| t.format("%F %T%.f").to_string());
+            }
+            days.entry(e.local_day)
+                .or_insert_with(|| e.local_day.format("%F").to_string());
+        }
+        SqliteEventRows {
+            events,
+            days,
+            times,
+        }
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> SqliteEventSlice<'_, 'a> {
+        SqliteEventSlice { rows: self, range }
+    }
+}
+
+impl QueryId for SqliteEventSlice<'_, '_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventSlice<'_, '_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, \
+             free_credits, additional, operation, client, user_ref, recorded_at) VALUES ",
+        );
+        let SqliteEventRows {
+            events,
+            days,
+            times,
+        } = self.rows;
+        for (i, e) in events[self.range.clone()].iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ",(" });
+            out.push_bind_param::<BigInt, _>(&e.org_id)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&e.event_id)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&days[&e.local_day])?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&times[&e.occurred_at])?;
+            out.push_sql(",");
+            out.push_bind_param::<BigInt, _>(&e.credits)?;
+            out.push_sql(",");
+            out.push_bind_param::<BigInt, _>(&e.free_credits)?;
+            out.push_sql(",");
+            out.push_bind_param::<BigInt, _>(&e.additional)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&e.operation)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&e.client)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&e.user_ref)?;
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(&times[&e.recorded_at])?;
+            out.push_sql(")");
+        }
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<diesel::SqliteConnection> for SqliteEventSlice<'_, '_> {}
 
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
 pub fn amount_between(

@@ -135,6 +135,9 @@ pub fn parse(text: &str, org_id: i64) -> Result<(Vec<Row>, Vec<BadRow>), BadRow>
             if id.chars().count() > 200 {
                 return Err("id is longer than 200 characters".to_string());
             }
+            if id.chars().any(char::is_control) {
+                return Err("id contains a control character".to_string());
+            }
             let stamp = get("timestamp").unwrap_or_default();
             let occurred_at = DateTime::parse_from_rfc3339(&stamp)
                 .map_err(|_| {
@@ -222,11 +225,13 @@ mod tests {
                     y,2026-01-01T10:00:00Z,-3\n\
                     z,2026-01-01T10:00:00Z,1.5\n\
                     w,2026-01-01T10:00:00Z\n\
-                    ok2,2026-01-01T11:00:00+02:00,9\n";
+                    ok2,2026-01-01T11:00:00+02:00,9\n\
+                    bell\u{7},2026-01-01T10:00:00Z,5\n";
         let (rows, bad) = parse(text, 7).unwrap();
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 8]);
         let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
-        assert_eq!(lines, [3, 4, 5, 6, 7]);
+        assert_eq!(lines, [3, 4, 5, 6, 7, 9]);
+        assert!(bad[5].reason.contains("control character"));
         assert!(bad[0].reason.contains("id is empty"));
         assert!(bad[1].reason.contains("RFC 3339"));
         assert!(bad[2].reason.contains("whole number"));

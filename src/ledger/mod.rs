@@ -76,15 +76,17 @@ pub enum Outcome {
     },
 }
 
-/// An id for a call that came without one: a random per-process prefix and a counter, unique
-/// without a system call per call.
+/// An id for a call that came without one: a control character first (ids from callers never
+/// contain one, so the two can never collide), a random per-process prefix and a fixed-width
+/// counter: unique without a system call per call, and in arrival order so that the key index
+/// grows at its right edge.
 fn auto_event_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..16].to_string());
-    format!("auto-{prefix}-{:016x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..12].to_string());
+    format!("\u{1}{prefix}{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// How far in the future an event may be dated (R12).

@@ -80,9 +80,9 @@ fn complete_response(buf: &[u8]) -> Option<u16> {
 }
 
 /// Run `connections` loops for `duration`, each sending `request` (a full HTTP/1.1 request) and
-/// the next one when the answer is read. The connections are driven by one thread with epoll (a
-/// tokio current-thread runtime), as load generators such as wrk do: a thread per connection
-/// would spend a third of these two cores on context switches and take them from the server.
+/// the next one when the answer is read. All connections are driven by one thread with epoll, as
+/// load generators such as wrk do: a thread per connection would spend a good part of these two
+/// cores on context switches and take them from the server under test.
 pub fn run(
     label: &str,
     port: u16,
@@ -90,44 +90,72 @@ pub fn run(
     duration: Duration,
     request: &[u8],
 ) -> Figures {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
+    use mio::{Events, Interest, Poll, Token};
+    let mut poll = Poll::new().expect("epoll");
+    let mut conns: Vec<Conn> = (0..connections)
+        .map(|i| {
+            let mut conn = Conn::connect(port);
+            poll.registry()
+                .register(&mut conn.stream, Token(i), Interest::READABLE)
+                .expect("register");
+            conn
+        })
+        .collect();
     let start = Instant::now();
-    let results = runtime.block_on(async {
-        let tasks = tokio::task::LocalSet::new();
-        let handles: Vec<_> = (0..connections)
-            .map(|_| {
-                let request = request.to_vec();
-                tasks.spawn_local(connection_loop(port, request, start, duration))
-            })
-            .collect();
-        tasks
-            .run_until(async {
-                let mut results = Vec::with_capacity(handles.len());
-                for h in handles {
-                    results.push(h.await.expect("connection task"));
-                }
-                results
-            })
-            .await
-    });
-    let seconds = start.elapsed().as_secs_f64();
-    let mut all = Vec::new();
+    let mut latencies = Vec::with_capacity(1_000_000);
     let mut errors = 0;
-    for (lat, err) in results {
-        all.extend(lat);
-        errors += err;
+    let mut open = connections;
+    for conn in &mut conns {
+        conn.send(request);
     }
-    all.sort();
+    let mut events = Events::with_capacity(1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    while open > 0 {
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .expect("poll");
+        for event in events.iter() {
+            let i = event.token().0;
+            let conn = &mut conns[i];
+            if conn.done {
+                continue;
+            }
+            let status = match conn.read(&mut chunk) {
+                Ok(Some(status)) => status,
+                Ok(None) => continue,
+                Err(_) => {
+                    // Closed by the server: count it and start over on a new connection.
+                    errors += 1;
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                    *conn = Conn::connect(port);
+                    poll.registry()
+                        .register(&mut conn.stream, Token(i), Interest::READABLE)
+                        .expect("register");
+                    conn.send(request);
+                    continue;
+                }
+            };
+            if !(200..300).contains(&status) {
+                errors += 1;
+            }
+            latencies.push(conn.sent.elapsed());
+            if start.elapsed() < duration {
+                conn.send(request);
+            } else {
+                conn.done = true;
+                open -= 1;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort();
     let pct = |p: f64| {
-        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     Figures {
         label: label.to_string(),
-        requests: all.len(),
+        requests: latencies.len(),
         errors,
         seconds,
         p50_ms: pct(0.50),
@@ -135,50 +163,67 @@ pub fn run(
     }
 }
 
-async fn connect(port: u16) -> tokio::net::TcpStream {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    stream.set_nodelay(true).ok();
-    stream
+/// One keep-alive connection of the load generator.
+struct Conn {
+    stream: mio::net::TcpStream,
+    buf: Vec<u8>,
+    sent: Instant,
+    done: bool,
 }
 
-async fn connection_loop(
-    port: u16,
-    request: Vec<u8>,
-    start: Instant,
-    duration: Duration,
-) -> (Vec<Duration>, usize) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = connect(port).await;
-    let mut latencies = Vec::with_capacity(100_000);
-    let mut errors = 0;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut chunk = vec![0u8; 64 * 1024];
-    while start.elapsed() < duration {
-        let sent = Instant::now();
-        stream.write_all(&request).await.expect("send");
-        buf.clear();
-        let status = loop {
-            if let Some(status) = complete_response(&buf) {
-                break Some(status);
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break None,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        match status {
-            Some(status) if (200..300).contains(&status) => {}
-            Some(_) => errors += 1,
-            None => {
-                errors += 1;
-                stream = connect(port).await;
+impl Conn {
+    fn connect(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).ok();
+        stream.set_nonblocking(true).expect("non-blocking");
+        Conn {
+            stream: mio::net::TcpStream::from_std(stream),
+            buf: Vec::with_capacity(64 * 1024),
+            sent: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// Send a whole request (small: it fits the socket buffer of an idle connection).
+    fn send(&mut self, request: &[u8]) {
+        use std::io::Write;
+        self.buf.clear();
+        self.sent = Instant::now();
+        let mut rest = request;
+        while !rest.is_empty() {
+            match self.stream.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("send: {e}"),
             }
         }
-        latencies.push(sent.elapsed());
     }
-    (latencies, errors)
+
+    /// Read what has arrived; the status once the whole response is there. The poll is
+    /// edge-triggered and every arrival raises a new edge, so what is read here is all there is.
+    fn read(&mut self, chunk: &mut [u8]) -> std::io::Result<Option<u16>> {
+        loop {
+            match self.stream.read(chunk) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "connection closed",
+                    ));
+                }
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    if let Some(status) = complete_response(&self.buf) {
+                        return Ok(Some(status));
+                    }
+                    if n < chunk.len() {
+                        return Ok(None);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 pub fn get_request(path: &str, extra_headers: &str) -> Vec<u8> {

@@ -373,3 +373,16 @@ pub fn today_budget(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::auto_event_id;
+
+    #[test]
+    fn generated_ids_cannot_be_a_callers_and_sort_in_arrival_order() {
+        let ids: Vec<String> = (0..300).map(|_| auto_event_id()).collect();
+        // Callers' ids may not contain control characters (API and import refuse them).
+        assert!(ids.iter().all(|id| id.starts_with(char::is_control)));
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow with arrival");
+    }
+}

@@ -86,7 +86,10 @@ fn auto_event_id() -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..12].to_string());
-    format!("\u{1}{prefix}{:012x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "\u{1}{prefix}{:012x}",
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// How far in the future an event may be dated (R12).

@@ -2,8 +2,8 @@
 //! events that carry idempotency keys. Pages read only the rollups.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use diesel::prelude::*;
 use diesel::backend::Backend;
+use diesel::prelude::*;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Date, Text};
@@ -334,10 +334,7 @@ impl QueryId for SqliteEventSlice<'_, '_> {
 }
 
 impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventSlice<'_, '_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>,
-    ) -> QueryResult<()> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, \
              free_credits, additional, operation, client, user_ref, recorded_at) VALUES ",

@@ -154,6 +154,8 @@ fn r2_a_super_admin_sets_the_limit_and_sees_billing_details() {
             && audit.body.contains("25,000 credits/day")
             && audit.body.contains("Off")
     );
+    // Every page carries an org's own figures: none may be cached.
+    assert_eq!(audit.header("cache-control"), Some("no-store"));
 }
 
 #[test]

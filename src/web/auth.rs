@@ -45,10 +45,6 @@ fn login_page(
             Some(CookieDuration::hours(2)),
         ))
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
     Ok(response)
 }
 

@@ -161,12 +161,7 @@ async fn render_tab(
         flash,
         billing,
     };
-    let mut response = page(status, &tab)?;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    page(status, &tab)
 }
 
 pub async fn credits_tab(

@@ -420,12 +420,7 @@ pub async fn details_page(
         last_30_query,
         period_query,
     };
-    let mut response = page(StatusCode::OK, &page_view)?;
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(response)
+    page(StatusCode::OK, &page_view)
 }
 
 /// A range for an export, or a 400 page.

@@ -89,9 +89,11 @@ impl ResponseError for AppError {
     }
 }
 
-/// Render a template as a page with a status.
+/// Render a template as a page with a status. Every page is either the sign-in form (with its
+/// CSRF token) or an org's own figures, so none may be kept by a browser or proxy cache.
 pub fn page<T: Template>(status: StatusCode, template: &T) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .body(template.render()?))
 }

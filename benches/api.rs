@@ -148,19 +148,27 @@ fn main() {
         &ping,
     );
 
+    let (consume_a, consume_b) = (
+        consume_request(&grouped.token),
+        consume_request(&unbatched.token),
+    );
+    let run_a = || {
+        let label = "(a) consume, group commit";
+        load::run(label, grouped.port, connections, duration, &consume_a)
+    };
+    let run_b = || {
+        let label = "(b) consume, one txn per call";
+        load::run(label, unbatched.port, connections, duration, &consume_b)
+    };
+    let run_c = || {
+        let label = "(c) authenticated no-op /ping";
+        load::run(label, grouped.port, connections, duration, &ping)
+    };
+
     // For profiling one phase alone: BENCH_ONLY=a or BENCH_ONLY=c.
     match std::env::var("BENCH_ONLY").as_deref() {
-        Ok("a") => {
-            let request = consume_request(&grouped.token);
-            let label = "(a) consume, group commit";
-            load::run(label, grouped.port, connections, duration, &request).print();
-            return;
-        }
-        Ok("c") => {
-            let label = "(c) authenticated no-op /ping";
-            load::run(label, grouped.port, connections, duration, &ping).print();
-            return;
-        }
+        Ok("a") => return run_a().print(),
+        Ok("c") => return run_c().print(),
         _ => {}
     }
     // The machine is shared and noisy (the no-op baseline alone was seen to swing by 25% between
@@ -175,29 +183,11 @@ fn main() {
     let mut p99 = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        let a = load::run(
-            "(a) consume, group commit",
-            grouped.port,
-            connections,
-            duration,
-            &consume_request(&grouped.token),
-        );
+        let a = run_a();
         a.print();
-        let b = load::run(
-            "(b) consume, one txn per call",
-            unbatched.port,
-            connections,
-            duration,
-            &consume_request(&unbatched.token),
-        );
+        let b = run_b();
         b.print();
-        let c = load::run(
-            "(c) authenticated no-op /ping",
-            grouped.port,
-            connections,
-            duration,
-            &ping,
-        );
+        let c = run_c();
         c.print();
         assert!(
             a.errors == 0 && b.errors == 0 && c.errors == 0,

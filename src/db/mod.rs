@@ -146,8 +146,8 @@ where
     E: From<diesel::result::Error>,
 {
     match conn {
-        DbConn::Sqlite(c) => {
-            CachedSql("BEGIN IMMEDIATE").execute(c)?;
+        DbConn::Sqlite(_) => {
+            on_sqlite(conn, |c| CachedSql("BEGIN IMMEDIATE").execute(c))?;
             match f(conn) {
                 Ok(value) => match on_sqlite(conn, |c| CachedSql("COMMIT").execute(c)) {
                     Ok(_) => Ok(value),
@@ -166,6 +166,7 @@ where
     }
 }
 
+/// Run `f` on the SQLite connection inside `conn` (callers have matched it already).
 fn on_sqlite<T>(
     conn: &mut DbConn,
     f: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,

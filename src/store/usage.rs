@@ -269,11 +269,13 @@ const SQLITE_ROWS_PER_INSERT: usize = 200;
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
     match conn {
         DbConn::Sqlite(c) => {
-            let rows = SqliteEventRows::new(events);
-            for chunk in 0..events.len().div_ceil(SQLITE_ROWS_PER_INSERT) {
-                let from = chunk * SQLITE_ROWS_PER_INSERT;
-                let to = events.len().min(from + SQLITE_ROWS_PER_INSERT);
-                rows.slice(from..to).execute(c)?;
+            let texts = SqliteTexts::of(events);
+            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                SqliteEventInsert {
+                    events: chunk,
+                    texts: &texts,
+                }
+                .execute(c)?;
             }
         }
         DbConn::Postgresql(c) => {
@@ -287,64 +289,56 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
     Ok(())
 }
 
-/// A multi-row INSERT of events on SQLite, written out because Diesel wraps its SQLite batch insert
-/// in a transaction of its own, which cannot nest in the ledger's. Its text depends only on the
-/// row count, so SQLite's prepared statement is kept and reused for batches of the same size.
 /// Diesel stores SQLite dates and timestamps as text in these formats; a batch mostly repeats the
 /// same few values, so each distinct one is formatted once.
-struct SqliteEventRows<'a> {
-    events: &'a [EventInsert],
+struct SqliteTexts {
     days: std::collections::HashMap<NaiveDate, String>,
     times: std::collections::HashMap<NaiveDateTime, String>,
 }
 
-struct SqliteEventSlice<'r, 'a> {
-    rows: &'r SqliteEventRows<'a>,
-    range: std::ops::Range<usize>,
-}
-
-impl<'a> SqliteEventRows<'a> {
-    fn new(events: &'a [EventInsert]) -> Self {
-        let mut days = std::collections::HashMap::new();
-        let mut times = std::collections::HashMap::new();
+impl SqliteTexts {
+    fn of(events: &[EventInsert]) -> Self {
+        let mut texts = SqliteTexts {
+            days: std::collections::HashMap::new(),
+            times: std::collections::HashMap::new(),
+        };
         for e in events {
             for t in [e.occurred_at, e.recorded_at] {
-                times
+                texts
+                    .times
                     .entry(t)
                     .or_insert_with(|| t.format("%F %T%.f").to_string());
             }
-            days.entry(e.local_day)
+            texts
+                .days
+                .entry(e.local_day)
                 .or_insert_with(|| e.local_day.format("%F").to_string());
         }
-        SqliteEventRows {
-            events,
-            days,
-            times,
-        }
-    }
-
-    fn slice(&self, range: std::ops::Range<usize>) -> SqliteEventSlice<'_, 'a> {
-        SqliteEventSlice { rows: self, range }
+        texts
     }
 }
 
-impl QueryId for SqliteEventSlice<'_, '_> {
+/// A multi-row INSERT of events on SQLite, written out because Diesel wraps its SQLite batch insert
+/// in a transaction of its own, which cannot nest in the ledger's. Its text depends only on the
+/// row count, so SQLite's prepared statement is kept and reused for batches of the same size.
+struct SqliteEventInsert<'a> {
+    events: &'a [EventInsert],
+    texts: &'a SqliteTexts,
+}
+
+impl QueryId for SqliteEventInsert<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventSlice<'_, '_> {
+impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventInsert<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
         out.push_sql(
             "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, \
              free_credits, additional, operation, client, user_ref, recorded_at) VALUES ",
         );
-        let SqliteEventRows {
-            events,
-            days,
-            times,
-        } = self.rows;
-        for (i, e) in events[self.range.clone()].iter().enumerate() {
+        let SqliteTexts { days, times } = self.texts;
+        for (i, e) in self.events.iter().enumerate() {
             out.push_sql(if i == 0 { "(" } else { ",(" });
             out.push_bind_param::<BigInt, _>(&e.org_id)?;
             out.push_sql(",");
@@ -373,7 +367,7 @@ impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventSlice<'_, '_> {
     }
 }
 
-impl RunQueryDsl<diesel::SqliteConnection> for SqliteEventSlice<'_, '_> {}
+impl RunQueryDsl<diesel::SqliteConnection> for SqliteEventInsert<'_> {}
 
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
 pub fn amount_between(

@@ -79,7 +79,7 @@ fn generate_events(conn: &mut DbConn, today: NaiveDate, from: u64, to: u64) {
                     first_day(today) + Duration::days(((n / ORGS as u64) % DAYS as u64) as i64);
                 EventInsert {
                     org_id,
-                    event_id: format!("gen-{n}"),
+                    event_id: Some(format!("gen-{n}")),
                     local_day,
                     occurred_at: local_day.and_hms_opt(12, 0, 0).unwrap(),
                     credits: 100,

@@ -216,3 +216,61 @@ macro_rules! on_backend {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::sql_types::{BigInt, Nullable, Text};
+
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Stored {
+        #[diesel(sql_type = BigInt)]
+        org_id: i64,
+        #[diesel(sql_type = Nullable<Text>)]
+        event_id: Option<String>,
+    }
+
+    /// A database from before keys and raw events were apart keeps every caller's key, and the
+    /// ids the server had generated become "no id".
+    #[test]
+    fn keys_move_out_of_raw_events_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        for _ in 0..2 {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO orgs (name, edition, created_at) VALUES
+               ('A', 'enterprise', '2026-11-01 00:00:00'), ('B', 'enterprise', '2026-11-01 00:00:00');
+             INSERT INTO usage_events VALUES
+               (1, 'retry-me', '2026-11-20', '2026-11-20 10:00:00', 5, 5, 0, 'op', 'c', '', '2026-11-20 10:00:00'),
+               (1, char(1) || 'abcdef000000000001', '2026-11-20', '2026-11-20 10:00:01', 2, 2, 0, 'op', 'c', '', '2026-11-20 10:00:01'),
+               (2, 'retry-me', '2026-11-21', '2026-11-21 10:00:00', 7, 0, 7, 'op', 'c', '', '2026-11-21 10:00:00');",
+        )
+        .unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+
+        let events: Vec<Stored> =
+            diesel::sql_query("SELECT org_id, event_id FROM usage_events ORDER BY id")
+                .load(&mut conn)
+                .unwrap();
+        let expected =
+            [(1, Some("retry-me")), (1, None), (2, Some("retry-me"))].map(|(org_id, id)| Stored {
+                org_id,
+                event_id: id.map(str::to_string),
+            });
+        assert_eq!(events, expected);
+        let keys: Vec<Stored> =
+            diesel::sql_query("SELECT org_id, event_id FROM usage_keys ORDER BY org_id")
+                .load(&mut conn)
+                .unwrap();
+        assert_eq!(
+            keys,
+            [&expected[0], &expected[2]].map(|s| Stored {
+                org_id: s.org_id,
+                event_id: s.event_id.clone()
+            })
+        );
+    }
+}

@@ -103,9 +103,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    usage_events (org_id, event_id) {
+    usage_events (id) {
+        id -> BigInt,
         org_id -> BigInt,
-        event_id -> Text,
+        event_id -> Nullable<Text>,
         local_day -> Date,
         occurred_at -> Timestamp,
         credits -> BigInt,
@@ -115,6 +116,14 @@ diesel::table! {
         client -> Text,
         user_ref -> Text,
         recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    usage_keys (org_id, event_id) {
+        org_id -> BigInt,
+        event_id -> Text,
+        local_day -> Date,
     }
 }
 
@@ -147,5 +156,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     daily_usage,
     daily_breakdown,
     usage_events,
+    usage_keys,
     statements,
 );

@@ -1,8 +1,8 @@
 //! Admission and metering: the only code that writes usage. A batch of requests (for any orgs) is
 //! applied in one write transaction: each is decided in arrival order with R4/R11/R12, the touched
-//! day rollups are rewritten with their amount derived from the day's plan (R5), and the raw events
-//! keep the idempotency keys (R9). Nothing is visible, and nothing may be acknowledged, before the
-//! transaction commits.
+//! day rollups are rewritten with their amount derived from the day's plan (R5), the keys of events
+//! that carry an id are kept (R9), and every admitted event is appended to the raw events. Nothing
+//! is visible, and nothing may be acknowledged, before the transaction commits.
 
 pub mod writer;
 
@@ -74,22 +74,6 @@ pub enum Outcome {
         reason: Refusal,
         budget: Option<DayBudget>,
     },
-}
-
-/// An id for a call that came without one: a control character first (ids from callers never
-/// contain one, so the two can never collide), a random per-process prefix and a fixed-width
-/// counter: unique without a system call per call, and in arrival order so that the key index
-/// grows at its right edge.
-fn auto_event_id() -> String {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| crate::secrets::random_hex_256()[..12].to_string());
-    format!(
-        "\u{1}{prefix}{:012x}",
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// How far in the future an event may be dated (R12).
@@ -272,9 +256,10 @@ fn apply_in_transaction(
                     continue;
                 }
                 seen_ids.insert(seen);
-                id.clone()
+                Some(id.clone())
             }
-            None => auto_event_id(),
+            // A call without an id has no key to keep: it can never be retried as the same.
+            None => None,
         };
         match budget.decide(request.credits) {
             Err(hit) => outcomes.push(Outcome::Refused {
@@ -375,17 +360,4 @@ pub fn today_budget(
             additional_used: row.as_ref().map_or(0, |r| r.additional),
         },
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::auto_event_id;
-
-    #[test]
-    fn generated_ids_cannot_be_a_callers_and_sort_in_arrival_order() {
-        let ids: Vec<String> = (0..300).map(|_| auto_event_id()).collect();
-        // Callers' ids may not contain control characters (API and import refuse them).
-        assert!(ids.iter().all(|id| id.starts_with(char::is_control)));
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids grow with arrival");
-    }
 }

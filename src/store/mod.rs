@@ -8,7 +8,7 @@ pub mod statements;
 pub mod usage;
 pub mod users;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
 /// Timestamps are stored in UTC without an offset.
 pub fn db_time(instant: DateTime<Utc>) -> NaiveDateTime {
@@ -17,4 +17,89 @@ pub fn db_time(instant: DateTime<Utc>) -> NaiveDateTime {
 
 pub fn from_db_time(stored: NaiveDateTime) -> DateTime<Utc> {
     stored.and_utc()
+}
+
+/// A date as Diesel stores it on SQLite (`%F`), written out by hand for the write path, where
+/// chrono's format strings cost more than the rest of an event's row.
+pub fn sqlite_date(day: NaiveDate) -> String {
+    let mut out = String::with_capacity(10);
+    push_date(&mut out, day);
+    out
+}
+
+/// A timestamp as Diesel stores it on SQLite (`%F %T%.f`: no fraction, or 3, 6 or 9 digits).
+pub fn sqlite_timestamp(t: NaiveDateTime) -> String {
+    let nanos = t.nanosecond();
+    if !(0..=9999).contains(&t.year()) || nanos >= 1_000_000_000 {
+        // Outside what the fast path writes (leap seconds, years past 9999): chrono's own.
+        return t.format("%F %T%.f").to_string();
+    }
+    let mut out = String::with_capacity(29);
+    push_date(&mut out, t.date());
+    out.push(' ');
+    push_digits(&mut out, t.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, t.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, t.second(), 2);
+    if nanos != 0 {
+        out.push('.');
+        if nanos % 1_000_000 == 0 {
+            push_digits(&mut out, nanos / 1_000_000, 3);
+        } else if nanos % 1_000 == 0 {
+            push_digits(&mut out, nanos / 1_000, 6);
+        } else {
+            push_digits(&mut out, nanos, 9);
+        }
+    }
+    out
+}
+
+fn push_date(out: &mut String, day: NaiveDate) {
+    if !(0..=9999).contains(&day.year()) {
+        out.push_str(&day.format("%F").to_string());
+        return;
+    }
+    push_digits(out, day.year() as u32, 4);
+    out.push('-');
+    push_digits(out, day.month(), 2);
+    out.push('-');
+    push_digits(out, day.day(), 2);
+}
+
+/// `value` in exactly `width` decimal digits (it is known to fit).
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    let mut divisor = 10u32.pow(width - 1);
+    while divisor > 0 {
+        out.push(char::from(b'0' + (value / divisor % 10) as u8));
+        divisor /= 10;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn sqlite_texts_are_what_chrono_writes(
+            days in -800_000i64..3_700_000,
+            seconds in 0u32..86_400,
+            nanos in prop_oneof![
+                Just(0u32),
+                (0u32..1000).prop_map(|m| m * 1_000_000),
+                (0u32..1_000_000).prop_map(|u| u * 1_000),
+                0u32..1_000_000_000,
+                1_000_000_000u32..2_000_000_000,
+            ],
+        ) {
+            let day = NaiveDate::from_num_days_from_ce_opt(days as i32).unwrap();
+            prop_assert_eq!(sqlite_date(day), day.format("%F").to_string());
+            if let Some(time) = chrono::NaiveTime::from_num_seconds_from_midnight_opt(seconds, nanos) {
+                let t = day.and_time(time);
+                prop_assert_eq!(sqlite_timestamp(t), t.format("%F %T%.f").to_string());
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! The usage read model: one row per org-day and per org-day-operation-client, plus the raw
-//! events that carry idempotency keys. Pages read only the rollups.
+//! The usage read model: one row per org-day and per org-day-operation-client, the idempotency keys
+//! of events that came with an id (R9), and the raw events of the audit window. Pages read only the
+//! rollups.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::backend::Backend;
@@ -10,7 +11,7 @@ use diesel::sql_types::{BigInt, Date, Text};
 use std::collections::BTreeMap;
 
 use crate::db::DbConn;
-use crate::db::schema::{daily_breakdown, daily_usage, usage_events};
+use crate::db::schema::{daily_breakdown, daily_usage, usage_events, usage_keys};
 use crate::domain::types::DayRange;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -228,7 +229,8 @@ pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
 #[diesel(table_name = usage_events)]
 pub struct EventInsert {
     pub org_id: i64,
-    pub event_id: String,
+    /// The caller's id, if it gave one; such an event has a key in `usage_keys` too.
+    pub event_id: Option<String>,
     pub local_day: NaiveDate,
     pub occurred_at: NaiveDateTime,
     pub credits: i64,
@@ -252,10 +254,10 @@ pub fn existing_event_ids<'a>(
     let mut found = std::collections::HashSet::new();
     for (org_id, ids) in by_org {
         for chunk in ids.chunks(500) {
-            let stored: Vec<String> = usage_events::table
-                .filter(usage_events::org_id.eq(org_id))
-                .filter(usage_events::event_id.eq_any(chunk))
-                .select(usage_events::event_id)
+            let stored: Vec<String> = usage_keys::table
+                .filter(usage_keys::org_id.eq(org_id))
+                .filter(usage_keys::event_id.eq_any(chunk))
+                .select(usage_keys::event_id)
                 .load(conn)?;
             found.extend(stored.into_iter().map(|id| (org_id, id)));
         }
@@ -263,22 +265,50 @@ pub fn existing_event_ids<'a>(
     Ok(found)
 }
 
-/// Rows per multi-row INSERT on SQLite: 11 columns each, well under its bound-variable limit.
-const SQLITE_ROWS_PER_INSERT: usize = 200;
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = usage_keys)]
+struct KeyInsert<'a> {
+    org_id: i64,
+    event_id: &'a str,
+    local_day: NaiveDate,
+}
 
+/// Store raw events, and the idempotency key of each that carries an id (R9), in the caller's
+/// transaction.
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
+    let keys: Vec<KeyInsert> = events
+        .iter()
+        .filter_map(|e| {
+            Some(KeyInsert {
+                org_id: e.org_id,
+                event_id: e.event_id.as_deref()?,
+                local_day: e.local_day,
+            })
+        })
+        .collect();
     match conn {
         DbConn::Sqlite(c) => {
-            let texts = SqliteTexts::of(events);
-            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
-                SqliteEventInsert {
-                    events: chunk,
-                    texts: &texts,
-                }
-                .execute(c)?;
+            let texts: Vec<EventTexts> = events.iter().map(EventTexts::of).collect();
+            for (chunk, texts) in events
+                .chunks(SQLITE_ROWS_PER_INSERT)
+                .zip(texts.chunks(SQLITE_ROWS_PER_INSERT))
+            {
+                SqliteRows(chunk, texts).execute(c)?;
+            }
+            for chunk in keys.chunks(SQLITE_ROWS_PER_INSERT) {
+                let days: Vec<String> = chunk
+                    .iter()
+                    .map(|k| super::sqlite_date(k.local_day))
+                    .collect();
+                SqliteRows(chunk, &days).execute(c)?;
             }
         }
         DbConn::Postgresql(c) => {
+            for chunk in keys.chunks(1000) {
+                diesel::insert_into(usage_keys::table)
+                    .values(chunk)
+                    .execute(c)?;
+            }
             for chunk in events.chunks(1000) {
                 diesel::insert_into(usage_events::table)
                     .values(chunk)
@@ -289,85 +319,110 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
     Ok(())
 }
 
-/// Diesel stores SQLite dates and timestamps as text in these formats; a batch mostly repeats the
-/// same few values, so each distinct one is formatted once.
-struct SqliteTexts {
-    days: std::collections::HashMap<NaiveDate, String>,
-    times: std::collections::HashMap<NaiveDateTime, String>,
+/// Rows per multi-row INSERT on SQLite: 11 columns at most, well under its bound-variable limit.
+const SQLITE_ROWS_PER_INSERT: usize = 200;
+
+/// Diesel stores SQLite dates and timestamps as text; the write path formats them itself.
+struct EventTexts {
+    local_day: String,
+    occurred_at: String,
+    recorded_at: String,
 }
 
-impl SqliteTexts {
-    fn of(events: &[EventInsert]) -> Self {
-        let mut texts = SqliteTexts {
-            days: std::collections::HashMap::new(),
-            times: std::collections::HashMap::new(),
-        };
-        for e in events {
-            for t in [e.occurred_at, e.recorded_at] {
-                texts
-                    .times
-                    .entry(t)
-                    .or_insert_with(|| t.format("%F %T%.f").to_string());
-            }
-            texts
-                .days
-                .entry(e.local_day)
-                .or_insert_with(|| e.local_day.format("%F").to_string());
+impl EventTexts {
+    fn of(e: &EventInsert) -> Self {
+        EventTexts {
+            local_day: super::sqlite_date(e.local_day),
+            occurred_at: super::sqlite_timestamp(e.occurred_at),
+            recorded_at: super::sqlite_timestamp(e.recorded_at),
         }
-        texts
     }
 }
 
-/// A multi-row INSERT of events on SQLite, written out because Diesel wraps its SQLite batch insert
-/// in a transaction of its own, which cannot nest in the ledger's. Its text depends only on the
-/// row count, so SQLite's prepared statement is kept and reused for batches of the same size.
-struct SqliteEventInsert<'a> {
-    events: &'a [EventInsert],
-    texts: &'a SqliteTexts,
+/// A row of a multi-row INSERT on SQLite, with its date texts formatted beforehand.
+trait SqliteRow {
+    type Texts;
+    const INSERT: &'static str;
+    fn bind<'b>(
+        &'b self,
+        texts: &'b Self::Texts,
+        out: &mut AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()>;
 }
 
-impl QueryId for SqliteEventInsert<'_> {
+impl SqliteRow for EventInsert {
+    type Texts = EventTexts;
+    const INSERT: &'static str = "INSERT INTO usage_events (org_id, event_id, local_day, \
+         occurred_at, credits, free_credits, additional, operation, client, user_ref, recorded_at) \
+         VALUES ";
+    fn bind<'b>(
+        &'b self,
+        texts: &'b EventTexts,
+        out: &mut AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_bind_param::<BigInt, _>(&self.org_id)?;
+        out.push_sql(",");
+        out.push_bind_param::<diesel::sql_types::Nullable<Text>, _>(&self.event_id)?;
+        out.push_sql(",");
+        out.push_bind_param::<Text, _>(&texts.local_day)?;
+        out.push_sql(",");
+        out.push_bind_param::<Text, _>(&texts.occurred_at)?;
+        for value in [&self.credits, &self.free_credits, &self.additional] {
+            out.push_sql(",");
+            out.push_bind_param::<BigInt, _>(value)?;
+        }
+        for value in [
+            &self.operation,
+            &self.client,
+            &self.user_ref,
+            &texts.recorded_at,
+        ] {
+            out.push_sql(",");
+            out.push_bind_param::<Text, _>(value)?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteRow for KeyInsert<'_> {
+    type Texts = String;
+    const INSERT: &'static str = "INSERT INTO usage_keys (org_id, event_id, local_day) VALUES ";
+    fn bind<'b>(
+        &'b self,
+        local_day: &'b String,
+        out: &mut AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_bind_param::<BigInt, _>(&self.org_id)?;
+        out.push_sql(",");
+        out.push_bind_param::<Text, _>(self.event_id)?;
+        out.push_sql(",");
+        out.push_bind_param::<Text, _>(local_day)
+    }
+}
+
+/// A multi-row INSERT on SQLite, written out because Diesel wraps its SQLite batch insert in a
+/// transaction of its own, which cannot nest in the ledger's. Its text depends only on the table
+/// and the row count, so SQLite's prepared statement is kept and reused for batches of that size.
+struct SqliteRows<'a, R: SqliteRow>(&'a [R], &'a [R::Texts]);
+
+impl<R: SqliteRow> QueryId for SqliteRows<'_, R> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl QueryFragment<diesel::sqlite::Sqlite> for SqliteEventInsert<'_> {
+impl<R: SqliteRow> QueryFragment<diesel::sqlite::Sqlite> for SqliteRows<'_, R> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::sqlite::Sqlite>) -> QueryResult<()> {
-        out.push_sql(
-            "INSERT INTO usage_events (org_id, event_id, local_day, occurred_at, credits, \
-             free_credits, additional, operation, client, user_ref, recorded_at) VALUES ",
-        );
-        let SqliteTexts { days, times } = self.texts;
-        for (i, e) in self.events.iter().enumerate() {
+        out.push_sql(R::INSERT);
+        for (i, (row, texts)) in self.0.iter().zip(self.1).enumerate() {
             out.push_sql(if i == 0 { "(" } else { ",(" });
-            out.push_bind_param::<BigInt, _>(&e.org_id)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&e.event_id)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&days[&e.local_day])?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&times[&e.occurred_at])?;
-            out.push_sql(",");
-            out.push_bind_param::<BigInt, _>(&e.credits)?;
-            out.push_sql(",");
-            out.push_bind_param::<BigInt, _>(&e.free_credits)?;
-            out.push_sql(",");
-            out.push_bind_param::<BigInt, _>(&e.additional)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&e.operation)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&e.client)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&e.user_ref)?;
-            out.push_sql(",");
-            out.push_bind_param::<Text, _>(&times[&e.recorded_at])?;
+            row.bind(texts, &mut out)?;
             out.push_sql(")");
         }
         Ok(())
     }
 }
 
-impl RunQueryDsl<diesel::SqliteConnection> for SqliteEventInsert<'_> {}
+impl<R: SqliteRow> RunQueryDsl<diesel::SqliteConnection> for SqliteRows<'_, R> {}
 
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
 pub fn amount_between(

@@ -51,6 +51,11 @@ impl<K: Eq + Hash, V> TtlMap<K, V> {
         value
     }
 
+    fn remove(&self, key: &K) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(key);
+    }
+
     fn remove_where(&self, keep: impl Fn(&K, &V) -> bool) {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|k, (_, v)| keep(k, v));
@@ -87,7 +92,7 @@ impl<C> ReadCache<C> {
     }
 
     pub fn forget_session(&self, cookie_hash: &str) {
-        self.sessions.remove_where(|k, _| k != cookie_hash);
+        self.sessions.remove(&cookie_hash.to_string());
     }
 
     pub fn credits(&self, org_id: i64) -> Option<Arc<C>> {
@@ -112,12 +117,12 @@ impl<C> ReadCache<C> {
 
     /// Usage was admitted for an org: its Credits-tab figures are out of date.
     pub fn invalidate_credits(&self, org_id: i64) {
-        self.credits.remove_where(|k, _| *k != org_id);
+        self.credits.remove(&org_id);
     }
 
     /// Drop everything cached about an org (its sessions carry the org row too).
     pub fn invalidate_org(&self, org_id: i64) {
-        self.credits.remove_where(|k, _| *k != org_id);
+        self.credits.remove(&org_id);
         self.sessions.remove_where(|_, s| s.org.id != org_id);
     }
 }

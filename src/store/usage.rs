@@ -9,6 +9,7 @@ use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Date, Text};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::db::DbConn;
 use crate::db::schema::{daily_breakdown, daily_usage, usage_events, usage_keys};
@@ -288,7 +289,13 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
         .collect();
     match conn {
         DbConn::Sqlite(c) => {
-            let texts: Vec<EventTexts> = events.iter().map(EventTexts::of).collect();
+            let mut previous: Option<(&EventInsert, &EventTexts)> = None;
+            let mut texts: Vec<EventTexts> = Vec::with_capacity(events.len());
+            for e in events {
+                let t = EventTexts::of(e, previous);
+                texts.push(t);
+                previous = Some((e, texts.last().expect("pushed")));
+            }
             for (chunk, texts) in events
                 .chunks(SQLITE_ROWS_PER_INSERT)
                 .zip(texts.chunks(SQLITE_ROWS_PER_INSERT))
@@ -322,19 +329,26 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
 /// Rows per multi-row INSERT on SQLite: 11 columns at most, well under its bound-variable limit.
 const SQLITE_ROWS_PER_INSERT: usize = 200;
 
-/// Diesel stores SQLite dates and timestamps as text; the write path formats them itself.
+/// Diesel stores SQLite dates and timestamps as text; the write path formats them itself. The day
+/// and the recording time mostly repeat from one event of a batch to the next and are shared.
 struct EventTexts {
-    local_day: String,
+    local_day: Rc<str>,
     occurred_at: String,
-    recorded_at: String,
+    recorded_at: Rc<str>,
 }
 
 impl EventTexts {
-    fn of(e: &EventInsert) -> Self {
+    fn of(e: &EventInsert, previous: Option<(&EventInsert, &EventTexts)>) -> Self {
         EventTexts {
-            local_day: super::sqlite_date(e.local_day),
+            local_day: match previous.filter(|(p, _)| p.local_day == e.local_day) {
+                Some((_, t)) => t.local_day.clone(),
+                None => super::sqlite_date(e.local_day).into(),
+            },
             occurred_at: super::sqlite_timestamp(e.occurred_at),
-            recorded_at: super::sqlite_timestamp(e.recorded_at),
+            recorded_at: match previous.filter(|(p, _)| p.recorded_at == e.recorded_at) {
+                Some((_, t)) => t.recorded_at.clone(),
+                None => super::sqlite_timestamp(e.recorded_at).into(),
+            },
         }
     }
 }
@@ -364,22 +378,19 @@ impl SqliteRow for EventInsert {
         out.push_sql(",");
         out.push_bind_param::<diesel::sql_types::Nullable<Text>, _>(&self.event_id)?;
         out.push_sql(",");
-        out.push_bind_param::<Text, _>(&texts.local_day)?;
+        out.push_bind_param::<Text, _>(&*texts.local_day)?;
         out.push_sql(",");
         out.push_bind_param::<Text, _>(&texts.occurred_at)?;
         for value in [&self.credits, &self.free_credits, &self.additional] {
             out.push_sql(",");
             out.push_bind_param::<BigInt, _>(value)?;
         }
-        for value in [
-            &self.operation,
-            &self.client,
-            &self.user_ref,
-            &texts.recorded_at,
-        ] {
+        for value in [&self.operation, &self.client, &self.user_ref] {
             out.push_sql(",");
             out.push_bind_param::<Text, _>(value)?;
         }
+        out.push_sql(",");
+        out.push_bind_param::<Text, _>(&*texts.recorded_at)?;
         Ok(())
     }
 }

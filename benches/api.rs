@@ -7,7 +7,7 @@
 //! (a), (b) and (c) are measured in interleaved rounds and compared within each round; the median
 //! round is the figure.
 //!
-//!     cargo bench --bench api          (BENCH_SECONDS=10 BENCH_ROUNDS=5 for longer runs)
+//!     cargo bench --bench api          (BENCH_SECONDS=5 BENCH_ROUNDS=9 for longer runs)
 
 #[path = "support/load.rs"]
 mod load;
@@ -127,7 +127,7 @@ fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(2);
     let duration = Duration::from_secs(seconds);
     let connections = 64;
     println!(
@@ -173,12 +173,14 @@ fn main() {
         _ => {}
     }
     // The machine is shared and noisy (the no-op baseline alone was seen to swing by 25% between
-    // runs), so the three are measured in interleaved rounds and each ratio is taken within a
-    // round, where the three saw the same neighbours; the median round is the figure.
+    // runs, the disk's fsync rate by more), so the three are measured in many short interleaved
+    // rounds and each ratio is taken within a round, where the three saw the same neighbours; the
+    // median round is the figure, and the ratio of the totals is printed beside it.
     let rounds: usize = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(9);
+    let mut totals = [0.0f64; 3];
     let mut ab = Vec::new();
     let mut ac = Vec::new();
     let mut p99 = Vec::new();
@@ -200,6 +202,9 @@ fn main() {
             100.0 * a.rps() / c.rps(),
             a.p99_ms
         );
+        for (total, phase) in totals.iter_mut().zip([&a, &b, &c]) {
+            *total += phase.rps();
+        }
         ab.push(a.rps() / b.rps());
         ac.push(100.0 * a.rps() / c.rps());
         p99.push(a.p99_ms);
@@ -210,6 +215,14 @@ fn main() {
         median(&mut ab),
         median(&mut ac),
         median(&mut p99)
+    );
+    println!(
+        "all rounds together: (a) {:.0} req/s, (b) {:.0} req/s, (c) {:.0} req/s: (a)/(b) = {:.1}x, (a)/(c) = {:.0}%",
+        totals[0] / rounds as f64,
+        totals[1] / rounds as f64,
+        totals[2] / rounds as f64,
+        totals[0] / totals[1],
+        100.0 * totals[0] / totals[2]
     );
     let (rate, accepted) = usage_throughput(&grouped, 2, 10, 10_000);
     println!(

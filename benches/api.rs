@@ -52,6 +52,7 @@ fn start(group_commit: bool) -> Server {
         workers: None,
         group_commit,
         close_every: None,
+        event_retention_days: None,
     };
     let port = load::start_server(settings, pool);
     Server {

@@ -33,6 +33,7 @@ fn main() {
         workers: None,
         group_commit: true,
         close_every: None,
+        event_retention_days: None,
     };
     let server_pool = pool.clone();
     let port = load::start_server(settings, server_pool);

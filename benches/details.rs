@@ -153,6 +153,7 @@ fn main() {
         workers: Some(2),
         group_commit: true,
         close_every: None,
+        event_retention_days: None,
     };
     let server_pool = pool.clone();
     let port = load::start_server(settings, server_pool);

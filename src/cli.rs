@@ -114,6 +114,14 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per core)
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
+    /// Days raw usage events are kept for audit before they are pruned (rollups are kept for ever)
+    #[arg(
+        long = "event-retention-days",
+        default_value_t = 90,
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub event_retention_days: u32,
     /// Give every usage write its own transaction instead of batching concurrent ones (benchmarks)
     #[arg(long = "no-group-commit")]
     pub no_group_commit: bool,
@@ -540,6 +548,7 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         workers: args.workers.map(usize::from),
         group_commit: !args.no_group_commit,
         close_every: Some(std::time::Duration::from_secs(60)),
+        event_retention_days: Some(args.event_retention_days),
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

@@ -22,8 +22,11 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Batch concurrent usage writes into one transaction (off only to measure the difference).
     pub group_commit: bool,
-    /// How often the server closes due billing periods by itself (`None`: never; tests).
+    /// How often the server closes due billing periods and prunes raw events by itself (`None`:
+    /// never; tests).
     pub close_every: Option<std::time::Duration>,
+    /// The audit window: raw usage events older than this many days are pruned (`None`: kept).
+    pub event_retention_days: Option<u32>,
 }
 
 pub struct Application {
@@ -32,6 +35,7 @@ pub struct Application {
     pool: DbPool,
     clock: crate::clock::Clock,
     close_every: Option<std::time::Duration>,
+    event_retention_days: Option<u32>,
 }
 
 impl Application {
@@ -69,6 +73,7 @@ impl Application {
             pool,
             clock: settings.clock,
             close_every: settings.close_every,
+            event_retention_days: settings.event_retention_days,
         })
     }
 
@@ -82,32 +87,55 @@ impl Application {
 
     pub async fn run(self) -> std::io::Result<()> {
         if let Some(every) = self.close_every {
-            actix_web::rt::spawn(close_periods_forever(self.pool.clone(), self.clock, every));
+            actix_web::rt::spawn(maintain_forever(
+                self.pool.clone(),
+                self.clock,
+                every,
+                self.event_retention_days,
+            ));
         }
         self.server.await
     }
 }
 
-/// The server's own closer: due billing periods get their statements without an operator (R7).
-async fn close_periods_forever(
+/// The server's own upkeep: due billing periods get their statements without an operator (R7),
+/// and raw events past the audit window are pruned (SPEC §6 Growth).
+async fn maintain_forever(
     pool: DbPool,
     clock: crate::clock::Clock,
     every: std::time::Duration,
+    event_retention_days: Option<u32>,
 ) {
     loop {
         let pool = pool.clone();
-        let closed = actix_web::web::block(move || -> anyhow::Result<Vec<String>> {
+        let done = actix_web::web::block(move || -> anyhow::Result<(Vec<String>, usize)> {
             let mut conn = pool.get()?;
-            Ok(crate::billing::close_due(&mut conn, clock.now(), None)?)
+            let now = clock.now();
+            let issued = crate::billing::close_due(&mut conn, now, None)?;
+            let pruned = match event_retention_days {
+                Some(days) => crate::store::usage::prune_events(
+                    &mut conn,
+                    crate::store::db_time(now - chrono::Duration::days(i64::from(days))),
+                )?,
+                None => 0,
+            };
+            Ok((issued, pruned))
         })
         .await;
-        match closed {
-            Ok(Ok(numbers)) if !numbers.is_empty() => {
-                tracing::info!(count = numbers.len(), "billing periods closed")
+        match done {
+            Ok(Ok((issued, pruned))) => {
+                if !issued.is_empty() {
+                    tracing::info!(count = issued.len(), "billing periods closed");
+                }
+                if pruned > 0 {
+                    tracing::info!(
+                        count = pruned,
+                        "raw usage events past the audit window pruned"
+                    );
+                }
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "closing billing periods failed; will retry"),
-            Err(e) => tracing::error!(error = %e, "closing billing periods failed; will retry"),
-            _ => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server upkeep failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "server upkeep failed; will retry"),
         }
         actix_web::rt::time::sleep(every).await;
     }

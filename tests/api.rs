@@ -627,3 +627,61 @@ fn assert_all_recorded(db_url: &str, org_id: i64, acknowledged: &[String]) {
         "every acknowledged consume is recorded"
     );
 }
+
+/// SPEC §6 Growth: `serve` prunes raw events past the audit window (`--event-retention-days`,
+/// default 90) by itself; the rollups stay.
+#[test]
+fn serve_prunes_raw_events_past_the_audit_window() {
+    use creditmeter::db::schema::usage_events::dsl;
+    use creditmeter::db::{self, DatabaseUrl};
+    use diesel::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let (db_url, org_id, _) = big_org_database(dir.path());
+    let url = DatabaseUrl::parse(&db_url).unwrap();
+    let mut conn = db::connect_one(&url).unwrap();
+    let now = chrono::Utc::now();
+    let events: Vec<creditmeter::store::usage::EventInsert> = [200, 91, 89, 0]
+        .iter()
+        .map(|days_ago| {
+            let at = (now - chrono::Duration::days(*days_ago)).naive_utc();
+            creditmeter::store::usage::EventInsert {
+                org_id,
+                event_id: Some(format!("{days_ago}-days-ago")),
+                local_day: at.date(),
+                occurred_at: at,
+                credits: 1,
+                free_credits: 1,
+                additional: 0,
+                operation: "op".into(),
+                client: "c".into(),
+                user_ref: String::new(),
+                recorded_at: at,
+            }
+        })
+        .collect();
+    db::write_transaction(&mut conn, |c| {
+        creditmeter::store::usage::insert_events(c, &events)
+    })
+    .unwrap();
+    let (mut server, _) = start_server(&db_url);
+    let kept = |conn: &mut creditmeter::db::DbConn| -> Vec<Option<String>> {
+        dsl::usage_events
+            .order(dsl::id)
+            .select(dsl::event_id)
+            .load(conn)
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while kept(&mut conn).len() > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(
+        kept(&mut conn),
+        [
+            Some("89-days-ago".to_string()),
+            Some("0-days-ago".to_string())
+        ]
+    );
+}

@@ -218,6 +218,18 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     );
     assert!(!path.exists(), "nothing may be written on bad input");
     assert_refused(&run(&["org", "create", "--edition", "standard"]), "--name");
+    for days in ["0", "-1", "ten", "36501"] {
+        assert_refused(
+            &run(&[
+                "serve",
+                &format!("--event-retention-days={days}"),
+                "--database",
+                &url,
+            ]),
+            "--event-retention-days",
+        );
+    }
+    assert!(!path.exists(), "nothing may be written on bad input");
 }
 
 #[test]

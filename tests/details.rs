@@ -490,8 +490,21 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let number = format!("CM-{}-20260201", org.org_id);
+    let keys = |app: &TestApp| -> Vec<String> {
+        use creditmeter::db::schema::usage_keys::dsl;
+        use diesel::prelude::*;
+        dsl::usage_keys
+            .filter(dsl::org_id.eq(org.org_id))
+            .order(dsl::event_id)
+            .select(dsl::event_id)
+            .load(&mut *app.conn())
+            .unwrap()
+    };
+    assert_eq!(keys(&app).len(), 3);
     assert_eq!(close(), number);
     assert_eq!(close(), "", "closing twice issues once");
+    // The closed period's idempotency keys are dropped with the issue; the open day's stays.
+    assert_eq!(keys(&app), ["seed-2026-03-01T10:00:00Z-2"]);
     // 80,000 additional (6.80) + 12,500 additional (3.50 + 0.06 × ... = 1.75): 8.55.
     let issued = statements_of(&app, org.org_id);
     assert_eq!(
@@ -516,7 +529,9 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
     let token = app.token(org.org_id);
     let body = serde_json::json!([
         {"id": "late", "timestamp": "2026-02-20T10:00:00Z", "credits": 10},
-        {"id": "fine", "timestamp": "2026-03-01T11:00:00Z", "credits": 10}
+        {"id": "fine", "timestamp": "2026-03-01T11:00:00Z", "credits": 10},
+        // A retry of an event of the closed period, whose key is gone: still never counted twice.
+        {"id": "seed-2026-02-10T10:00:00Z-0", "timestamp": "2026-02-10T10:00:00Z", "credits": 132500}
     ]);
     let r = app
         .api("POST", "/api/v1/usage", &token, &body.to_string())
@@ -526,6 +541,7 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
         serde_json::json!({"id": "late", "status": "refused", "reason": "PERIOD_CLOSED"})
     );
     assert_eq!(r["results"][1]["status"], "accepted");
+    assert_eq!(r["results"][2]["reason"], "PERIOD_CLOSED");
     assert_eq!(app.day_totals(org.org_id, "2026-02-20"), (0, 0));
     let again = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
         .unwrap()

@@ -161,4 +161,31 @@ fn the_product_works_on_postgresql() {
         app.get("/apis/credits/statements", Some(&session)).status,
         200
     );
+
+    // Growth: the closed periods' keys went with the statements; the audit window is pruned.
+    let mut conn = app.conn();
+    let keys_before_march: i64 = {
+        use creditmeter::db::schema::usage_keys::dsl;
+        use diesel::prelude::*;
+        dsl::usage_keys
+            .filter(dsl::org_id.eq(org.org_id))
+            .filter(dsl::local_day.lt(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()))
+            .count()
+            .get_result(&mut *conn)
+            .unwrap()
+    };
+    assert_eq!(keys_before_march, 0);
+    let events = |conn: &mut creditmeter::db::DbConn| -> i64 {
+        use creditmeter::db::schema::usage_events::dsl;
+        use diesel::prelude::*;
+        dsl::usage_events.count().get_result(conn).unwrap()
+    };
+    let before = events(&mut conn);
+    assert!(before > 0);
+    let far_future = chrono::NaiveDate::from_ymd_opt(2100, 1, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let pruned = creditmeter::store::usage::prune_events(&mut conn, far_future).unwrap();
+    assert_eq!((pruned as i64, events(&mut conn)), (before, 0));
 }

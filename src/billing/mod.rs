@@ -31,34 +31,37 @@ pub fn close_due(
             }
             // One transaction per period: the check and the insert are one step, so two closers
             // (the server's timer and the CLI, or two servers) issue it once.
-            let number = crate::db::write_transaction(conn, |conn| {
-                if statements::find(conn, org.id, period.start)?.is_some() {
-                    return Ok(None);
-                }
-                let range = DayRange {
-                    from: period.start,
-                    to: period.last_day(),
-                };
-                let lines: Vec<StatementLine> = usage::every_day(conn, org.id, range)?
-                    .into_iter()
-                    .map(|r| StatementLine {
-                        day: r.local_day,
-                        credits: r.credits,
-                        additional: r.additional,
-                        amount_minor: r.amount_minor,
-                    })
-                    .collect();
-                let (_, plan) = plans::for_day(conn, period.last_day())?;
-                statements::insert(
-                    conn,
-                    org.id,
-                    (period.start, period.end),
-                    &plan.currency,
-                    &lines,
-                    now,
-                )
-                .map(Some)
-            })?;
+            let number =
+                crate::db::write_transaction(conn, |conn| -> QueryResult<Option<String>> {
+                    if statements::find(conn, org.id, period.start)?.is_some() {
+                        return Ok(None);
+                    }
+                    let range = DayRange {
+                        from: period.start,
+                        to: period.last_day(),
+                    };
+                    let lines: Vec<StatementLine> = usage::every_day(conn, org.id, range)?
+                        .into_iter()
+                        .map(|r| StatementLine {
+                            day: r.local_day,
+                            credits: r.credits,
+                            additional: r.additional,
+                            amount_minor: r.amount_minor,
+                        })
+                        .collect();
+                    let (_, plan) = plans::for_day(conn, period.last_day())?;
+                    let number = statements::insert(
+                        conn,
+                        org.id,
+                        (period.start, period.end),
+                        &plan.currency,
+                        &lines,
+                        now,
+                    )?;
+                    // The period's idempotency keys are no longer needed (SPEC §6 Growth).
+                    usage::forget_keys(conn, org.id, period.end)?;
+                    Ok(Some(number))
+                })?;
             if let Some(number) = number {
                 tracing::info!(org = org.id, %number, start = %period.start, end = %period.end, "statement issued");
                 issued.push(number);

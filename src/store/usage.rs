@@ -435,6 +435,54 @@ impl<R: SqliteRow> QueryFragment<diesel::sqlite::Sqlite> for SqliteRows<'_, R> {
 
 impl<R: SqliteRow> RunQueryDsl<diesel::SqliteConnection> for SqliteRows<'_, R> {}
 
+/// Drop an org's idempotency keys of the days before `until` (their periods are closed: R8 refuses
+/// those days, so a retry can never count twice).
+pub fn forget_keys(conn: &mut DbConn, org_id: i64, until: NaiveDate) -> QueryResult<usize> {
+    diesel::delete(
+        usage_keys::table
+            .filter(usage_keys::org_id.eq(org_id))
+            .filter(usage_keys::local_day.lt(until)),
+    )
+    .execute(conn)
+}
+
+/// Raw events deleted per transaction when the audit window is pruned, so that the usage writer
+/// never waits long behind the pruning.
+const PRUNE_CHUNK: i64 = 5_000;
+
+/// Delete the raw events recorded before `cutoff` (the end of the audit window), oldest first, in
+/// short transactions. Events are appended in arrival order, so those to delete are exactly the
+/// ids below the first id recorded at or after the cutoff; finding it reads only the old rows on
+/// SQLite (in id order, stopping at the first young one) and uses the `recorded_at` index on
+/// PostgreSQL. Returns how many were deleted.
+pub fn prune_events(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    use diesel::dsl::{max, min};
+    let first_kept: Option<i64> = usage_events::table
+        .filter(usage_events::recorded_at.ge(cutoff))
+        .select(min(usage_events::id))
+        .first(conn)?;
+    let Some(boundary) = first_kept.or(usage_events::table
+        .select(max(usage_events::id))
+        .first::<Option<i64>>(conn)?
+        .map(|last| last + 1))
+    else {
+        return Ok(0);
+    };
+    let mut deleted = 0;
+    loop {
+        let oldest: Option<i64> = usage_events::table
+            .select(min(usage_events::id))
+            .first(conn)?;
+        let Some(oldest) = oldest.filter(|&id| id < boundary) else {
+            return Ok(deleted);
+        };
+        let upper = boundary.min(oldest + PRUNE_CHUNK);
+        deleted += crate::db::write_transaction(conn, |conn| {
+            diesel::delete(usage_events::table.filter(usage_events::id.lt(upper))).execute(conn)
+        })?;
+    }
+}
+
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
 pub fn amount_between(
     conn: &mut DbConn,
@@ -449,4 +497,103 @@ pub fn amount_between(
         .select(daily_usage::amount_minor)
         .load(conn)?;
     Ok(amounts.iter().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, DatabaseUrl};
+    use crate::domain::allowance::{Allowance, Edition};
+    use chrono::{TimeZone, Utc};
+
+    fn event(
+        org_id: i64,
+        id: Option<&str>,
+        day: NaiveDate,
+        recorded_at: NaiveDateTime,
+    ) -> EventInsert {
+        EventInsert {
+            org_id,
+            event_id: id.map(str::to_string),
+            local_day: day,
+            occurred_at: recorded_at,
+            credits: 1,
+            free_credits: 1,
+            additional: 0,
+            operation: "op".into(),
+            client: "c".into(),
+            user_ref: String::new(),
+            recorded_at,
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_audit_window_and_the_keys_of_open_periods() {
+        let dir = tempfile::tempdir().unwrap();
+        let url =
+            DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("p.db").display())).unwrap();
+        let mut conn = db::connect_one(&url).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        let org = crate::store::orgs::NewOrg {
+            name: "P".into(),
+            zone: chrono_tz::UTC,
+            allowance: Allowance {
+                edition: Edition::Enterprise,
+                licences: 1,
+                add_on_credits: 0,
+            },
+        };
+        let org_id = crate::store::orgs::create(&mut conn, &org, now).unwrap();
+        // 12,000 events, one an hour back from now (more than two pruning chunks), every tenth
+        // with an id.
+        let events: Vec<EventInsert> = (0..12_000i64)
+            .rev()
+            .map(|h| {
+                let at = now - chrono::Duration::hours(h);
+                let id = format!("e{h}");
+                event(
+                    org_id,
+                    (h % 10 == 0).then_some(id.as_str()),
+                    at.date_naive(),
+                    at.naive_utc(),
+                )
+            })
+            .collect();
+        db::write_transaction(&mut conn, |c| insert_events(c, &events)).unwrap();
+
+        let cutoff = (now - chrono::Duration::days(90)).naive_utc();
+        let deleted = prune_events(&mut conn, cutoff).unwrap();
+        let kept: Vec<NaiveDateTime> = usage_events::table
+            .select(usage_events::recorded_at)
+            .load(&mut conn)
+            .unwrap();
+        assert_eq!(
+            kept.len(),
+            90 * 24 + 1,
+            "the last 90 days, both ends included"
+        );
+        assert_eq!(deleted + kept.len(), 12_000);
+        assert!(kept.iter().all(|&t| t >= cutoff));
+        assert_eq!(
+            prune_events(&mut conn, cutoff).unwrap(),
+            0,
+            "pruning again finds nothing"
+        );
+
+        // Keys outlive the raw events until their period is closed.
+        let key_count =
+            |conn: &mut DbConn| -> i64 { usage_keys::table.count().get_result(conn).unwrap() };
+        assert_eq!(key_count(&mut conn), 1_200);
+        let until = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        forget_keys(&mut conn, org_id, until).unwrap();
+        let days: Vec<NaiveDate> = usage_keys::table
+            .select(usage_keys::local_day)
+            .load(&mut conn)
+            .unwrap();
+        assert!(!days.is_empty() && days.iter().all(|&d| d >= until));
+        assert_eq!(days.len() as i64, key_count(&mut conn));
+        // Everything in the future of the cutoff is gone only when nothing young is left.
+        let later = (now + chrono::Duration::days(1)).naive_utc();
+        assert_eq!(prune_events(&mut conn, later).unwrap(), 90 * 24 + 1);
+    }
 }

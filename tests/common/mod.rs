@@ -62,6 +62,7 @@ pub fn spawn_app_on(
         workers: Some(2),
         group_commit: true,
         close_every,
+        event_retention_days: None,
     };
     let (tx, rx) = mpsc::channel();
     let server_pool = pool.clone();

@@ -40,7 +40,7 @@ pub struct WriterStats {
     pub jobs: AtomicU64,
     pub events: AtomicU64,
     pub failed_batches: AtomicU64,
-    pub largest_batch_jobs: AtomicU64,
+    pub largest_batch_requests: AtomicU64,
 }
 
 pub struct Writer {
@@ -154,7 +154,7 @@ fn commit_batch(
         .events
         .fetch_add(requests.len() as u64, Ordering::Relaxed);
     stats
-        .largest_batch_jobs
+        .largest_batch_requests
         .fetch_max(requests.len() as u64, Ordering::Relaxed);
     match apply_batch_cached(conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {

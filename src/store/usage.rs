@@ -461,12 +461,16 @@ pub fn prune_events(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usi
         .filter(usage_events::recorded_at.ge(cutoff))
         .select(min(usage_events::id))
         .first(conn)?;
-    let Some(boundary) = first_kept.or(usage_events::table
-        .select(max(usage_events::id))
-        .first::<Option<i64>>(conn)?
-        .map(|last| last + 1))
-    else {
-        return Ok(0);
+    let boundary = match first_kept {
+        Some(id) => id,
+        // Nothing inside the window: everything up to the last event goes.
+        None => match usage_events::table
+            .select(max(usage_events::id))
+            .first::<Option<i64>>(conn)?
+        {
+            Some(last) => last + 1,
+            None => return Ok(0),
+        },
     };
     let mut deleted = 0;
     loop {
@@ -592,7 +596,7 @@ mod tests {
             .unwrap();
         assert!(!days.is_empty() && days.iter().all(|&d| d >= until));
         assert_eq!(days.len() as i64, key_count(&mut conn));
-        // Everything in the future of the cutoff is gone only when nothing young is left.
+        // A cutoff after the last event prunes everything that is left.
         let later = (now + chrono::Duration::days(1)).naive_utc();
         assert_eq!(prune_events(&mut conn, later).unwrap(), 90 * 24 + 1);
     }

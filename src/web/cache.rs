@@ -51,7 +51,10 @@ impl<K: Eq + Hash, V> TtlMap<K, V> {
         value
     }
 
-    fn remove(&self, key: &K) {
+    fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(key);
     }
@@ -92,7 +95,7 @@ impl<C> ReadCache<C> {
     }
 
     pub fn forget_session(&self, cookie_hash: &str) {
-        self.sessions.remove(&cookie_hash.to_string());
+        self.sessions.remove(cookie_hash);
     }
 
     pub fn credits(&self, org_id: i64) -> Option<Arc<C>> {

@@ -197,7 +197,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         get(&w.jobs),
         get(&w.events),
         get(&w.failed_batches),
-        get(&w.largest_batch_jobs),
+        get(&w.largest_batch_requests),
     );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -168,7 +168,10 @@ fn main() {
 
     // For profiling one phase alone: BENCH_ONLY=a or BENCH_ONLY=c.
     match std::env::var("BENCH_ONLY").as_deref() {
-        Ok("a") => return run_a().print(),
+        Ok("a") => {
+            run_a().print();
+            return print_batches(grouped.port, "(a)");
+        }
         Ok("b") => return run_b().print(),
         Ok("c") => return run_c().print(),
         _ => {}

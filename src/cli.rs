@@ -615,11 +615,7 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
         if progress {
             let done = (n * IMPORT_CHUNK + chunk.len()).min(total);
             let width = 30;
-            let filled = if total == 0 {
-                width
-            } else {
-                done * width / total
-            };
+            let filled = (done * width).checked_div(total).unwrap_or(width);
             eprint!(
                 "\r[{}{}] {done}/{total} rows",
                 "#".repeat(filled),

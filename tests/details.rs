@@ -7,11 +7,14 @@ use common::{TestApp, day_rows, fixed, spawn_app_at};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
 
+/// A details row as the page shows it: day, credits, additional credits, amount.
+type DetailRow = (String, i64, i64, String);
+
 fn rows_of(
     app: &TestApp,
     session: &common::Session,
     query: &str,
-) -> (u16, Vec<(String, i64, i64, String)>, String, String) {
+) -> (u16, Vec<DetailRow>, String, String) {
     let r = app.get(&format!("/apis/credits/details{query}"), Some(session));
     let total = common::text_of_id(&r.body, "total-amount").unwrap_or_default();
     (r.status, day_rows(&r.body), total, r.body)

@@ -13,6 +13,24 @@ pub struct Figures {
     pub seconds: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU time of this whole process (server and load generator) per request, in µs: steadier
+    /// than req/s on a shared machine, where neighbours take CPU away but not add to this.
+    pub cpu_us: f64,
+}
+
+/// User plus system CPU time of this process so far, in seconds (from /proc; 0 elsewhere).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Figures {
@@ -22,11 +40,12 @@ impl Figures {
 
     pub fn print(&self) {
         println!(
-            "{:<34} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   ({} requests, {} non-2xx)",
+            "{:<34} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   {:>5.1} µs CPU/req   ({} requests, {} non-2xx)",
             self.label,
             self.rps(),
             self.p50_ms,
             self.p99_ms,
+            self.cpu_us,
             self.requests,
             self.errors
         );
@@ -80,9 +99,10 @@ fn complete_response(buf: &[u8]) -> Option<u16> {
 }
 
 /// Run `connections` loops for `duration`, each sending `request` (a full HTTP/1.1 request) and
-/// the next one when the answer is read. All connections are driven by one thread with epoll, as
-/// load generators such as wrk do: a thread per connection would spend a good part of these two
-/// cores on context switches and take them from the server under test.
+/// the next one when the answer is read. The connections are driven with epoll by a few threads
+/// (`BENCH_CLIENT_THREADS`, default 1), as load generators such as wrk do: a thread per connection
+/// would spend a good part of these two cores on context switches and take them from the server
+/// under test.
 pub fn run(
     label: &str,
     port: u16,
@@ -90,6 +110,58 @@ pub fn run(
     duration: Duration,
     request: &[u8],
 ) -> Figures {
+    let threads: usize = std::env::var("BENCH_CLIENT_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, connections.max(1));
+    // Every thread connects first; the clock starts when all are connected.
+    let ready = std::sync::Barrier::new(threads + 1);
+    let (parts, seconds, cpu) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine = connections / threads + usize::from(t < connections % threads);
+                let ready = &ready;
+                scope.spawn(move || drive(port, mine, ready, duration, request))
+            })
+            .collect();
+        ready.wait();
+        let (start, cpu_start) = (Instant::now(), process_cpu_seconds());
+        let parts: Vec<(Vec<Duration>, usize)> = handles
+            .into_iter()
+            .map(|h| h.join().expect("load thread"))
+            .collect();
+        let seconds = start.elapsed().as_secs_f64();
+        (parts, seconds, process_cpu_seconds() - cpu_start)
+    });
+    let errors = parts.iter().map(|(_, e)| e).sum();
+    let mut latencies: Vec<Duration> = parts.into_iter().flat_map(|(l, _)| l).collect();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Figures {
+        label: label.to_string(),
+        requests: latencies.len(),
+        errors,
+        seconds,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        cpu_us: cpu * 1e6 / latencies.len().max(1) as f64,
+    }
+}
+
+/// One load thread: connect, wait for the others, then `connections` closed loops for `duration`;
+/// the latencies of the answers and the count of errors.
+fn drive(
+    port: u16,
+    connections: usize,
+    ready: &std::sync::Barrier,
+    duration: Duration,
+    request: &[u8],
+) -> (Vec<Duration>, usize) {
     use mio::{Events, Interest, Poll, Token};
     let mut poll = Poll::new().expect("epoll");
     let mut conns: Vec<Conn> = (0..connections)
@@ -101,10 +173,11 @@ pub fn run(
             conn
         })
         .collect();
-    let start = Instant::now();
     let mut latencies = Vec::with_capacity(1_000_000);
     let mut errors = 0;
     let mut open = connections;
+    ready.wait();
+    let start = Instant::now();
     for conn in &mut conns {
         conn.send(request);
     }
@@ -146,21 +219,7 @@ pub fn run(
             }
         }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Figures {
-        label: label.to_string(),
-        requests: latencies.len(),
-        errors,
-        seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
+    (latencies, errors)
 }
 
 /// One keep-alive connection of the load generator.

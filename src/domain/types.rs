@@ -137,7 +137,8 @@ impl DayRange {
         self.from.iter_days().take_while(move |d| *d <= to)
     }
 
-    pub fn len(&self) -> i64 {
+    /// Days in the range, both ends counted: never zero (`from <= to` is checked on creation).
+    pub fn day_count(&self) -> i64 {
         (self.to - self.from).num_days() + 1
     }
 }

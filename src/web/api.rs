@@ -1,6 +1,7 @@
 //! The gateway's JSON API (SPEC §4): bearer-token auth, admission, metering, remaining credits and
 //! the daily usage. Errors are JSON `{"error", "message"}` with a 4xx status, never HTML.
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload};
@@ -20,6 +21,10 @@ use crate::ledger::writer::WriterError;
 use crate::ledger::{self, Kind, Outcome, Refusal, UsageRequest};
 use crate::secrets;
 use crate::store::{orgs, plans, usage, users};
+
+/// `X-API-Credits-Remaining` on every admission answer (SPEC §4).
+const CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-api-credits-remaining");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Most events in one `/usage` request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
@@ -115,10 +120,16 @@ pub struct ApiOrg {
 
 impl FromRequest for ApiOrg {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = ApiOrgFuture;
 
+    /// A known token is answered from the cache without leaving this call (the gateway's hot path);
+    /// an unknown one is looked up on the blocking pool.
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        let state = req.app_data::<Data<AppState>>().cloned();
+        let Some(state) = req.app_data::<Data<AppState>>() else {
+            return ApiOrgFuture::Ready(Some(Err(ApiError::internal(
+                "application state missing",
+            ))));
+        };
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -127,19 +138,21 @@ impl FromRequest for ApiOrg {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(|t| t.trim().to_string());
-        Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            let token = token
-                .filter(|t| !t.is_empty() && t.len() <= 200)
-                .ok_or_else(ApiError::unauthorized)?;
-            let hash = secrets::token_hash(&token);
-            if let Some(found) = state.cache.token(&hash) {
-                return Ok(ApiOrg {
-                    org_id: found.0,
-                    zone: found.1,
-                });
-            }
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 200);
+        let Some(token) = token else {
+            return ApiOrgFuture::Ready(Some(Err(ApiError::unauthorized())));
+        };
+        let hash = secrets::token_hash(token);
+        if let Some(found) = state.cache.token(&hash) {
+            return ApiOrgFuture::Ready(Some(Ok(ApiOrg {
+                org_id: found.0,
+                zone: found.1,
+            })));
+        }
+        let state = state.clone();
+        let token = token.to_string();
+        ApiOrgFuture::Lookup(Box::pin(async move {
             let found = state
                 .db(move |conn| {
                     let Some(org_id) = users::org_for_token(conn, &token)? else {
@@ -154,7 +167,29 @@ impl FromRequest for ApiOrg {
                 org_id: found.0,
                 zone: found.1,
             })
-        })
+        }))
+    }
+}
+
+/// The extractor's future: ready at once from the cache, or a database lookup.
+pub enum ApiOrgFuture {
+    Ready(Option<Result<ApiOrg, ApiError>>),
+    Lookup(Pin<Box<dyn Future<Output = Result<ApiOrg, ApiError>>>>),
+}
+
+impl Future for ApiOrgFuture {
+    type Output = Result<ApiOrg, ApiError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            ApiOrgFuture::Ready(answer) => {
+                std::task::Poll::Ready(answer.take().expect("polled after completion"))
+            }
+            ApiOrgFuture::Lookup(lookup) => lookup.as_mut().poll(cx),
+        }
     }
 }
 
@@ -241,8 +276,8 @@ pub async fn consume(
                 "{{\"allowed\":true,\"free_remaining\":{free},\"additional_remaining\":{additional}}}"
             );
             Ok(HttpResponse::Ok()
-                .insert_header(("X-API-Credits-Remaining", (free + additional).to_string()))
-                .content_type("application/json")
+                .insert_header((CREDITS_REMAINING, HeaderValue::from(free + additional)))
+                .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
                 .body(body))
         }
         Outcome::Refused {
@@ -255,7 +290,7 @@ pub async fn consume(
                 .fetch_add(1, Ordering::Relaxed);
             let total = budget.map_or(0, |b| b.free_remaining() + b.additional_remaining());
             Ok(HttpResponse::TooManyRequests()
-                .insert_header(("X-API-Credits-Remaining", total.to_string()))
+                .insert_header((CREDITS_REMAINING, HeaderValue::from(total)))
                 .insert_header((header::RETRY_AFTER, calendar::seconds_until_next_day(now, org.zone).to_string()))
                 .json(json!({
                     "allowed": false,

@@ -400,7 +400,7 @@ pub async fn details_page(
             "{} – {} ({} days)",
             human_date(range.from),
             human_date(range.to),
-            range.len()
+            range.day_count()
         ),
         query: range_query(range),
         rows,
@@ -538,7 +538,7 @@ pub fn statement_doc(view: &DetailsView, zone: chrono_tz::Tz) -> crate::pdf::Sta
         title: "Usage statement".into(),
         number: String::new(),
         org_name: view.org_name.clone(),
-        range: format!("{} - {} ({} days)", human_date(view.range.from), human_date(view.range.to), view.range.len()),
+        range: format!("{} - {} ({} days)", human_date(view.range.from), human_date(view.range.to), view.range.day_count()),
         billing_period: view
             .period
             .map(|p| format!("{} - {} (next billing date {})", human_date(p.start), human_date(p.last_day()), human_date(p.end)))

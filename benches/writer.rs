@@ -1,0 +1,85 @@
+//! The usage writer alone, without HTTP: batches of live consumes applied with
+//! `ledger::apply_batch_cached` on one SQLite connection, as the writer thread does. Prints CPU time
+//! per call and per transaction, with the transaction's fsync (synchronous=FULL) and without it
+//! (synchronous=OFF), so that what the writer itself costs can be told apart from the disk.
+//!
+//!     cargo bench --bench writer        (BENCH_BATCH=25 BENCH_BATCHES=20000)
+
+use std::time::Instant;
+
+use creditmeter::db::{self, DbConn};
+use creditmeter::domain::allowance::{Allowance, Edition};
+use creditmeter::ledger::{self, Kind, LedgerCache, UsageRequest};
+use creditmeter::store::orgs;
+use diesel::connection::SimpleConnection;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn thread_cpu_seconds() -> f64 {
+    // utime + stime of this thread, in clock ticks of 1/100 s.
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+fn main() {
+    let batch = env("BENCH_BATCH", 25);
+    let batches = env("BENCH_BATCHES", 20_000);
+    for synchronous in ["OFF", "FULL"] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db::DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("w.db").display()))
+            .unwrap();
+        let mut conn: DbConn = db::connect_one(&url).unwrap();
+        conn.batch_execute(&format!("PRAGMA synchronous = {synchronous}"))
+            .unwrap();
+        let now = chrono::Utc::now();
+        let org = orgs::NewOrg {
+            name: "Bench".into(),
+            zone: chrono_tz::UTC,
+            allowance: Allowance {
+                edition: Edition::Ultimate,
+                licences: 1_000_000_000,
+                add_on_credits: 0,
+            },
+        };
+        let org_id = orgs::create(&mut conn, &org, now).unwrap();
+        let requests: Vec<UsageRequest> = (0..batch)
+            .map(|_| UsageRequest {
+                org_id,
+                kind: Kind::Live,
+                event_id: None,
+                occurred_at: now,
+                credits: 1,
+                operation: "search".into(),
+                client: "bench".into(),
+                user: String::new(),
+            })
+            .collect();
+        let mut cache = LedgerCache::default();
+        let runs = if synchronous == "FULL" { batches / 4 } else { batches };
+        let (start, cpu) = (Instant::now(), thread_cpu_seconds());
+        for _ in 0..runs {
+            let outcomes =
+                ledger::apply_batch_cached(&mut conn, chrono::Utc::now(), &requests, &mut cache)
+                    .unwrap();
+            assert_eq!(outcomes.len(), batch);
+        }
+        let (wall, cpu) = (start.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
+        let calls = (runs * batch) as f64;
+        println!(
+            "synchronous={synchronous:<4} {runs} transactions of {batch}: {:6.2} µs CPU per call, {:7.1} µs CPU and {:7.1} µs wall per transaction",
+            cpu * 1e6 / calls,
+            cpu * 1e6 / runs as f64,
+            wall * 1e6 / runs as f64
+        );
+    }
+}

@@ -17,9 +17,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use creditmeter::clock::Clock;
-use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::startup::Settings;
-use creditmeter::store::{orgs, users};
+use creditmeter::store::users;
 
 struct Server {
     port: u16,
@@ -30,18 +29,8 @@ struct Server {
 fn start(group_commit: bool) -> Server {
     let (dir, database, pool) = load::temp_database("bench.db", 16);
     let now = chrono::Utc::now();
-    let org = orgs::NewOrg {
-        name: "Bench".into(),
-        zone: chrono_tz::UTC,
-        // Ultimate has no maximum: enough free credits that no call is refused.
-        allowance: Allowance {
-            edition: Edition::Ultimate,
-            licences: 1_000_000_000,
-            add_on_credits: 0,
-        },
-    };
     let mut conn = pool.get().unwrap();
-    let org_id = orgs::create(&mut conn, &org, now).unwrap();
+    let org_id = load::unlimited_org(&mut conn, now);
     let token = users::create_token(&mut conn, org_id, now).unwrap();
     drop(conn);
     let settings = Settings {

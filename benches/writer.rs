@@ -5,12 +5,13 @@
 //!
 //!     cargo bench --bench writer        (BENCH_BATCH=25 BENCH_BATCHES=20000)
 
+#[path = "support/load.rs"]
+mod load;
+
 use std::time::Instant;
 
 use creditmeter::db::{self, DbConn};
-use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::ledger::{self, Kind, LedgerCache, UsageRequest};
-use creditmeter::store::orgs;
 use diesel::connection::SimpleConnection;
 
 fn env(name: &str, default: usize) -> usize {
@@ -42,16 +43,7 @@ fn main() {
         conn.batch_execute(&format!("PRAGMA synchronous = {synchronous}"))
             .unwrap();
         let now = chrono::Utc::now();
-        let org = orgs::NewOrg {
-            name: "Bench".into(),
-            zone: chrono_tz::UTC,
-            allowance: Allowance {
-                edition: Edition::Ultimate,
-                licences: 1_000_000_000,
-                add_on_credits: 0,
-            },
-        };
-        let org_id = orgs::create(&mut conn, &org, now).unwrap();
+        let org_id = load::unlimited_org(&mut conn, now);
         let requests: Vec<UsageRequest> = (0..batch)
             .map(|_| UsageRequest {
                 org_id,

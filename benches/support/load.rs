@@ -324,3 +324,19 @@ pub fn temp_database(
     let pool = creditmeter::db::connect(&url, pool_size).unwrap();
     (dir, url, pool)
 }
+
+/// An org on Ultimate with a billion licences: no maximum and enough free credits that no call of
+/// a benchmark is refused. Returns its id.
+pub fn unlimited_org(conn: &mut creditmeter::db::DbConn, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    use creditmeter::domain::allowance::{Allowance, Edition};
+    let org = creditmeter::store::orgs::NewOrg {
+        name: "Bench".into(),
+        zone: chrono_tz::UTC,
+        allowance: Allowance {
+            edition: Edition::Ultimate,
+            licences: 1_000_000_000,
+            add_on_credits: 0,
+        },
+    };
+    creditmeter::store::orgs::create(conn, &org, now).expect("bench org")
+}

@@ -37,8 +37,9 @@ fn main() {
     let batches = env("BENCH_BATCHES", 20_000);
     for synchronous in ["OFF", "FULL"] {
         let dir = tempfile::tempdir().unwrap();
-        let url = db::DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("w.db").display()))
-            .unwrap();
+        let url =
+            db::DatabaseUrl::parse(&format!("sqlite://{}", dir.path().join("w.db").display()))
+                .unwrap();
         let mut conn: DbConn = db::connect_one(&url).unwrap();
         conn.batch_execute(&format!("PRAGMA synchronous = {synchronous}"))
             .unwrap();
@@ -57,7 +58,11 @@ fn main() {
             })
             .collect();
         let mut cache = LedgerCache::default();
-        let runs = if synchronous == "FULL" { batches / 4 } else { batches };
+        let runs = if synchronous == "FULL" {
+            batches / 4
+        } else {
+            batches
+        };
         let (start, cpu) = (Instant::now(), thread_cpu_seconds());
         for _ in 0..runs {
             let outcomes =

@@ -28,7 +28,12 @@ pub fn process_cpu_seconds() -> f64 {
         return 0.0;
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; 100 ticks/s.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -327,7 +332,10 @@ pub fn temp_database(
 
 /// An org on Ultimate with a billion licences: no maximum and enough free credits that no call of
 /// a benchmark is refused. Returns its id.
-pub fn unlimited_org(conn: &mut creditmeter::db::DbConn, now: chrono::DateTime<chrono::Utc>) -> i64 {
+pub fn unlimited_org(
+    conn: &mut creditmeter::db::DbConn,
+    now: chrono::DateTime<chrono::Utc>,
+) -> i64 {
     use creditmeter::domain::allowance::{Allowance, Edition};
     let org = creditmeter::store::orgs::NewOrg {
         name: "Bench".into(),

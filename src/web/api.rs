@@ -126,9 +126,7 @@ impl FromRequest for ApiOrg {
     /// an unknown one is looked up on the blocking pool.
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let Some(state) = req.app_data::<Data<AppState>>() else {
-            return ApiOrgFuture::Ready(Some(Err(ApiError::internal(
-                "application state missing",
-            ))));
+            return ApiOrgFuture::Ready(Some(Err(ApiError::internal("application state missing"))));
         };
         let token = req
             .headers()

@@ -7,10 +7,9 @@ use actix_web::web::{Bytes, Data};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use serde::Deserialize;
 use serde_json::json;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use super::AppState;
@@ -120,13 +119,14 @@ pub struct ApiOrg {
 
 impl FromRequest for ApiOrg {
     type Error = ApiError;
-    type Future = ApiOrgFuture;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     /// A known token is answered from the cache without leaving this call (the gateway's hot path);
     /// an unknown one is looked up on the blocking pool.
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let Some(state) = req.app_data::<Data<AppState>>() else {
-            return ApiOrgFuture::Ready(Some(Err(ApiError::internal("application state missing"))));
+            return Either::Left(ready(Err(ApiError::internal("application state missing"))));
         };
         let token = req
             .headers()
@@ -139,18 +139,18 @@ impl FromRequest for ApiOrg {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 200);
         let Some(token) = token else {
-            return ApiOrgFuture::Ready(Some(Err(ApiError::unauthorized())));
+            return Either::Left(ready(Err(ApiError::unauthorized())));
         };
         let hash = secrets::token_hash(token);
         if let Some(found) = state.cache.token(&hash) {
-            return ApiOrgFuture::Ready(Some(Ok(ApiOrg {
+            return Either::Left(ready(Ok(ApiOrg {
                 org_id: found.0,
                 zone: found.1,
             })));
         }
         let state = state.clone();
         let token = token.to_string();
-        ApiOrgFuture::Lookup(Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let found = state
                 .db(move |conn| {
                     let Some(org_id) = users::org_for_token(conn, &token)? else {
@@ -166,28 +166,6 @@ impl FromRequest for ApiOrg {
                 zone: found.1,
             })
         }))
-    }
-}
-
-/// The extractor's future: ready at once from the cache, or a database lookup.
-pub enum ApiOrgFuture {
-    Ready(Option<Result<ApiOrg, ApiError>>),
-    Lookup(Pin<Box<dyn Future<Output = Result<ApiOrg, ApiError>>>>),
-}
-
-impl Future for ApiOrgFuture {
-    type Output = Result<ApiOrg, ApiError>;
-
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        match self.get_mut() {
-            ApiOrgFuture::Ready(answer) => {
-                std::task::Poll::Ready(answer.take().expect("polled after completion"))
-            }
-            ApiOrgFuture::Lookup(lookup) => lookup.as_mut().poll(cx),
-        }
     }
 }
 

@@ -114,10 +114,7 @@ fn usage_throughput(
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+    let seconds: u64 = load::env_or("BENCH_SECONDS", 2);
     let duration = Duration::from_secs(seconds);
     let connections = 64;
     println!(
@@ -169,10 +166,7 @@ fn main() {
     // runs, the disk's fsync rate by more), so the three are measured in many short interleaved
     // rounds and each ratio is taken within a round, where the three saw the same neighbours; the
     // median round is the figure, and the ratio of the totals is printed beside it.
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(9);
+    let rounds: usize = load::env_or("BENCH_ROUNDS", 9);
     let mut totals = [0.0f64; 3];
     let mut ab = Vec::new();
     let mut ac = Vec::new();

@@ -13,10 +13,7 @@ use creditmeter::startup::Settings;
 use creditmeter::store::users;
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seconds: u64 = load::env_or("BENCH_SECONDS", 5);
     let (_dir, database, pool) = load::temp_database("bench.db", 16);
     let clock = Clock::Real;
     let demo = creditmeter::demo::load(&mut pool.get().unwrap(), clock.now()).expect("demo data");

@@ -99,14 +99,8 @@ fn generate_events(conn: &mut DbConn, today: NaiveDate, from: u64, to: u64) {
 }
 
 fn main() {
-    let millions: u64 = std::env::var("BENCH_EVENTS_MILLIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let millions: u64 = load::env_or("BENCH_EVENTS_MILLIONS", 10);
+    let seconds: u64 = load::env_or("BENCH_SECONDS", 5);
     let (_dir, database, pool) = load::temp_database("big.db", 8);
     let now = Utc::now();
     let started = Instant::now();

@@ -14,27 +14,9 @@ use creditmeter::db::{self, DbConn};
 use creditmeter::ledger::{self, Kind, LedgerCache, UsageRequest};
 use diesel::connection::SimpleConnection;
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
-fn thread_cpu_seconds() -> f64 {
-    // utime + stime of this thread, in clock ticks of 1/100 s.
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<f64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
-}
-
 fn main() {
-    let batch = env("BENCH_BATCH", 25);
-    let batches = env("BENCH_BATCHES", 20_000);
+    let batch = load::env_or("BENCH_BATCH", 25usize);
+    let batches = load::env_or("BENCH_BATCHES", 20_000usize);
     for synchronous in ["OFF", "FULL"] {
         let dir = tempfile::tempdir().unwrap();
         let url =
@@ -63,14 +45,17 @@ fn main() {
         } else {
             batches
         };
-        let (start, cpu) = (Instant::now(), thread_cpu_seconds());
+        let (start, cpu) = (Instant::now(), load::thread_cpu_seconds());
         for _ in 0..runs {
             let outcomes =
                 ledger::apply_batch_cached(&mut conn, chrono::Utc::now(), &requests, &mut cache)
                     .unwrap();
             assert_eq!(outcomes.len(), batch);
         }
-        let (wall, cpu) = (start.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
+        let (wall, cpu) = (
+            start.elapsed().as_secs_f64(),
+            load::thread_cpu_seconds() - cpu,
+        );
         let calls = (runs * batch) as f64;
         println!(
             "synchronous={synchronous:<4} {runs} transactions of {batch}: {:6.2} µs CPU per call, {:7.1} µs CPU and {:7.1} µs wall per transaction",

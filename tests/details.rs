@@ -3,12 +3,9 @@
 
 mod common;
 
-use common::{TestApp, day_rows, fixed, spawn_app_at};
+use common::{DetailRow, TestApp, day_rows, fixed, spawn_app_at};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
-
-/// A details row as the page shows it: day, credits, additional credits, amount.
-type DetailRow = (String, i64, i64, String);
 
 fn rows_of(
     app: &TestApp,

@@ -18,9 +18,26 @@ pub struct Figures {
     pub cpu_us: f64,
 }
 
+/// A benchmark setting from the environment, or its default when unset or unreadable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// User plus system CPU time of this process so far, in seconds (from /proc; 0 elsewhere).
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds("/proc/self/stat")
+}
+
+/// User plus system CPU time of the calling thread so far, in seconds (from /proc; 0 elsewhere).
+pub fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(stat_path) else {
         return 0.0;
     };
     // Fields after the command name (which may hold spaces) end with ')'.
@@ -115,11 +132,7 @@ pub fn run(
     duration: Duration,
     request: &[u8],
 ) -> Figures {
-    let threads: usize = std::env::var("BENCH_CLIENT_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .clamp(1, connections.max(1));
+    let threads: usize = env_or("BENCH_CLIENT_THREADS", 1).clamp(1, connections.max(1));
     // Every thread connects first; the clock starts when all are connected. One thread is this one:
     // a load generator on a thread of its own was seen to make the writer's batches a third
     // smaller (the scheduler places a fresh thread differently), which is not what is measured here.

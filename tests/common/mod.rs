@@ -280,8 +280,11 @@ impl TestApp {
     }
 }
 
-/// The `data-*` hooks of the View details table: (day, credits, additional, amount).
-pub fn day_rows(html: &str) -> Vec<(String, i64, i64, String)> {
+/// A row of the View details table: day, credits, additional credits, amount.
+pub type DetailRow = (String, i64, i64, String);
+
+/// The `data-*` hooks of the View details table.
+pub fn day_rows(html: &str) -> Vec<DetailRow> {
     let attr = |tag: &str, name: &str| -> Option<String> {
         let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
         Some(tag[at..at + tag[at..].find('"')?].to_string())

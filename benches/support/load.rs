@@ -202,8 +202,12 @@ fn drive(
     let mut events = Events::with_capacity(1024);
     let mut chunk = vec![0u8; 64 * 1024];
     while open > 0 {
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
-            .expect("poll");
+        match poll.poll(&mut events, Some(Duration::from_millis(100))) {
+            Ok(()) => {}
+            // A signal (a profiler or strace attaching) is not an error of the server.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("poll: {e}"),
+        }
         for event in events.iter() {
             let i = event.token().0;
             let conn = &mut conns[i];

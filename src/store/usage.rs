@@ -452,39 +452,40 @@ const PRUNE_CHUNK: i64 = 5_000;
 
 /// Delete the raw events recorded before `cutoff` (the end of the audit window), oldest first, in
 /// short transactions. Events are appended in arrival order, so those to delete are exactly the
-/// ids below the first id recorded at or after the cutoff; finding it reads only the old rows on
-/// SQLite (in id order, stopping at the first young one) and uses the `recorded_at` index on
-/// PostgreSQL. Returns how many were deleted.
+/// ids from the oldest up to the first id recorded at or after the cutoff; finding it reads only
+/// the old rows on SQLite (in id order, stopping at the first young one) and uses the
+/// `recorded_at` index on PostgreSQL. Each chunk is bounded on both sides: once the table is
+/// empty SQLite numbers a new event from 1 again, and an event the writer appends between two
+/// chunks must not fall inside the range. Returns how many were deleted.
 pub fn prune_events(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
     use diesel::dsl::{max, min};
+    let (oldest, last): (Option<i64>, Option<i64>) = usage_events::table
+        .select((min(usage_events::id), max(usage_events::id)))
+        .first(conn)?;
+    let (Some(oldest), Some(last)) = (oldest, last) else {
+        return Ok(0);
+    };
     let first_kept: Option<i64> = usage_events::table
         .filter(usage_events::recorded_at.ge(cutoff))
         .select(min(usage_events::id))
         .first(conn)?;
-    let boundary = match first_kept {
-        Some(id) => id,
-        // Nothing inside the window: everything up to the last event goes.
-        None => match usage_events::table
-            .select(max(usage_events::id))
-            .first::<Option<i64>>(conn)?
-        {
-            Some(last) => last + 1,
-            None => return Ok(0),
-        },
-    };
+    // Nothing inside the window: everything up to the last event goes.
+    let boundary = first_kept.unwrap_or(last + 1);
     let mut deleted = 0;
-    loop {
-        let oldest: Option<i64> = usage_events::table
-            .select(min(usage_events::id))
-            .first(conn)?;
-        let Some(oldest) = oldest.filter(|&id| id < boundary) else {
-            return Ok(deleted);
-        };
-        let upper = boundary.min(oldest + PRUNE_CHUNK);
+    let mut lower = oldest;
+    while lower < boundary {
+        let upper = boundary.min(lower + PRUNE_CHUNK);
         deleted += crate::db::write_transaction(conn, |conn| {
-            diesel::delete(usage_events::table.filter(usage_events::id.lt(upper))).execute(conn)
+            diesel::delete(
+                usage_events::table
+                    .filter(usage_events::id.ge(lower))
+                    .filter(usage_events::id.lt(upper)),
+            )
+            .execute(conn)
         })?;
+        lower = upper;
     }
+    Ok(deleted)
 }
 
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.

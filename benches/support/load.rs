@@ -137,17 +137,17 @@ pub fn run(
     // a load generator on a thread of its own was seen to make the writer's batches a third
     // smaller (the scheduler places a fresh thread differently), which is not what is measured here.
     let ready = std::sync::Barrier::new(threads);
+    // Connections of load thread t: an even share, the first threads taking one more each.
+    let share = |t: usize| connections / threads + usize::from(t < connections % threads);
     let (parts, cpu) = std::thread::scope(|scope| {
         let others: Vec<_> = (1..threads)
             .map(|t| {
-                let mine = connections / threads + usize::from(t < connections % threads);
                 let ready = &ready;
-                scope.spawn(move || drive(port, mine, ready, duration, request))
+                scope.spawn(move || drive(port, share(t), ready, duration, request))
             })
             .collect();
         let cpu_start = process_cpu_seconds();
-        let mine = connections / threads + usize::from(!connections.is_multiple_of(threads));
-        let mut parts = vec![drive(port, mine, &ready, duration, request)];
+        let mut parts = vec![drive(port, share(0), &ready, duration, request)];
         parts.extend(others.into_iter().map(|h| h.join().expect("load thread")));
         (parts, process_cpu_seconds() - cpu_start)
     });

@@ -509,26 +509,22 @@ mod tests {
     use super::*;
     use crate::db::{self, DatabaseUrl};
     use crate::domain::allowance::{Allowance, Edition};
-    use chrono::{TimeZone, Utc};
+    use chrono::{DateTime, TimeZone, Utc};
 
-    fn event(
-        org_id: i64,
-        id: Option<&str>,
-        day: NaiveDate,
-        recorded_at: NaiveDateTime,
-    ) -> EventInsert {
+    /// One free credit, spent and recorded at `at`, in a UTC org.
+    fn event(org_id: i64, id: Option<&str>, at: DateTime<Utc>) -> EventInsert {
         EventInsert {
             org_id,
             event_id: id.map(str::to_string),
-            local_day: day,
-            occurred_at: recorded_at,
+            local_day: at.date_naive(),
+            occurred_at: at.naive_utc(),
             credits: 1,
             free_credits: 1,
             additional: 0,
             operation: "op".into(),
             client: "c".into(),
             user_ref: String::new(),
-            recorded_at,
+            recorded_at: at.naive_utc(),
         }
     }
 
@@ -556,12 +552,7 @@ mod tests {
             .map(|h| {
                 let at = now - chrono::Duration::hours(h);
                 let id = format!("e{h}");
-                event(
-                    org_id,
-                    (h % 10 == 0).then_some(id.as_str()),
-                    at.date_naive(),
-                    at.naive_utc(),
-                )
+                event(org_id, (h % 10 == 0).then_some(id.as_str()), at)
             })
             .collect();
         db::write_transaction(&mut conn, |c| insert_events(c, &events)).unwrap();

@@ -39,6 +39,7 @@ fn main() {
                 user: String::new(),
             })
             .collect();
+        let requests: Vec<&UsageRequest> = requests.iter().collect();
         let mut cache = LedgerCache::default();
         let runs = if synchronous == "FULL" {
             batches / 4

@@ -1,5 +1,14 @@
 //! The order of spending (R4, R11, R12): free credits first, then additional credits up to the
-//! limit; a request that would go past free + limit is refused whole.
+//! limit; a request that would go past free + limit is refused whole. Also where a request is
+//! placed (its org-local day, or why it cannot be) and the decision on it, for the ledger.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use super::allowance::{Allowance, AllowanceChange, allowance_on};
+use std::ops::Range;
+
+use super::calendar;
 
 /// What one org-day has spent so far, and what it may spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +76,160 @@ impl DayBudget {
         self.free_used += spend.free;
         self.additional_used += spend.additional;
         Ok(spend)
+    }
+}
+
+/// Whether a request spends against the limit in force now (a live call) or at the event's time
+/// (metered usage, R12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Live,
+    Metered,
+}
+
+/// Why the ledger refused a request. Each is decided for the request alone: one refused request
+/// never fails another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Past free + limit (R4, R12).
+    LimitExceeded(LimitHit),
+    /// The day belongs to an issued statement (R8).
+    PeriodClosed,
+    /// More than `FUTURE_TOLERANCE_HOURS` ahead of now (R12).
+    FutureTimestamp,
+    /// No price plan is in force on the event's day (before the first plan was published).
+    NoPricePlan,
+    /// The event's day lies outside the years 1 to 9999 that the calendar and the store hold.
+    OutOfRange,
+    /// The org does not exist (any more).
+    UnknownOrg,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::LimitExceeded(_) => "LIMIT_EXCEEDED",
+            Refusal::PeriodClosed => "PERIOD_CLOSED",
+            Refusal::FutureTimestamp => "FUTURE_TIMESTAMP",
+            Refusal::NoPricePlan => "NO_PRICE_PLAN",
+            Refusal::OutOfRange => "OUT_OF_RANGE",
+            Refusal::UnknownOrg => "UNKNOWN_ORG",
+        }
+    }
+}
+
+/// How far in the future an event may be dated (R12).
+pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
+
+/// A change of the additional limit: in force from `at` on (R2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitChange {
+    pub at: DateTime<Utc>,
+    pub new_limit: i64,
+}
+
+/// R12: the limit in force at `instant`, from a history sorted oldest first (0 before the first
+/// change).
+pub fn limit_in_force(history: &[LimitChange], instant: DateTime<Utc>) -> i64 {
+    history
+        .iter()
+        .take_while(|c| c.at <= instant)
+        .last()
+        .map_or(0, |c| c.new_limit)
+}
+
+/// What the ledger needs to know of an org to place and decide its requests.
+#[derive(Debug, Clone)]
+pub struct OrgRules {
+    pub zone: Tz,
+    /// The limit in force now, for live calls (R2: a change applies at once).
+    pub additional_limit: i64,
+    /// The allowance history (R11); its first entry also covers the days before it.
+    pub allowances: Vec<AllowanceChange>,
+    /// The allowance as configured now: used only when the history is empty.
+    pub current_allowance: Allowance,
+    pub limit_history: Vec<LimitChange>,
+    /// The `[start, end)` periods with an issued statement (R8).
+    pub closed: Vec<Range<NaiveDate>>,
+}
+
+impl OrgRules {
+    /// R1/R11: the free credits of one org-local day.
+    pub fn free_allowance(&self, local_day: NaiveDate) -> i64 {
+        allowance_on(&self.allowances, local_day)
+            .unwrap_or(self.current_allowance)
+            .daily_free_credits()
+    }
+
+    /// The limit a request spends against: now for a live call, at its time for metered usage.
+    pub fn limit_for(&self, kind: Kind, occurred_at: DateTime<Utc>) -> i64 {
+        match kind {
+            Kind::Live => self.additional_limit,
+            Kind::Metered => limit_in_force(&self.limit_history, occurred_at),
+        }
+    }
+
+    /// R8: whether `local_day` belongs to an issued statement.
+    pub fn is_closed(&self, local_day: NaiveDate) -> bool {
+        self.closed.iter().any(|p| p.contains(&local_day))
+    }
+
+    /// The org-local day a request at `occurred_at` belongs to, or why it cannot be placed.
+    pub fn place(
+        &self,
+        now: DateTime<Utc>,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<NaiveDate, Refusal> {
+        if occurred_at > now + Duration::hours(FUTURE_TOLERANCE_HOURS) {
+            return Err(Refusal::FutureTimestamp);
+        }
+        let local_day = calendar::local_day(occurred_at, self.zone);
+        if !(1..=9999).contains(&local_day.year()) {
+            return Err(Refusal::OutOfRange);
+        }
+        if self.is_closed(local_day) {
+            return Err(Refusal::PeriodClosed);
+        }
+        Ok(local_day)
+    }
+
+    /// The budget of an org-local day that has spent `free_used` and `additional_used` so far.
+    pub fn budget(
+        &self,
+        kind: Kind,
+        occurred_at: DateTime<Utc>,
+        local_day: NaiveDate,
+        free_used: i64,
+        additional_used: i64,
+    ) -> DayBudget {
+        DayBudget {
+            free_allowance: self.free_allowance(local_day),
+            free_used,
+            additional_limit: self.limit_for(kind, occurred_at),
+            additional_used,
+        }
+    }
+}
+
+/// The decision on one placed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Admitted(Spend),
+    /// Its id was admitted before (R9): counted already, not again.
+    AlreadyCounted,
+    Refused(LimitHit),
+}
+
+/// R4/R9/R12 for one placed request: a request whose id was already admitted is not counted again;
+/// otherwise it spends from `budget` or is refused whole. A refused id stays unused, so the same id
+/// is decided afresh when it comes again.
+pub fn decide(budget: &mut DayBudget, credits: i64, id_admitted_before: bool) -> Decision {
+    if id_admitted_before {
+        return Decision::AlreadyCounted;
+    }
+    match budget.spend(credits) {
+        Ok(spend) => Decision::Admitted(spend),
+        Err(hit) => Decision::Refused(hit),
     }
 }
 

@@ -1,32 +1,25 @@
 //! Admission and metering: the only code that writes usage. A batch of requests (for any orgs) is
-//! applied in one write transaction: each is decided in arrival order with R4/R11/R12, the touched
-//! day rollups are rewritten with their amount derived from the day's plan (R5), the keys of events
-//! that carry an id are kept (R9), and every admitted event is appended to the raw events. Nothing
-//! is visible, and nothing may be acknowledged, before the transaction commits.
+//! applied in one write transaction, in three steps: `read` places every request on its org-day and
+//! locks and reads what the decisions need (the orgs' rules, the ids' keys, the day rows, in that
+//! order and each sorted, so two processes' batches never wait for each other in a cycle);
+//! `decide` runs the pure rules of `domain::admission` request by request, in arrival order,
+//! collecting the batch's writes; `flush` writes them. Nothing is visible, and nothing may be
+//! acknowledged, before the transaction commits.
 
 pub mod writer;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use diesel::QueryResult;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::db::DbConn;
-use crate::domain::admission::{DayBudget, LimitHit};
-use crate::domain::allowance::{AllowanceChange, allowance_on};
+use crate::domain::admission::{self, DayBudget, Decision, OrgRules, Spend};
+pub use crate::domain::admission::{FUTURE_TOLERANCE_HOURS, Kind, Refusal};
 use crate::domain::calendar;
 use crate::domain::pricing::PricePlan;
-use crate::store::limits::{self, LimitChangeRow};
 use crate::store::orgs::{self, OrgRow};
 use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert};
-use crate::store::{db_time, plans, statements};
-
-/// Live calls spend against the limit in force now; metered usage against the limit in force at the
-/// event's time (R12).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Live,
-    Metered,
-}
+use crate::store::{db_time, plans};
 
 #[derive(Debug, Clone)]
 pub struct UsageRequest {
@@ -38,25 +31,6 @@ pub struct UsageRequest {
     pub operation: String,
     pub client: String,
     pub user: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    LimitExceeded(LimitHit),
-    PeriodClosed,
-    FutureTimestamp,
-    UnknownOrg,
-}
-
-impl Refusal {
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::LimitExceeded(_) => "LIMIT_EXCEEDED",
-            Refusal::PeriodClosed => "PERIOD_CLOSED",
-            Refusal::FutureTimestamp => "FUTURE_TIMESTAMP",
-            Refusal::UnknownOrg => "UNKNOWN_ORG",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,51 +50,19 @@ pub enum Outcome {
     },
 }
 
-/// How far in the future an event may be dated (R12).
-pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
-
-struct OrgContext {
-    org: OrgRow,
-    allowances: Vec<AllowanceChange>,
-    limit_history: Vec<LimitChangeRow>,
-    closed: Vec<(NaiveDate, NaiveDate)>,
-}
-
-impl OrgContext {
-    fn load(conn: &mut DbConn, org_id: i64) -> QueryResult<Option<Self>> {
-        let Some(org) = orgs::find(conn, org_id)? else {
-            return Ok(None);
-        };
-        Ok(Some(OrgContext {
-            allowances: orgs::allowance_history(conn, org_id)?,
-            limit_history: limits::history(conn, org_id)?,
-            closed: statements::closed_periods(conn, org_id)?,
-            org,
-        }))
-    }
-
-    fn free_allowance(&self, local_day: NaiveDate) -> i64 {
-        allowance_on(&self.allowances, local_day)
-            .unwrap_or_else(|| self.org.allowance())
-            .daily_free_credits()
-    }
-
-    fn is_closed(&self, local_day: NaiveDate) -> bool {
-        self.closed
-            .iter()
-            .any(|(start, end)| *start <= local_day && local_day < *end)
-    }
-}
-
-/// What the writer read in earlier batches: org contexts, day rows and plans. On SQLite it stays
-/// valid while `PRAGMA data_version` is unchanged, which means no other connection committed
-/// anything (this connection's own commits do not change it); on PostgreSQL it lasts one batch.
+/// What the writer read in earlier batches. On SQLite all of it stays valid while `PRAGMA
+/// data_version` is unchanged, which means no other connection committed anything (this
+/// connection's own commits do not change it). On PostgreSQL only what no process can change is
+/// kept: plans by id (never changed once published) and which plan prices a day that has begun
+/// somewhere (a plan may only be published for a day no org has reached). Rules, keys and day rows
+/// are read again, under lock, in every batch.
 #[derive(Default)]
 pub struct LedgerCache {
     data_version: Option<i64>,
-    contexts: HashMap<i64, Option<OrgContext>>,
+    rules: HashMap<i64, Option<OrgRules>>,
     days: HashMap<(i64, NaiveDate), DayRow>,
     plans: HashMap<i64, PricePlan>,
+    plan_of_day: HashMap<NaiveDate, Option<i64>>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -130,24 +72,48 @@ struct DataVersion {
 }
 
 impl LedgerCache {
-    /// Keep what is still true; called inside the write transaction, when nobody else can commit.
-    fn revalidate(&mut self, conn: &mut DbConn) -> QueryResult<()> {
+    /// Keep what is still true; called inside the write transaction.
+    fn revalidate(&mut self, conn: &mut DbConn, now: DateTime<Utc>) -> QueryResult<()> {
         use diesel::RunQueryDsl;
-        let version = match conn {
-            DbConn::Sqlite(c) => Some(
-                crate::db::CachedSql("PRAGMA data_version")
+        match conn {
+            DbConn::Sqlite(c) => {
+                let version = crate::db::CachedSql("PRAGMA data_version")
                     .get_result::<DataVersion>(c)?
-                    .data_version,
-            ),
-            DbConn::Postgresql(_) => None,
-        };
-        if version.is_none() || version != self.data_version {
-            *self = LedgerCache {
-                data_version: version,
-                ..LedgerCache::default()
-            };
+                    .data_version;
+                if Some(version) != self.data_version {
+                    *self = LedgerCache {
+                        data_version: Some(version),
+                        ..LedgerCache::default()
+                    };
+                }
+            }
+            DbConn::Postgresql(_) => {
+                self.rules.clear();
+                self.days.clear();
+                // UTC+14 has the latest date: a plan can still be published for any later day.
+                let begun = (now + Duration::hours(14)).date_naive();
+                self.plan_of_day.retain(|day, _| *day <= begun);
+            }
         }
         Ok(())
+    }
+
+    /// The plan that prices `local_day`: the one its row pins, or the one in force that day.
+    fn plan_of_day(&mut self, conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<Option<i64>> {
+        if let Some(found) = self.plan_of_day.get(&local_day) {
+            return Ok(*found);
+        }
+        let found = plans::id_in_force_on(conn, local_day)?;
+        self.plan_of_day.insert(local_day, found);
+        Ok(found)
+    }
+
+    fn plan(&mut self, conn: &mut DbConn, plan_id: i64) -> QueryResult<&PricePlan> {
+        if !self.plans.contains_key(&plan_id) {
+            let plan = plans::by_id(conn, plan_id)?;
+            self.plans.insert(plan_id, plan);
+        }
+        Ok(&self.plans[&plan_id])
     }
 }
 
@@ -157,19 +123,23 @@ pub fn apply_batch(
     now: DateTime<Utc>,
     requests: &[UsageRequest],
 ) -> QueryResult<Vec<Outcome>> {
-    apply_batch_cached(conn, now, requests, &mut LedgerCache::default())
+    let requests: Vec<&UsageRequest> = requests.iter().collect();
+    apply_batch_cached(conn, now, &requests, &mut LedgerCache::default())
 }
 
 /// `apply_batch` for a caller that applies many batches on one connection (the writer).
 pub fn apply_batch_cached(
     conn: &mut DbConn,
     now: DateTime<Utc>,
-    requests: &[UsageRequest],
+    requests: &[&UsageRequest],
     cache: &mut LedgerCache,
 ) -> QueryResult<Vec<Outcome>> {
     let result = crate::db::write_transaction(conn, |conn| {
-        cache.revalidate(conn)?;
-        apply_in_transaction(conn, now, requests, cache)
+        cache.revalidate(conn, now)?;
+        let placed = read(conn, now, requests, cache)?;
+        let (outcomes, writes) = decide(now, requests, &placed, cache);
+        writes.flush(conn, &placed, cache)?;
+        Ok(outcomes)
     });
     if result.is_err() {
         // Rolled back: what the cache learnt in this batch is not in the database.
@@ -178,167 +148,247 @@ pub fn apply_batch_cached(
     result
 }
 
-fn apply_in_transaction(
+/// Where each request of a batch goes (its org-day, or why it cannot go anywhere), and the keys
+/// the batch claimed.
+struct Placed {
+    places: Vec<Result<NaiveDate, Refusal>>,
+    /// First day each id of the batch was placed on: the day its key was claimed with.
+    key_days: BTreeMap<(i64, String), NaiveDate>,
+    /// The keys this batch inserted: ids not admitted before.
+    claimed: HashSet<(i64, String)>,
+}
+
+/// Place every request and lock and read what deciding needs: the orgs' rules (share lock), the
+/// ids' keys (claimed), the touched day rows (locked, created where missing).
+fn read(
     conn: &mut DbConn,
     now: DateTime<Utc>,
-    requests: &[UsageRequest],
+    requests: &[&UsageRequest],
     cache: &mut LedgerCache,
-) -> QueryResult<Vec<Outcome>> {
-    let LedgerCache {
-        contexts,
-        days,
-        plans: plan_cache,
-        ..
-    } = cache;
-    let mut dirty: HashSet<(i64, NaiveDate)> = HashSet::new();
-    let mut seen_ids: HashSet<(i64, String)> = HashSet::new();
-    let mut breakdown: HashMap<(i64, NaiveDate, &str, &str), (i64, i64)> = HashMap::new();
-    let mut events: Vec<EventInsert> = Vec::new();
-    let mut outcomes = Vec::with_capacity(requests.len());
-    let known_ids = usage::existing_event_ids(
-        conn,
-        requests
-            .iter()
-            .filter_map(|r| Some((r.org_id, r.event_id.as_deref()?))),
-    )?;
+) -> QueryResult<Placed> {
+    let org_ids: Vec<i64> = requests
+        .iter()
+        .map(|r| r.org_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    orgs::lock_shared(conn, &org_ids)?;
+    let missing: Vec<i64> = org_ids
+        .iter()
+        .copied()
+        .filter(|id| !cache.rules.contains_key(id))
+        .collect();
+    if !missing.is_empty() {
+        let mut found = orgs::rules_of(conn, &missing)?;
+        for id in missing {
+            cache.rules.insert(id, found.remove(&id));
+        }
+    }
 
+    let mut places = Vec::with_capacity(requests.len());
+    let mut days: BTreeMap<(i64, NaiveDate), i64> = BTreeMap::new();
+    let mut key_days: BTreeMap<(i64, String), NaiveDate> = BTreeMap::new();
     for request in requests {
-        if let std::collections::hash_map::Entry::Vacant(e) = contexts.entry(request.org_id) {
-            e.insert(OrgContext::load(conn, request.org_id)?);
-        }
-        let Some(ctx) = contexts.get(&request.org_id).and_then(Option::as_ref) else {
-            outcomes.push(Outcome::Refused {
-                reason: Refusal::UnknownOrg,
-                budget: None,
-            });
-            continue;
+        let place = match cache.rules.get(&request.org_id).and_then(Option::as_ref) {
+            None => Err(Refusal::UnknownOrg),
+            Some(rules) => rules.place(now, request.occurred_at),
         };
-        let local_day = ctx.org.local_day(request.occurred_at);
-        let limit = match request.kind {
-            Kind::Live => ctx.org.additional_limit,
-            Kind::Metered => limits::limit_at(&ctx.limit_history, request.occurred_at),
-        };
-        if request.occurred_at > now + Duration::hours(FUTURE_TOLERANCE_HOURS) {
-            outcomes.push(Outcome::Refused {
-                reason: Refusal::FutureTimestamp,
-                budget: None,
-            });
-            continue;
-        }
-        if ctx.is_closed(local_day) {
-            tracing::warn!(org = request.org_id, %local_day, event = ?request.event_id, "usage refused: period closed");
-            outcomes.push(Outcome::Refused {
-                reason: Refusal::PeriodClosed,
-                budget: None,
-            });
-            continue;
-        }
-        let key = (request.org_id, local_day);
-        if let std::collections::hash_map::Entry::Vacant(e) = days.entry(key) {
-            let row = usage::day(conn, request.org_id, local_day)?
-                .unwrap_or_else(|| DayRow::unused(request.org_id, local_day));
-            e.insert(row);
-        }
-        let row = days.get_mut(&key).expect("inserted above");
-        let budget = DayBudget {
-            free_allowance: ctx.free_allowance(local_day),
-            free_used: row.free_credits,
-            additional_limit: limit,
-            additional_used: row.additional,
-        };
-        let event_id = match &request.event_id {
-            Some(id) => {
-                let seen = (request.org_id, id.clone());
-                if seen_ids.contains(&seen) || known_ids.contains(&seen) {
-                    outcomes.push(Outcome::Duplicate {
-                        budget: Some(budget),
-                    });
-                    continue;
+        let place = match place {
+            Ok(local_day) => match cache.plan_of_day(conn, local_day)? {
+                Some(plan_id) => {
+                    days.entry((request.org_id, local_day)).or_insert(plan_id);
+                    if let Some(id) = &request.event_id {
+                        key_days
+                            .entry((request.org_id, id.clone()))
+                            .or_insert(local_day);
+                    }
+                    Ok(local_day)
                 }
-                seen_ids.insert(seen);
-                Some(id.clone())
-            }
-            // A call without an id has no key to keep: it can never be retried as the same.
-            None => None,
+                None => Err(Refusal::NoPricePlan),
+            },
+            Err(refusal) => Err(refusal),
         };
-        match budget.decide(request.credits) {
-            Err(hit) => outcomes.push(Outcome::Refused {
-                reason: Refusal::LimitExceeded(hit),
-                budget: Some(budget),
-            }),
-            Ok(spend) => {
-                row.free_credits += spend.free;
-                row.additional += spend.additional;
-                row.credits += request.credits;
-                dirty.insert(key);
-                let counters = breakdown
-                    .entry((
-                        request.org_id,
-                        local_day,
-                        request.operation.as_str(),
-                        request.client.as_str(),
-                    ))
-                    .or_default();
-                counters.0 += request.credits;
-                counters.1 += spend.additional;
-                events.push(EventInsert {
-                    org_id: request.org_id,
-                    event_id,
-                    local_day,
-                    occurred_at: db_time(request.occurred_at),
-                    credits: request.credits,
-                    free_credits: spend.free,
-                    additional: spend.additional,
-                    operation: request.operation.clone(),
-                    client: request.client.clone(),
-                    user_ref: request.user.clone(),
-                    recorded_at: db_time(now),
-                });
-                let budget = DayBudget {
-                    free_used: budget.free_used + spend.free,
-                    additional_used: budget.additional_used + spend.additional,
-                    ..budget
-                };
-                outcomes.push(Outcome::Accepted {
-                    local_day,
-                    free: spend.free,
-                    additional: spend.additional,
-                    budget,
-                });
-            }
+        if let Err(refusal) = place {
+            tracing::info!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused");
         }
+        places.push(place);
     }
 
-    for key in dirty {
-        let row = days.get_mut(&key).expect("a dirty day is loaded");
-        if row.plan_id == 0 {
-            let (plan_id, plan) = plans::for_day(conn, row.local_day)?;
-            row.plan_id = plan_id;
-            plan_cache.entry(plan_id).or_insert(plan);
-        }
-        if let std::collections::hash_map::Entry::Vacant(e) = plan_cache.entry(row.plan_id) {
-            let plan = plans::by_id(conn, row.plan_id)?;
-            e.insert(plan);
-        }
-        // The day's amount is derived from its additional total: one rounding per day (R5).
-        row.amount_minor = plan_cache[&row.plan_id].day_charge_minor(row.additional);
-        usage::save_day(conn, row)?;
+    let keys: Vec<(i64, &str, NaiveDate)> = key_days
+        .iter()
+        .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
+        .collect();
+    let claimed = usage::claim_keys(conn, &keys)?;
+
+    let to_lock: Vec<(i64, NaiveDate, i64)> = days
+        .into_iter()
+        .filter(|(key, _)| !cache.days.contains_key(key))
+        .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
+        .collect();
+    for row in usage::lock_days(conn, &to_lock)? {
+        cache.days.insert((row.org_id, row.local_day), row);
     }
-    for ((org_id, local_day, operation, client), (credits, additional)) in breakdown {
-        usage::add_breakdown(
-            conn,
-            &BreakdownRow {
-                org_id,
-                local_day,
-                operation: operation.to_string(),
-                client: client.to_string(),
-                credits,
-                additional,
+    Ok(Placed {
+        places,
+        key_days,
+        claimed,
+    })
+}
+
+/// What a batch writes, collected while deciding.
+#[derive(Default)]
+struct Writes<'r> {
+    /// Day rows whose counters changed (the new values are in the cache).
+    days: BTreeSet<(i64, NaiveDate)>,
+    breakdown: BTreeMap<(i64, NaiveDate, &'r str, &'r str), (i64, i64)>,
+    events: Vec<EventInsert>,
+    /// The ids admitted in this batch, with their day.
+    admitted: HashMap<(i64, &'r str), NaiveDate>,
+}
+
+/// Decide every placed request in arrival order (R4, R9, R11, R12).
+fn decide<'r>(
+    now: DateTime<Utc>,
+    requests: &[&'r UsageRequest],
+    placed: &Placed,
+    cache: &mut LedgerCache,
+) -> (Vec<Outcome>, Writes<'r>) {
+    let mut writes = Writes::default();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for (request, place) in requests.iter().copied().zip(&placed.places) {
+        let local_day = match place {
+            Ok(day) => *day,
+            Err(reason) => {
+                outcomes.push(Outcome::Refused {
+                    reason: *reason,
+                    budget: None,
+                });
+                continue;
+            }
+        };
+        let rules = cache.rules[&request.org_id]
+            .as_ref()
+            .expect("a placed request's org has rules");
+        let row = cache
+            .days
+            .get_mut(&(request.org_id, local_day))
+            .expect("a placed request's day is read");
+        let mut budget = rules.budget(
+            request.kind,
+            request.occurred_at,
+            local_day,
+            row.free_credits,
+            row.additional,
+        );
+        let id = request.event_id.as_deref();
+        let admitted_before = id.is_some_and(|id| {
+            writes.admitted.contains_key(&(request.org_id, id))
+                || !placed.claimed.contains(&(request.org_id, id.to_string()))
+        });
+        outcomes.push(
+            match admission::decide(&mut budget, request.credits, admitted_before) {
+                Decision::AlreadyCounted => Outcome::Duplicate {
+                    budget: Some(budget),
+                },
+                Decision::Refused(hit) => Outcome::Refused {
+                    reason: Refusal::LimitExceeded(hit),
+                    budget: Some(budget),
+                },
+                Decision::Admitted(spend) => {
+                    row.credits += request.credits;
+                    row.free_credits += spend.free;
+                    row.additional += spend.additional;
+                    writes.admit(request, local_day, spend, now);
+                    Outcome::Accepted {
+                        local_day,
+                        free: spend.free,
+                        additional: spend.additional,
+                        budget,
+                    }
+                }
             },
-        )?;
+        );
     }
-    usage::insert_events(conn, &events)?;
-    Ok(outcomes)
+    (outcomes, writes)
+}
+
+impl<'r> Writes<'r> {
+    fn admit(
+        &mut self,
+        request: &'r UsageRequest,
+        local_day: NaiveDate,
+        spend: Spend,
+        now: DateTime<Utc>,
+    ) {
+        self.days.insert((request.org_id, local_day));
+        let counters = self
+            .breakdown
+            .entry((
+                request.org_id,
+                local_day,
+                request.operation.as_str(),
+                request.client.as_str(),
+            ))
+            .or_default();
+        counters.0 += request.credits;
+        counters.1 += spend.additional;
+        if let Some(id) = request.event_id.as_deref() {
+            self.admitted.insert((request.org_id, id), local_day);
+        }
+        self.events.push(EventInsert {
+            org_id: request.org_id,
+            event_id: request.event_id.clone(),
+            local_day,
+            occurred_at: db_time(request.occurred_at),
+            credits: request.credits,
+            free_credits: spend.free,
+            additional: spend.additional,
+            operation: request.operation.clone(),
+            client: request.client.clone(),
+            user_ref: request.user.clone(),
+            recorded_at: db_time(now),
+        });
+    }
+
+    /// Write the batch: day rows with their amount derived from the pinned plan (one rounding per
+    /// day, R5), breakdown increments, raw events, and the keys of refused ids given back.
+    fn flush(self, conn: &mut DbConn, placed: &Placed, cache: &mut LedgerCache) -> QueryResult<()> {
+        for key in &self.days {
+            let (plan_id, additional) = (cache.days[key].plan_id, cache.days[key].additional);
+            let amount_minor = cache.plan(conn, plan_id)?.day_charge_minor(additional);
+            let row = cache.days.get_mut(key).expect("a changed day is read");
+            row.amount_minor = amount_minor;
+            usage::save_day(conn, row)?;
+        }
+        for ((org_id, local_day, operation, client), (credits, additional)) in self.breakdown {
+            usage::add_breakdown(
+                conn,
+                &BreakdownRow {
+                    org_id,
+                    local_day,
+                    operation: operation.to_string(),
+                    client: client.to_string(),
+                    credits,
+                    additional,
+                },
+            )?;
+        }
+        usage::insert_events(conn, &self.events)?;
+        let mut released: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+        for (org_id, id) in &placed.claimed {
+            match self.admitted.get(&(*org_id, id.as_str())) {
+                None => released.entry(*org_id).or_default().push(id),
+                Some(day) if placed.key_days[&(*org_id, id.clone())] != *day => {
+                    usage::move_key(conn, *org_id, id, *day)?;
+                }
+                Some(_) => {}
+            }
+        }
+        for (org_id, ids) in released {
+            usage::release_keys(conn, org_id, &ids)?;
+        }
+        Ok(())
+    }
 }
 
 /// The budget of an org's current local day, read without writing (for `GET /api/v1/credits` and

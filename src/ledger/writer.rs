@@ -1,8 +1,13 @@
 //! Group commit: the one task that owns usage writes. Calls queue jobs; the writer takes the first
-//! job, drains whatever else is already waiting (no waiting for company), applies them all in one
-//! transaction (`synchronous=FULL`), and only then answers every job of the batch. A batch that
-//! fails answers each of its jobs with an error and leaves nothing behind.
+//! job, gathers whatever else is already waiting (no waiting for company), applies them in one
+//! transaction (`synchronous=FULL` on SQLite), and only then answers the jobs that are complete.
+//!
+//! Fairness: one transaction takes at most `ORG_SHARE` requests of any one org, so a large
+//! metering job is applied in slices, between other orgs' calls, and never holds the writer for
+//! long. Containment: when a transaction of several jobs fails, each job is tried again alone, so
+//! only the job that caused the failure is answered with an error.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
@@ -13,14 +18,49 @@ use super::{LedgerCache, Outcome, UsageRequest, apply_batch_cached};
 use crate::clock::Clock;
 use crate::db::{self, DatabaseUrl, DbConn};
 
-/// Most events in one transaction; a larger job still goes through whole, alone.
-pub const MAX_BATCH_EVENTS: usize = 20_000;
+/// Most requests in one transaction.
+pub const MAX_BATCH_EVENTS: usize = 5_000;
+/// Most requests of one org in one transaction.
+pub const ORG_SHARE: usize = 1_000;
 /// Jobs that may wait for the writer before callers are told to retry.
 pub const QUEUE_CAPACITY: usize = 16_384;
 
+/// Requests of one org (every caller submits one org's requests), answered together once all of
+/// them are decided and committed.
 struct Job {
     requests: Vec<UsageRequest>,
-    reply: oneshot::Sender<Result<Vec<Outcome>, WriterError>>,
+    /// Taken when the job is answered.
+    reply: Option<oneshot::Sender<Result<Vec<Outcome>, WriterError>>>,
+    /// The outcomes of the requests applied so far, in order.
+    outcomes: Vec<Outcome>,
+}
+
+impl Job {
+    fn new(
+        requests: Vec<UsageRequest>,
+        reply: oneshot::Sender<Result<Vec<Outcome>, WriterError>>,
+    ) -> Self {
+        Job {
+            outcomes: Vec::with_capacity(requests.len()),
+            requests,
+            reply: Some(reply),
+        }
+    }
+
+    fn org_id(&self) -> i64 {
+        self.requests.first().map_or(0, |r| r.org_id)
+    }
+
+    fn remaining(&self) -> usize {
+        self.requests.len() - self.outcomes.len()
+    }
+
+    /// Answer the job; it then leaves the queue.
+    fn answer(&mut self, result: Result<Vec<Outcome>, WriterError>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -76,7 +116,7 @@ impl Writer {
     pub async fn submit(&self, requests: Vec<UsageRequest>) -> Result<Vec<Outcome>, WriterError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Job { requests, reply })
+            .try_send(Job::new(requests, reply))
             .map_err(|e| match e {
                 mpsc::TrySendError::Full(_) => WriterError::Overloaded,
                 mpsc::TrySendError::Disconnected(_) => WriterError::Stopped,
@@ -91,7 +131,7 @@ impl Writer {
     ) -> Result<Vec<Outcome>, WriterError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { requests, reply })
+            .send(Job::new(requests, reply))
             .map_err(|_| WriterError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriterError::Stopped)?
     }
@@ -116,40 +156,87 @@ fn run(
     stats: &WriterStats,
 ) {
     let mut cache = LedgerCache::default();
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        let mut events = batch[0].requests.len();
-        while group_commit && events < MAX_BATCH_EVENTS {
+    let mut pending: VecDeque<Job> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match jobs.recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => return,
+            }
+        }
+        while pending.len() < QUEUE_CAPACITY {
             match jobs.try_recv() {
-                Ok(job) => {
-                    events += job.requests.len();
-                    batch.push(job);
-                }
+                Ok(job) => pending.push_back(job),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        commit_batch(&mut conn, &mut cache, clock, batch, stats);
+        let slices = next_batch(&pending, group_commit);
+        if !slices.is_empty() {
+            commit_batch(&mut conn, &mut cache, clock, &mut pending, &slices, stats);
+        }
+        // Answer the jobs that are complete; the others keep their place in the queue.
+        for job in pending.iter_mut().filter(|job| job.remaining() == 0) {
+            let outcomes = std::mem::take(&mut job.outcomes);
+            job.answer(Ok(outcomes));
+        }
+        pending.retain(|job| job.reply.is_some());
     }
 }
 
+/// A part of a queued job that goes into the next transaction: its position in the queue and how
+/// many of its remaining requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slice {
+    job: usize,
+    count: usize,
+}
+
+/// The next transaction's slices, in queue order: every org gets at most `ORG_SHARE` requests and
+/// the whole at most `MAX_BATCH_EVENTS`. A job waits while an earlier job of its org has used the
+/// org's share, so each org's requests are applied in the order they came. Without group commit,
+/// one job (or one share of it) a transaction.
+fn next_batch(pending: &VecDeque<Job>, group_commit: bool) -> Vec<Slice> {
+    let mut slices = Vec::new();
+    let mut total = 0;
+    let mut org_used: HashMap<i64, usize> = HashMap::new();
+    for (index, job) in pending.iter().enumerate() {
+        let used = org_used.entry(job.org_id()).or_default();
+        let count = job
+            .remaining()
+            .min(ORG_SHARE - *used)
+            .min(MAX_BATCH_EVENTS - total);
+        // A job of an org whose share is used up stops the org's later jobs too.
+        *used = ORG_SHARE;
+        if count == 0 {
+            continue;
+        }
+        slices.push(Slice { job: index, count });
+        total += count;
+        if !group_commit || total == MAX_BATCH_EVENTS {
+            break;
+        }
+    }
+    slices
+}
+
+/// Apply the slices in one transaction; if it fails and holds several jobs, apply each job's slice
+/// alone, so that one job's failure is answered to that job only. A job whose slice fails is
+/// answered with the error and leaves the queue (slices it had committed before stay: each event
+/// of a metering job carries an id, so a retry counts them once).
 fn commit_batch(
     conn: &mut DbConn,
     cache: &mut LedgerCache,
     clock: Clock,
-    batch: Vec<Job>,
+    pending: &mut VecDeque<Job>,
+    slices: &[Slice],
     stats: &WriterStats,
 ) {
-    let sizes: Vec<usize> = batch.iter().map(|j| j.requests.len()).collect();
-    let mut replies = Vec::with_capacity(batch.len());
-    let mut requests = Vec::with_capacity(sizes.iter().sum());
-    for job in batch {
-        requests.extend(job.requests);
-        replies.push(job.reply);
-    }
+    let requests: Vec<&UsageRequest> = slices
+        .iter()
+        .flat_map(|slice| requests_of(pending, slice))
+        .collect();
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats
-        .jobs
-        .fetch_add(replies.len() as u64, Ordering::Relaxed);
+    stats.jobs.fetch_add(slices.len() as u64, Ordering::Relaxed);
     stats
         .events
         .fetch_add(requests.len() as u64, Ordering::Relaxed);
@@ -158,17 +245,49 @@ fn commit_batch(
         .fetch_max(requests.len() as u64, Ordering::Relaxed);
     match apply_batch_cached(conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {
+            drop(requests);
             let mut outcomes = outcomes.into_iter();
-            for (reply, size) in replies.into_iter().zip(sizes) {
-                let _ = reply.send(Ok(outcomes.by_ref().take(size).collect()));
+            for slice in slices {
+                let job = &mut pending[slice.job];
+                job.outcomes.extend(outcomes.by_ref().take(slice.count));
+            }
+        }
+        Err(e) if slices.len() > 1 => {
+            drop(requests);
+            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, jobs = slices.len(), "usage batch failed; trying each job alone");
+            for slice in slices {
+                let alone = requests_of(pending, slice);
+                match apply_batch_cached(conn, clock.now(), &alone, cache) {
+                    Ok(outcomes) => {
+                        drop(alone);
+                        pending[slice.job].outcomes.extend(outcomes);
+                    }
+                    Err(e) => {
+                        drop(alone);
+                        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                        fail(&mut pending[slice.job], &e);
+                    }
+                }
             }
         }
         Err(e) => {
+            drop(requests);
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, jobs = replies.len(), "usage batch failed; nothing of it was written");
-            for reply in replies {
-                let _ = reply.send(Err(WriterError::Batch(e.to_string())));
-            }
+            fail(&mut pending[slices[0].job], &e);
         }
     }
+}
+
+/// The requests of a slice: the next `count` of its job that are not decided yet.
+fn requests_of<'a>(pending: &'a VecDeque<Job>, slice: &Slice) -> Vec<&'a UsageRequest> {
+    let job = &pending[slice.job];
+    let done = job.outcomes.len();
+    job.requests[done..done + slice.count].iter().collect()
+}
+
+/// Answer a job with the error of its failed slice; it leaves the queue.
+fn fail(job: &mut Job, error: &diesel::result::Error) {
+    tracing::error!(error = %error, org = job.org_id(), requests = job.requests.len(), "usage not recorded");
+    job.answer(Err(WriterError::Batch(error.to_string())));
 }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::orgs as orgs_store;
 use super::{db_time, from_db_time};
 use crate::db::DbConn;
 use crate::db::schema::{limit_changes, orgs};
@@ -37,6 +38,8 @@ pub fn set(
     local_today: NaiveDate,
 ) -> QueryResult<i64> {
     crate::db::write_transaction(conn, |conn| {
+        // No usage batch of the org is in flight while the limit changes (see `orgs::lock_shared`).
+        orgs_store::lock_exclusive(conn, org_id)?;
         let (old_limit, anchor): (i64, Option<NaiveDate>) = orgs::table
             .find(org_id)
             .select((orgs::additional_limit, orgs::billing_anchor))
@@ -81,13 +84,4 @@ pub fn recent(conn: &mut DbConn, org_id: i64, count: i64) -> QueryResult<Vec<Lim
         .limit(count)
         .select(LimitChangeRow::as_select())
         .load(conn)
-}
-
-/// The limit in force at `instant`, from a history sorted oldest first (0 before the first change).
-pub fn limit_at(history: &[LimitChangeRow], instant: DateTime<Utc>) -> i64 {
-    history
-        .iter()
-        .take_while(|c| c.changed_at_utc() <= instant)
-        .last()
-        .map_or(0, |c| c.new_limit)
 }

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::{allowance_changes, orgs};
+use crate::domain::admission::{LimitChange, OrgRules};
 use crate::domain::allowance::{Allowance, AllowanceChange, Edition, allowance_on};
 use crate::domain::calendar;
 
@@ -246,4 +247,123 @@ pub fn free_allowance_on(
     Ok(allowance_on(&history, local_day)
         .unwrap_or_else(|| org.allowance())
         .daily_free_credits())
+}
+
+/// Take a share lock on the rows of these orgs until the transaction ends (PostgreSQL; on SQLite
+/// the write transaction already holds the database's one write lock). The usage writer takes it
+/// before it reads the orgs' rules: a limit change or a statement from another process then waits
+/// for the batch, and the batch reads what was committed before it. Rows are locked in id order,
+/// so two batches never wait for each other in a cycle.
+pub fn lock_shared(conn: &mut DbConn, org_ids: &[i64]) -> QueryResult<()> {
+    if let DbConn::Postgresql(c) = conn {
+        orgs::table
+            .filter(orgs::id.eq_any(org_ids))
+            .order(orgs::id)
+            .select(orgs::id)
+            .for_share()
+            .load::<i64>(c)?;
+    }
+    Ok(())
+}
+
+/// Take the exclusive lock on an org's row until the transaction ends (PostgreSQL; see
+/// `lock_shared`): for closing a period while no usage batch of the org is in flight.
+pub fn lock_exclusive(conn: &mut DbConn, org_id: i64) -> QueryResult<()> {
+    if let DbConn::Postgresql(c) = conn {
+        orgs::table
+            .find(org_id)
+            .select(orgs::id)
+            .for_update()
+            .load::<i64>(c)?;
+    }
+    Ok(())
+}
+
+/// The ledger's rules of each of these orgs (those that exist), read in four queries whatever
+/// their number: zone, current limit and allowance, allowance and limit histories, closed periods.
+pub fn rules_of(
+    conn: &mut DbConn,
+    org_ids: &[i64],
+) -> QueryResult<std::collections::HashMap<i64, OrgRules>> {
+    use crate::db::schema::{limit_changes, statements};
+    let mut rules: std::collections::HashMap<i64, OrgRules> = orgs::table
+        .filter(orgs::id.eq_any(org_ids))
+        .select(OrgRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(|org| {
+            let rules = OrgRules {
+                zone: org.zone(),
+                additional_limit: org.additional_limit,
+                allowances: Vec::new(),
+                current_allowance: org.allowance(),
+                limit_history: Vec::new(),
+                closed: Vec::new(),
+            };
+            (org.id, rules)
+        })
+        .collect();
+    let allowances: Vec<(i64, NaiveDate, String, i64, i64)> = allowance_changes::table
+        .filter(allowance_changes::org_id.eq_any(org_ids))
+        .order((
+            allowance_changes::org_id,
+            allowance_changes::effective_from,
+            allowance_changes::id,
+        ))
+        .select((
+            allowance_changes::org_id,
+            allowance_changes::effective_from,
+            allowance_changes::edition,
+            allowance_changes::licences,
+            allowance_changes::add_on_credits,
+        ))
+        .load(conn)?;
+    for (org_id, effective_from, edition, licences, add_on_credits) in allowances {
+        if let Some(r) = rules.get_mut(&org_id) {
+            r.allowances.push(AllowanceChange {
+                effective_from,
+                allowance: Allowance {
+                    edition: edition.parse().unwrap_or(Edition::Free),
+                    licences,
+                    add_on_credits,
+                },
+            });
+        }
+    }
+    let limits: Vec<(i64, NaiveDateTime, i64)> = limit_changes::table
+        .filter(limit_changes::org_id.eq_any(org_ids))
+        .order((
+            limit_changes::org_id,
+            limit_changes::changed_at,
+            limit_changes::id,
+        ))
+        .select((
+            limit_changes::org_id,
+            limit_changes::changed_at,
+            limit_changes::new_limit,
+        ))
+        .load(conn)?;
+    for (org_id, changed_at, new_limit) in limits {
+        if let Some(r) = rules.get_mut(&org_id) {
+            r.limit_history.push(LimitChange {
+                at: super::from_db_time(changed_at),
+                new_limit,
+            });
+        }
+    }
+    let closed: Vec<(i64, NaiveDate, NaiveDate)> = statements::table
+        .filter(statements::org_id.eq_any(org_ids))
+        .order((statements::org_id, statements::period_start))
+        .select((
+            statements::org_id,
+            statements::period_start,
+            statements::period_end,
+        ))
+        .load(conn)?;
+    for (org_id, start, end) in closed {
+        if let Some(r) = rules.get_mut(&org_id) {
+            r.closed.push(start..end);
+        }
+    }
+    Ok(rules)
 }

@@ -39,6 +39,16 @@ pub fn for_day(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<(i64, Pri
     Ok((id, decode(&json)?))
 }
 
+/// The id of the plan in force on `local_day`, if any plan is.
+pub fn id_in_force_on(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<Option<i64>> {
+    price_plans::table
+        .filter(price_plans::effective_from.le(local_day))
+        .order(price_plans::effective_from.desc())
+        .select(price_plans::id)
+        .first(conn)
+        .optional()
+}
+
 pub fn by_id(conn: &mut DbConn, plan_id: i64) -> QueryResult<PricePlan> {
     let json: String = price_plans::table
         .find(plan_id)

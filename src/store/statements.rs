@@ -8,15 +8,6 @@ use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::statements;
 
-/// The `[start, end)` periods of an org that have an issued statement.
-pub fn closed_periods(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<(NaiveDate, NaiveDate)>> {
-    statements::table
-        .filter(statements::org_id.eq(org_id))
-        .order(statements::period_start)
-        .select((statements::period_start, statements::period_end))
-        .load(conn)
-}
-
 /// One frozen day of a statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementLine {

@@ -5,10 +5,10 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::backend::Backend;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Date, Text};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
 use crate::db::DbConn;
@@ -266,27 +266,154 @@ pub fn existing_event_ids<'a>(
     Ok(found)
 }
 
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = usage_keys)]
-struct KeyInsert<'a> {
-    org_id: i64,
-    event_id: &'a str,
-    local_day: NaiveDate,
+/// Claim the idempotency keys of a batch (R9), given in one sorted order: insert those not stored
+/// yet and return them. A key returned is this transaction's until it commits; a key not returned
+/// was admitted before. On PostgreSQL, a key that another transaction has inserted but not yet
+/// committed makes this insert wait for that transaction's end, and then it counts as admitted
+/// (committed) or is claimed here (rolled back or released), so an id is never admitted twice and
+/// its second inserter never fails. The caller releases the keys of requests it then refuses.
+pub fn claim_keys(
+    conn: &mut DbConn,
+    keys: &[(i64, &str, NaiveDate)],
+) -> QueryResult<HashSet<(i64, String)>> {
+    let mut claimed = HashSet::with_capacity(keys.len());
+    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+        let rows: Vec<(i64, String)> = crate::on_backend!(conn, c => ClaimKeys(chunk).load(c))?;
+        claimed.extend(rows);
+    }
+    Ok(claimed)
 }
 
-/// Store raw events, and the idempotency key of each that carries an id (R9), in the caller's
-/// transaction.
+/// Give claimed keys back (their requests were refused): the ids stay unused.
+pub fn release_keys(conn: &mut DbConn, org_id: i64, ids: &[&str]) -> QueryResult<()> {
+    for chunk in ids.chunks(KEYS_PER_STATEMENT) {
+        diesel::delete(
+            usage_keys::table
+                .filter(usage_keys::org_id.eq(org_id))
+                .filter(usage_keys::event_id.eq_any(chunk)),
+        )
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Move a claimed key to the day its request was admitted on (a batch can refuse an id on one day
+/// and admit it, later in the same batch, on another).
+pub fn move_key(conn: &mut DbConn, org_id: i64, id: &str, local_day: NaiveDate) -> QueryResult<()> {
+    diesel::update(usage_keys::table.find((org_id, id)))
+        .set(usage_keys::local_day.eq(local_day))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Read the day rows of a batch, given in one sorted order, and lock them until the transaction
+/// ends: a missing row is created, pinned to `plan_id`, the plan in force that day (R6); an
+/// existing one keeps its plan. On PostgreSQL the upsert's row locks make every other process's
+/// batch on the same org-days wait, and what it returns is the last committed state (not the
+/// statement's snapshot), so each batch decides on what the previous one left. On SQLite the
+/// write transaction holds the database's one write lock already.
+pub fn lock_days(conn: &mut DbConn, days: &[(i64, NaiveDate, i64)]) -> QueryResult<Vec<DayRow>> {
+    let mut rows = Vec::with_capacity(days.len());
+    for chunk in days.chunks(KEYS_PER_STATEMENT) {
+        let found: Vec<(i64, NaiveDate, i64, i64, i64, i64, i64)> =
+            crate::on_backend!(conn, c => LockDays(chunk).load(c))?;
+        rows.extend(found.into_iter().map(
+            |(org_id, local_day, credits, free_credits, additional, amount_minor, plan_id)| {
+                DayRow {
+                    org_id,
+                    local_day,
+                    credits,
+                    free_credits,
+                    additional,
+                    amount_minor,
+                    plan_id,
+                }
+            },
+        ));
+    }
+    Ok(rows)
+}
+
+/// Rows per key or day statement: three parameters each, far below both backends' limits.
+const KEYS_PER_STATEMENT: usize = 500;
+
+struct ClaimKeys<'a>(&'a [(i64, &'a str, NaiveDate)]);
+struct LockDays<'a>(&'a [(i64, NaiveDate, i64)]);
+
+impl<DB> QueryFragment<DB> for ClaimKeys<'_>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    str: ToSql<Text, DB>,
+    NaiveDate: ToSql<Date, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO usage_keys (org_id, event_id, local_day) VALUES ");
+        for (i, (org_id, id, local_day)) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(org_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, str>(id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Date, _>(local_day)?;
+            out.push_sql(")");
+        }
+        out.push_sql(" ON CONFLICT (org_id, event_id) DO NOTHING RETURNING org_id, event_id");
+        Ok(())
+    }
+}
+
+impl<DB> QueryFragment<DB> for LockDays<'_>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    NaiveDate: ToSql<Date, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO daily_usage (org_id, local_day, credits, free_credits, additional, \
+             amount_minor, plan_id) VALUES ",
+        );
+        for (i, (org_id, local_day, plan_id)) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(org_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Date, _>(local_day)?;
+            out.push_sql(", 0, 0, 0, 0, ");
+            out.push_bind_param::<BigInt, _>(plan_id)?;
+            out.push_sql(")");
+        }
+        out.push_sql(
+            " ON CONFLICT (org_id, local_day) DO UPDATE SET plan_id = daily_usage.plan_id \
+             RETURNING org_id, local_day, credits, free_credits, additional, amount_minor, plan_id",
+        );
+        Ok(())
+    }
+}
+
+impl QueryId for ClaimKeys<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryId for LockDays<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for ClaimKeys<'_> {
+    type SqlType = (BigInt, Text);
+}
+
+impl Query for LockDays<'_> {
+    type SqlType = (BigInt, Date, BigInt, BigInt, BigInt, BigInt, BigInt);
+}
+
+impl<Conn> RunQueryDsl<Conn> for ClaimKeys<'_> {}
+impl<Conn> RunQueryDsl<Conn> for LockDays<'_> {}
+
+/// Store raw events in the caller's transaction (their keys are claimed apart: `claim_keys`).
 pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<()> {
-    let keys: Vec<KeyInsert> = events
-        .iter()
-        .filter_map(|e| {
-            Some(KeyInsert {
-                org_id: e.org_id,
-                event_id: e.event_id.as_deref()?,
-                local_day: e.local_day,
-            })
-        })
-        .collect();
     match conn {
         DbConn::Sqlite(c) => {
             let mut previous: Option<(&EventInsert, &EventTexts)> = None;
@@ -302,20 +429,8 @@ pub fn insert_events(conn: &mut DbConn, events: &[EventInsert]) -> QueryResult<(
             {
                 SqliteRows(chunk, texts).execute(c)?;
             }
-            for chunk in keys.chunks(SQLITE_ROWS_PER_INSERT) {
-                let days: Vec<String> = chunk
-                    .iter()
-                    .map(|k| super::sqlite_date(k.local_day))
-                    .collect();
-                SqliteRows(chunk, &days).execute(c)?;
-            }
         }
         DbConn::Postgresql(c) => {
-            for chunk in keys.chunks(1000) {
-                diesel::insert_into(usage_keys::table)
-                    .values(chunk)
-                    .execute(c)?;
-            }
             for chunk in events.chunks(1000) {
                 diesel::insert_into(usage_events::table)
                     .values(chunk)
@@ -392,22 +507,6 @@ impl SqliteRow for EventInsert {
         out.push_sql(",");
         out.push_bind_param::<Text, _>(&*texts.recorded_at)?;
         Ok(())
-    }
-}
-
-impl SqliteRow for KeyInsert<'_> {
-    type Texts = String;
-    const INSERT: &'static str = "INSERT INTO usage_keys (org_id, event_id, local_day) VALUES ";
-    fn bind<'b>(
-        &'b self,
-        local_day: &'b String,
-        out: &mut AstPass<'_, 'b, diesel::sqlite::Sqlite>,
-    ) -> QueryResult<()> {
-        out.push_bind_param::<BigInt, _>(&self.org_id)?;
-        out.push_sql(",");
-        out.push_bind_param::<Text, _>(self.event_id)?;
-        out.push_sql(",");
-        out.push_bind_param::<Text, _>(local_day)
     }
 }
 
@@ -555,7 +654,15 @@ mod tests {
                 event(org_id, (h % 10 == 0).then_some(id.as_str()), at)
             })
             .collect();
-        db::write_transaction(&mut conn, |c| insert_events(c, &events)).unwrap();
+        let keys: Vec<(i64, &str, NaiveDate)> = events
+            .iter()
+            .filter_map(|e| Some((e.org_id, e.event_id.as_deref()?, e.local_day)))
+            .collect();
+        db::write_transaction(&mut conn, |c| {
+            insert_events(c, &events)?;
+            claim_keys(c, &keys).map(|_| ())
+        })
+        .unwrap();
 
         let cutoff = (now - chrono::Duration::days(90)).naive_utc();
         let deleted = prune_events(&mut conn, cutoff).unwrap();

@@ -98,7 +98,7 @@ impl From<WriterError> for ApiError {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "UNAVAILABLE",
-                    "Usage could not be recorded; nothing was written. Retry.",
+                    "The usage could not be recorded. Retry: what was recorded already counts once.",
                 )
             }
         }
@@ -384,16 +384,24 @@ pub async fn report_usage(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-ndjson"));
-    let requests = parse_usage(org.org_id, &body, ndjson)?;
-    // Within one request, events are admitted in timestamp order; results keep the request's order.
-    let mut order: Vec<usize> = (0..requests.len()).collect();
-    order.sort_by_key(|&i| requests[i].occurred_at);
-    let ids: Vec<String> = requests
-        .iter()
-        .map(|r| r.event_id.clone().unwrap_or_default())
-        .collect();
-    let sorted: Vec<UsageRequest> = order.iter().map(|&i| requests[i].clone()).collect();
-    drop(requests);
+    // Parsing a large body takes milliseconds: it runs on the blocking pool, not on the HTTP
+    // worker that other orgs' calls share.
+    let org_id = org.org_id;
+    let (order, ids, sorted) = actix_web::web::block(move || {
+        let requests = parse_usage(org_id, &body, ndjson)?;
+        // Within one request, events are admitted in timestamp order; results keep the request's
+        // order.
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| requests[i].occurred_at);
+        let ids: Vec<String> = requests
+            .iter()
+            .map(|r| r.event_id.clone().unwrap_or_default())
+            .collect();
+        let sorted: Vec<UsageRequest> = order.iter().map(|&i| requests[i].clone()).collect();
+        Ok::<_, ApiError>((order, ids, sorted))
+    })
+    .await
+    .map_err(ApiError::internal)??;
     let outcomes = if sorted.is_empty() {
         Vec::new()
     } else {

@@ -45,20 +45,17 @@ fn generate_rollups(conn: &mut DbConn, today: NaiveDate) {
                     amount_minor: plan.day_charge_minor(additional),
                     plan_id: 1,
                 };
-                usage::save_day(conn, &row)?;
-                for (operation, share) in [("search", 3), ("ocr", 1)] {
-                    usage::add_breakdown(
-                        conn,
-                        &BreakdownRow {
-                            org_id,
-                            local_day,
-                            operation: operation.into(),
-                            client: "web".into(),
-                            credits: row.credits * share / 4,
-                            additional: row.additional * share / 4,
-                        },
-                    )?;
-                }
+                usage::save_days(conn, &[&row])?;
+                let breakdowns =
+                    [("search", 3), ("ocr", 1)].map(|(operation, share)| BreakdownRow {
+                        org_id,
+                        local_day,
+                        operation: operation.into(),
+                        client: "web".into(),
+                        credits: row.credits * share / 4,
+                        additional: row.additional * share / 4,
+                    });
+                usage::add_breakdowns(conn, &breakdowns)?;
             }
         }
         Ok(())

@@ -4,54 +4,11 @@
 
 mod common;
 
+use common::TempDatabase;
 use creditmeter::db::DatabaseUrl;
 use creditmeter::domain::allowance::Edition;
-use diesel::{Connection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use serde_json::json;
-
-struct TempDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
-            eprintln!(
-                "SKIPPED: PostgreSQL tests need TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB (unset here)"
-            );
-            return None;
-        };
-        let name = format!("cm_test_{}", &creditmeter::secrets::random_hex_256()[..12]);
-        let mut admin =
-            diesel::PgConnection::establish(&admin_url).expect("TEST_DATABASE_URL reachable");
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .unwrap();
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        Some(TempDatabase {
-            admin_url,
-            name,
-            url,
-        })
-    }
-}
-
-impl Drop for TempDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin);
-        }
-    }
-}
 
 #[test]
 fn the_product_works_on_postgresql() {

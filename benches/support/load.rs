@@ -132,6 +132,17 @@ pub fn run(
     duration: Duration,
     request: &[u8],
 ) -> Figures {
+    run_targets(label, &[(port, request)], connections, duration)
+}
+
+/// `run` over several servers or requests: connection i sends `targets[i % targets.len()]`'s
+/// request to its port (two server processes, or one token per org).
+pub fn run_targets(
+    label: &str,
+    targets: &[(u16, &[u8])],
+    connections: usize,
+    duration: Duration,
+) -> Figures {
     let threads: usize = env_or("BENCH_CLIENT_THREADS", 1).clamp(1, connections.max(1));
     // Every thread connects first; the clock starts when all are connected. One thread is this one:
     // a load generator on a thread of its own was seen to make the writer's batches a third
@@ -139,15 +150,22 @@ pub fn run(
     let ready = std::sync::Barrier::new(threads);
     // Connections of load thread t: an even share, the first threads taking one more each.
     let share = |t: usize| connections / threads + usize::from(t < connections % threads);
+    // The targets of load thread t's connections, in global connection order.
+    let mine = |t: usize| -> Vec<(u16, &[u8])> {
+        let first: usize = (0..t).map(share).sum();
+        (first..first + share(t))
+            .map(|i| targets[i % targets.len()])
+            .collect()
+    };
     let (parts, cpu) = std::thread::scope(|scope| {
         let others: Vec<_> = (1..threads)
             .map(|t| {
-                let ready = &ready;
-                scope.spawn(move || drive(port, share(t), ready, duration, request))
+                let (ready, targets) = (&ready, mine(t));
+                scope.spawn(move || drive(&targets, ready, duration))
             })
             .collect();
         let cpu_start = process_cpu_seconds();
-        let mut parts = vec![drive(port, share(0), &ready, duration, request)];
+        let mut parts = vec![drive(&mine(0), &ready, duration)];
         parts.extend(others.into_iter().map(|h| h.join().expect("load thread")));
         (parts, process_cpu_seconds() - cpu_start)
     });
@@ -171,20 +189,22 @@ pub fn run(
     }
 }
 
-/// One load thread: connect, wait for the others, then `connections` closed loops for `duration`;
-/// the latencies of the answers, the count of errors and the seconds it ran.
+/// One load thread: connect, wait for the others, then a closed loop per target (a port and its
+/// request) for `duration`; the latencies of the answers, the count of errors and the seconds it
+/// ran.
 fn drive(
-    port: u16,
-    connections: usize,
+    targets: &[(u16, &[u8])],
     ready: &std::sync::Barrier,
     duration: Duration,
-    request: &[u8],
 ) -> (Vec<Duration>, usize, f64) {
     use mio::{Events, Interest, Poll, Token};
     let mut poll = Poll::new().expect("epoll");
-    let mut conns: Vec<Conn> = (0..connections)
-        .map(|i| {
-            let mut conn = Conn::connect(port);
+    let connections = targets.len();
+    let mut conns: Vec<Conn> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, (port, _))| {
+            let mut conn = Conn::connect(*port);
             poll.registry()
                 .register(&mut conn.stream, Token(i), Interest::READABLE)
                 .expect("register");
@@ -196,7 +216,7 @@ fn drive(
     let mut open = connections;
     ready.wait();
     let start = Instant::now();
-    for conn in &mut conns {
+    for (conn, (_, request)) in conns.iter_mut().zip(targets) {
         conn.send(request);
     }
     let mut events = Events::with_capacity(1024);
@@ -210,6 +230,7 @@ fn drive(
         }
         for event in events.iter() {
             let i = event.token().0;
+            let (port, request) = targets[i];
             let conn = &mut conns[i];
             if conn.done {
                 continue;

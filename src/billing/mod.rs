@@ -11,63 +11,70 @@ use crate::domain::types::DayRange;
 use crate::store::statements::{self, StatementLine};
 use crate::store::{orgs, plans, usage};
 
-/// Close every due period of every org. `as_of` overrides each org's local today.
+/// Close every due period of every org. `as_of` overrides each org's local today. Two queries
+/// find what is due (the orgs, and the end of each org's last statement); each due period is then
+/// one transaction.
 pub fn close_due(
     conn: &mut DbConn,
     now: DateTime<Utc>,
     as_of: Option<NaiveDate>,
 ) -> QueryResult<Vec<String>> {
     let mut issued = Vec::new();
+    let closed_until = statements::closed_until_by_org(conn)?;
     for org in orgs::list(conn)? {
         let Some(anchor) = org.billing_anchor else {
             continue;
         };
         let today = as_of.unwrap_or_else(|| org.local_day(now));
-        let mut index = 0;
-        loop {
-            let period = calendar::billing_period(anchor, index);
-            if period.end > today {
-                break;
-            }
-            // One transaction per period: the check and the insert are one step, so two closers
-            // (the server's timer and the CLI, or two servers) issue it once.
-            let number =
-                crate::db::write_transaction(conn, |conn| -> QueryResult<Option<String>> {
-                    if statements::find(conn, org.id, period.start)?.is_some() {
-                        return Ok(None);
-                    }
-                    let range = DayRange {
-                        from: period.start,
-                        to: period.last_day(),
-                    };
-                    let lines: Vec<StatementLine> = usage::every_day(conn, org.id, range)?
-                        .into_iter()
-                        .map(|r| StatementLine {
-                            day: r.local_day,
-                            credits: r.credits,
-                            additional: r.additional,
-                            amount_minor: r.amount_minor,
-                        })
-                        .collect();
-                    let (_, plan) = plans::for_day(conn, period.last_day())?;
-                    let number = statements::insert(
-                        conn,
-                        org.id,
-                        (period.start, period.end),
-                        &plan.currency,
-                        &lines,
-                        now,
-                    )?;
-                    // The period's idempotency keys are no longer needed (SPEC §6 Growth).
-                    usage::forget_keys(conn, org.id, period.end)?;
-                    Ok(Some(number))
-                })?;
-            if let Some(number) = number {
+        for period in calendar::periods_due(anchor, closed_until.get(&org.id).copied(), today) {
+            if let Some(number) = close_period(conn, org.id, period, now)? {
                 tracing::info!(org = org.id, %number, start = %period.start, end = %period.end, "statement issued");
                 issued.push(number);
             }
-            index += 1;
         }
     }
     Ok(issued)
+}
+
+/// Issue the statement of one ended period, unless it is issued already. The org's row is locked
+/// first: no usage batch of the org is in flight while the lines are frozen, and every later batch
+/// sees the statement and refuses the period's days (R8). Two closers (the server's timer and the
+/// CLI, or two servers) therefore issue it once.
+fn close_period(
+    conn: &mut DbConn,
+    org_id: i64,
+    period: calendar::BillingPeriod,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<String>> {
+    crate::db::write_transaction(conn, |conn| {
+        orgs::lock_exclusive(conn, org_id)?;
+        if statements::find(conn, org_id, period.start)?.is_some() {
+            return Ok(None);
+        }
+        let range = DayRange {
+            from: period.start,
+            to: period.last_day(),
+        };
+        let lines: Vec<StatementLine> = usage::every_day(conn, org_id, range)?
+            .into_iter()
+            .map(|r| StatementLine {
+                day: r.local_day,
+                credits: r.credits,
+                additional: r.additional,
+                amount_minor: r.amount_minor,
+            })
+            .collect();
+        let (_, plan) = plans::for_day(conn, period.last_day())?;
+        let number = statements::insert(
+            conn,
+            org_id,
+            (period.start, period.end),
+            &plan.currency,
+            &lines,
+            now,
+        )?;
+        // The period's idempotency keys are no longer needed (SPEC §6 Growth).
+        usage::forget_keys(conn, org_id, period.end)?;
+        Ok(Some(number))
+    })
 }

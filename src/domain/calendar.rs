@@ -105,9 +105,45 @@ pub fn period_containing(anchor: NaiveDate, local_day: NaiveDate) -> Option<Bill
     Some(billing_period(anchor, index))
 }
 
+/// R7: the periods of a cycle that have ended by `today` and have no statement yet, oldest first.
+/// `closed_until` is the end of the last period with a statement (periods are closed in order).
+pub fn periods_due(
+    anchor: NaiveDate,
+    closed_until: Option<NaiveDate>,
+    today: NaiveDate,
+) -> Vec<BillingPeriod> {
+    let first = closed_until
+        .and_then(|end| period_containing(anchor, end))
+        .map_or(0, |p| p.index);
+    (first..)
+        .map(|index| billing_period(anchor, index))
+        .take_while(|p| p.end <= today)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r7_periods_due_start_after_the_last_statement() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%F").unwrap();
+        let anchor = d("2026-01-31");
+        let starts = |closed: Option<&str>, today: &str| -> Vec<NaiveDate> {
+            periods_due(anchor, closed.map(d), d(today))
+                .iter()
+                .map(|p| p.start)
+                .collect()
+        };
+        assert!(starts(None, "2026-02-27").is_empty());
+        assert_eq!(starts(None, "2026-02-28"), [d("2026-01-31")]);
+        assert_eq!(
+            starts(None, "2026-04-30"),
+            [d("2026-01-31"), d("2026-02-28"), d("2026-03-31")]
+        );
+        assert_eq!(starts(Some("2026-03-31"), "2026-04-30"), [d("2026-03-31")]);
+        assert!(starts(Some("2026-04-30"), "2026-04-30").is_empty());
+    }
     use proptest::prelude::*;
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {

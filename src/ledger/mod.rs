@@ -10,6 +10,7 @@ pub mod writer;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use diesel::QueryResult;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::db::DbConn;
@@ -109,11 +110,10 @@ impl LedgerCache {
     }
 
     fn plan(&mut self, conn: &mut DbConn, plan_id: i64) -> QueryResult<&PricePlan> {
-        if !self.plans.contains_key(&plan_id) {
-            let plan = plans::by_id(conn, plan_id)?;
-            self.plans.insert(plan_id, plan);
-        }
-        Ok(&self.plans[&plan_id])
+        Ok(match self.plans.entry(plan_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => slot.insert(plans::by_id(conn, plan_id)?),
+        })
     }
 }
 
@@ -356,14 +356,19 @@ impl<'r> Writes<'r> {
         for key in &self.days {
             let (plan_id, additional) = (cache.days[key].plan_id, cache.days[key].additional);
             let amount_minor = cache.plan(conn, plan_id)?.day_charge_minor(additional);
-            let row = cache.days.get_mut(key).expect("a changed day is read");
-            row.amount_minor = amount_minor;
-            usage::save_day(conn, row)?;
+            cache
+                .days
+                .get_mut(key)
+                .expect("a changed day is read")
+                .amount_minor = amount_minor;
         }
-        for ((org_id, local_day, operation, client), (credits, additional)) in self.breakdown {
-            usage::add_breakdown(
-                conn,
-                &BreakdownRow {
+        let days: Vec<&DayRow> = self.days.iter().map(|key| &cache.days[key]).collect();
+        usage::save_days(conn, &days)?;
+        let breakdowns: Vec<BreakdownRow> = self
+            .breakdown
+            .into_iter()
+            .map(
+                |((org_id, local_day, operation, client), (credits, additional))| BreakdownRow {
                     org_id,
                     local_day,
                     operation: operation.to_string(),
@@ -371,8 +376,9 @@ impl<'r> Writes<'r> {
                     credits,
                     additional,
                 },
-            )?;
-        }
+            )
+            .collect();
+        usage::add_breakdowns(conn, &breakdowns)?;
         usage::insert_events(conn, &self.events)?;
         let mut released: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
         for (org_id, id) in &placed.claimed {

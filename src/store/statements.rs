@@ -8,6 +8,21 @@ use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::statements;
 
+/// For every org with a statement, the end of its last closed period.
+pub fn closed_until_by_org(
+    conn: &mut DbConn,
+) -> QueryResult<std::collections::HashMap<i64, NaiveDate>> {
+    use diesel::dsl::max;
+    let rows: Vec<(i64, Option<NaiveDate>)> = statements::table
+        .group_by(statements::org_id)
+        .select((statements::org_id, max(statements::period_end)))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(org_id, end)| Some((org_id, end?)))
+        .collect())
+}
+
 /// One frozen day of a statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatementLine {

@@ -83,55 +83,63 @@ pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
         .collect())
 }
 
-/// Insert a new day row or overwrite the counters of an existing one.
-pub fn save_day(conn: &mut DbConn, row: &DayRow) -> QueryResult<()> {
-    crate::on_backend!(conn, c => SaveDay(row).execute(c))?;
+/// Insert new day rows or overwrite the counters of existing ones (the caller holds their locks).
+pub fn save_days(conn: &mut DbConn, rows: &[&DayRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        crate::on_backend!(conn, c => SaveDays(chunk).execute(c))?;
+    }
     Ok(())
 }
 
+/// Rows per multi-row upsert: seven parameters each at most, far below both backends' limits.
+const ROWS_PER_UPSERT: usize = 500;
+
 /// The upserts of the write path, written out once for both backends (the placeholders are the
-/// backend's own). Diesel prepares its own upserts anew on every call; these have a static query
-/// id, so each connection prepares them once and reuses them.
-struct SaveDay<'a>(&'a DayRow);
-struct AddBreakdown<'a>(&'a BreakdownRow);
+/// backend's own), several rows to a statement: one round trip per batch on PostgreSQL. Diesel
+/// caches the prepared statement of each text, so a connection prepares one per row count.
+struct SaveDays<'a>(&'a [&'a DayRow]);
+struct AddBreakdowns<'a>(&'a [BreakdownRow]);
 
-impl QueryId for SaveDay<'_> {
-    type QueryId = SaveDay<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl QueryId for SaveDays<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl QueryId for AddBreakdown<'_> {
-    type QueryId = AddBreakdown<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
+impl QueryId for AddBreakdowns<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<DB> QueryFragment<DB> for SaveDay<'_>
+impl<DB> QueryFragment<DB> for SaveDays<'_>
 where
     DB: Backend,
     i64: ToSql<BigInt, DB>,
     NaiveDate: ToSql<Date, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let row = self.0;
         out.push_sql(
             "INSERT INTO daily_usage (org_id, local_day, credits, free_credits, additional, \
-             amount_minor, plan_id) VALUES (",
+             amount_minor, plan_id) VALUES ",
         );
-        out.push_bind_param::<BigInt, _>(&row.org_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Date, _>(&row.local_day)?;
-        for value in [
-            &row.credits,
-            &row.free_credits,
-            &row.additional,
-            &row.amount_minor,
-            &row.plan_id,
-        ] {
+        for (i, row) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(&row.org_id)?;
             out.push_sql(", ");
-            out.push_bind_param::<BigInt, _>(value)?;
+            out.push_bind_param::<Date, _>(&row.local_day)?;
+            for value in [
+                &row.credits,
+                &row.free_credits,
+                &row.additional,
+                &row.amount_minor,
+                &row.plan_id,
+            ] {
+                out.push_sql(", ");
+                out.push_bind_param::<BigInt, _>(value)?;
+            }
+            out.push_sql(")");
         }
         out.push_sql(
-            ") ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
+            " ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
              free_credits = excluded.free_credits, additional = excluded.additional, \
              amount_minor = excluded.amount_minor",
         );
@@ -139,7 +147,7 @@ where
     }
 }
 
-impl<DB> QueryFragment<DB> for AddBreakdown<'_>
+impl<DB> QueryFragment<DB> for AddBreakdowns<'_>
 where
     DB: Backend,
     i64: ToSql<BigInt, DB>,
@@ -147,24 +155,27 @@ where
     String: ToSql<Text, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let row = self.0;
         out.push_sql(
             "INSERT INTO daily_breakdown (org_id, local_day, operation, client, credits, \
-             additional) VALUES (",
+             additional) VALUES ",
         );
-        out.push_bind_param::<BigInt, _>(&row.org_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Date, _>(&row.local_day)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.operation)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.client)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.credits)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.additional)?;
+        for (i, row) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(&row.org_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Date, _>(&row.local_day)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.operation)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.client)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.credits)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.additional)?;
+            out.push_sql(")");
+        }
         out.push_sql(
-            ") ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
+            " ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
              credits = daily_breakdown.credits + excluded.credits, \
              additional = daily_breakdown.additional + excluded.additional",
         );
@@ -172,8 +183,8 @@ where
     }
 }
 
-impl<Conn> RunQueryDsl<Conn> for SaveDay<'_> {}
-impl<Conn> RunQueryDsl<Conn> for AddBreakdown<'_> {}
+impl<Conn> RunQueryDsl<Conn> for SaveDays<'_> {}
+impl<Conn> RunQueryDsl<Conn> for AddBreakdowns<'_> {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = daily_breakdown)]
@@ -186,9 +197,11 @@ pub struct BreakdownRow {
     pub additional: i64,
 }
 
-/// Add to the breakdown counters of one org-day-operation-client.
-pub fn add_breakdown(conn: &mut DbConn, row: &BreakdownRow) -> QueryResult<()> {
-    crate::on_backend!(conn, c => AddBreakdown(row).execute(c))?;
+/// Add to the breakdown counters of org-day-operation-clients, each given once.
+pub fn add_breakdowns(conn: &mut DbConn, rows: &[BreakdownRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        crate::on_backend!(conn, c => AddBreakdowns(chunk).execute(c))?;
+    }
     Ok(())
 }
 

@@ -181,7 +181,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
          creditmeter_usage_events_total{{result=\"accepted\"}} {}\ncreditmeter_usage_events_total{{result=\"refused\"}} {}\n\
          # HELP creditmeter_writer_batches_total Transactions committed by the usage writer.\n# TYPE creditmeter_writer_batches_total counter\n\
          creditmeter_writer_batches_total {}\n\
-         # HELP creditmeter_writer_jobs_total Jobs (HTTP calls or batches of them, imports) carried by those transactions.\n# TYPE creditmeter_writer_jobs_total counter\n\
+         # HELP creditmeter_writer_jobs_total Jobs (HTTP calls, imports), or slices of a large job, carried by those transactions.\n# TYPE creditmeter_writer_jobs_total counter\n\
          creditmeter_writer_jobs_total {}\n\
          # HELP creditmeter_writer_events_total Usage requests carried by those transactions.\n# TYPE creditmeter_writer_events_total counter\n\
          creditmeter_writer_events_total {}\n\

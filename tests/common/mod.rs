@@ -372,3 +372,117 @@ impl TestApp {
         raw[split + 4..].to_vec()
     }
 }
+
+/// A PostgreSQL database of its own on the server TEST_DATABASE_URL names, dropped at the end;
+/// `None` (and a SKIPPED line) when the variable is unset.
+pub struct TempDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl TempDatabase {
+    pub fn create() -> Option<Self> {
+        let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!(
+                "SKIPPED: PostgreSQL tests need TEST_DATABASE_URL=postgres://USER@HOST:PORT/DB (unset here)"
+            );
+            return None;
+        };
+        let name = format!("cm_test_{}", &creditmeter::secrets::random_hex_256()[..12]);
+        let mut admin = <diesel::PgConnection as diesel::Connection>::establish(&admin_url)
+            .expect("TEST_DATABASE_URL reachable");
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query(format!("CREATE DATABASE {name}")),
+            &mut admin,
+        )
+        .unwrap();
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Some(TempDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) =
+            <diesel::PgConnection as diesel::Connection>::establish(&self.admin_url)
+        {
+            let _ = diesel::RunQueryDsl::execute(
+                diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )),
+                &mut admin,
+            );
+        }
+    }
+}
+
+/// The real binary, `serve`d on 127.0.0.1:0 with a database URL (and a fixed clock when `now` is
+/// given); killed (SIGKILL) when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(db_url: &str, now: Option<&str>) -> Server {
+        use std::io::BufRead;
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--database", db_url])
+            .env_remove("CREDITMETER_NOW")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(now) = now {
+            command.env("CREDITMETER_NOW", now);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .trim_end_matches("/login")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port }
+    }
+
+    /// SIGKILL now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An API call with a bearer token to any port.
+pub fn api_at(port: u16, method: &str, path: &str, token: &str, body: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    http::request(
+        port,
+        method,
+        path,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+}

@@ -1,0 +1,320 @@
+//! The ledger on PostgreSQL and under a noisy tenant (issue 13), in one run on 127.0.0.1, with real
+//! `creditmeter serve` processes; consume at 64 connections, one credit a call:
+//!   (1) PostgreSQL, one server, group commit, one hot org
+//!   (2) PostgreSQL, one server, one transaction per call (`--no-group-commit`), one hot org
+//!   (3) SQLite, one server, group commit, one hot org
+//!   (4) PostgreSQL, one server, 100 orgs (connection i spends for org i)
+//!   (5) PostgreSQL, two server processes, 100 orgs (connections alternate between them)
+//!   (6) PostgreSQL, two server processes, one hot org
+//! then the p99 of one org's consumes (8 connections) alone and while another org streams
+//! 100,000-event NDJSON bodies, three at a time, on each backend.
+//!
+//! PostgreSQL comes from BENCH_DATABASE_URL or TEST_DATABASE_URL (a database of its own is created
+//! and dropped; run the server with fsync and synchronous_commit on, its defaults); without one
+//! the PostgreSQL phases are skipped.
+//!
+//!     cargo bench --bench ledger          (BENCH_SECONDS=3 per phase)
+
+#[path = "support/load.rs"]
+mod load;
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use creditmeter::db::{self, DatabaseUrl};
+use diesel::RunQueryDsl;
+
+/// A `creditmeter serve` process on 127.0.0.1:0, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Serve {
+    fn start(url: &str, group_commit: bool) -> Serve {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"));
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--database", url])
+            .env_remove("CREDITMETER_NOW")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if !group_commit {
+            command.arg("--no-group-commit");
+        }
+        let mut child = command.spawn().expect("creditmeter serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .trim_end_matches("/login")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        Serve { child, port }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database for one phase: a SQLite file, or a fresh PostgreSQL database (dropped at the end).
+struct Database {
+    url: String,
+    admin: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    fn sqlite() -> Database {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        Database {
+            url,
+            admin: None,
+            _dir: Some(dir),
+        }
+    }
+
+    fn postgres(admin_url: &str) -> Database {
+        use diesel::Connection;
+        let name = format!("cm_bench_{}", &creditmeter::secrets::random_hex_256()[..12]);
+        let mut admin = diesel::PgConnection::establish(admin_url).expect("PostgreSQL reachable");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap();
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Database {
+            url: format!("{base}/{name}"),
+            admin: Some((admin_url.to_string(), name)),
+            _dir: None,
+        }
+    }
+
+    /// `count` orgs with no practical limit; their tokens.
+    fn orgs(&self, count: usize) -> Vec<String> {
+        let mut conn = db::connect_one(&DatabaseUrl::parse(&self.url).unwrap()).unwrap();
+        let now = chrono::Utc::now();
+        (0..count)
+            .map(|_| {
+                let org = load::unlimited_org(&mut conn, now);
+                creditmeter::store::users::create_token(&mut conn, org, now).unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        if let Some((admin_url, name)) = &self.admin
+            && let Ok(mut admin) = diesel::PgConnection::establish(admin_url)
+        {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin);
+        }
+    }
+}
+
+fn consume_request(token: &str) -> Vec<u8> {
+    let body = "{\"credits\":1,\"operation\":\"search\",\"client\":\"bench\"}";
+    format!(
+        "POST /api/v1/consume HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Consume at `connections` over every server and token: connection i uses server i % servers
+/// and token i % tokens.
+fn consume(
+    label: &str,
+    servers: &[&Serve],
+    tokens: &[String],
+    connections: usize,
+    duration: Duration,
+) -> load::Figures {
+    let requests: Vec<Vec<u8>> = tokens.iter().map(|t| consume_request(t)).collect();
+    let count = servers.len() * tokens.len() / gcd(servers.len(), tokens.len());
+    let targets: Vec<(u16, &[u8])> = (0..count)
+        .map(|i| {
+            (
+                servers[i % servers.len()].port,
+                requests[i % requests.len()].as_slice(),
+            )
+        })
+        .collect();
+    // Warm the token caches and the writer's first batch.
+    load::run_targets("warm-up", &targets, connections, Duration::from_millis(300));
+    let figures = load::run_targets(label, &targets, connections, duration);
+    figures.print();
+    assert_eq!(figures.errors, 0, "{label}: non-2xx answers");
+    figures
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// One org's consumes at 8 connections while `bulk_streams` threads keep posting 100,000-event
+/// NDJSON bodies for another org; the consumes' figures and the bulk events accepted.
+fn under_bulk(label: &str, database: &Database, bulk_streams: usize, duration: Duration) {
+    let tokens = database.orgs(2);
+    let server = Serve::start(&database.url, true);
+    let port = server.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streams: Vec<_> = (0..bulk_streams)
+        .map(|stream| {
+            let (token, stop) = (tokens[0].clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut accepted = 0u64;
+                let mut body_number = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let stamp = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+                    let body: String = (0..100_000)
+                        .map(|e| format!("{{\"id\":\"b{stream}-{body_number}-{e}\",\"timestamp\":\"{stamp}\",\"credits\":1}}\n"))
+                        .collect();
+                    body_number += 1;
+                    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    let head = format!(
+                        "POST /api/v1/usage HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    tcp.write_all(head.as_bytes()).unwrap();
+                    tcp.write_all(body.as_bytes()).unwrap();
+                    let mut buf = Vec::new();
+                    let status = load::read_response(&mut tcp, &mut buf).unwrap();
+                    assert_eq!(status, 200, "bulk body refused");
+                    accepted += 100_000;
+                }
+                accepted
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let live = consume(label, &[&server], &tokens[1..], 8, duration);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let accepted: u64 = streams.into_iter().map(|s| s.join().unwrap()).sum();
+    println!(
+        "    meanwhile the other org's bulk: {accepted} events accepted; consume p99 {:.2} ms (target < 20 ms)",
+        live.p99_ms
+    );
+}
+
+fn main() {
+    let seconds: u64 = load::env_or("BENCH_SECONDS", 3);
+    let duration = Duration::from_secs(seconds);
+    let postgres = std::env::var("BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .ok();
+    println!("ledger benchmark: 64 connections, {seconds} s per phase, real `serve` processes");
+
+    let sqlite = {
+        let database = Database::sqlite();
+        let tokens = database.orgs(1);
+        let server = Serve::start(&database.url, true);
+        consume(
+            "(3) SQLite, 1 server, hot org",
+            &[&server],
+            &tokens,
+            64,
+            duration,
+        )
+    };
+    if let Some(admin_url) = &postgres {
+        let hot = Database::postgres(admin_url);
+        let hot_tokens = hot.orgs(1);
+        let (grouped, one_by_one, two_hot) = {
+            let first = Serve::start(&hot.url, true);
+            let grouped = consume(
+                "(1) PostgreSQL, 1 server, hot org",
+                &[&first],
+                &hot_tokens,
+                64,
+                duration,
+            );
+            let second = Serve::start(&hot.url, true);
+            let two_hot = consume(
+                "(6) PostgreSQL, 2 servers, hot org",
+                &[&first, &second],
+                &hot_tokens,
+                64,
+                duration,
+            );
+            drop((first, second));
+            let unbatched = Serve::start(&hot.url, false);
+            let one_by_one = consume(
+                "(2) PostgreSQL, txn per call",
+                &[&unbatched],
+                &hot_tokens,
+                64,
+                duration,
+            );
+            (grouped, one_by_one, two_hot)
+        };
+        let many = Database::postgres(admin_url);
+        let many_tokens = many.orgs(100);
+        let first = Serve::start(&many.url, true);
+        let one_many = consume(
+            "(4) PostgreSQL, 1 server, 100 orgs",
+            &[&first],
+            &many_tokens,
+            64,
+            duration,
+        );
+        let second = Serve::start(&many.url, true);
+        let two_many = consume(
+            "(5) PostgreSQL, 2 servers, 100 orgs",
+            &[&first, &second],
+            &many_tokens,
+            64,
+            duration,
+        );
+        println!(
+            "(1)/(2) group commit vs txn per call on PostgreSQL = {:.1}x (target >= 5x)",
+            grouped.rps() / one_by_one.rps()
+        );
+        println!(
+            "(1)/(3) PostgreSQL vs SQLite, one server = {:.0}% (target >= 50%)",
+            100.0 * grouped.rps() / sqlite.rps()
+        );
+        println!(
+            "(5)/(4) two servers vs one on 100 orgs = {:.2}x (target >= 1.0); (6)/(1) on one hot org = {:.2}x",
+            two_many.rps() / one_many.rps(),
+            two_hot.rps() / grouped.rps()
+        );
+    } else {
+        println!("PostgreSQL phases SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+    }
+
+    let alone = Database::sqlite();
+    under_bulk(
+        "(n0) SQLite, one org's consumes, no bulk",
+        &alone,
+        0,
+        duration,
+    );
+    let noisy = Database::sqlite();
+    under_bulk(
+        "(n1) SQLite, consumes under 3 bulk streams",
+        &noisy,
+        3,
+        duration,
+    );
+    if let Some(admin_url) = &postgres {
+        let noisy = Database::postgres(admin_url);
+        under_bulk(
+            "(n2) PostgreSQL, consumes under 3 bulk streams",
+            &noisy,
+            3,
+            duration,
+        );
+    }
+}

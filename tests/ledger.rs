@@ -1,0 +1,445 @@
+//! The ledger under every interleaving (SPEC R4, R9, R10, R12, §6 Isolation): two server processes
+//! on one database (a SQLite file, and PostgreSQL when TEST_DATABASE_URL names a server), kill -9
+//! mid-load, refused ids that come again, events the ledger cannot place, a noisy tenant; and
+//! (in `model`) a reference model of R4/R9/R11/R12 that the real servers are checked against.
+
+mod common;
+#[path = "ledger/model.rs"]
+mod model;
+
+use chrono::{DateTime, Utc};
+use common::{Server, api_at};
+use creditmeter::db::{self, DatabaseUrl, DbConn};
+use creditmeter::domain::allowance::{Allowance, Edition};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The fixed clock of these tests' servers.
+const NOW: &str = "2026-03-10T12:00:00Z";
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(NOW)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// A database for one test: a SQLite file, or a PostgreSQL database of its own.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir, String),
+    Postgres(common::TempDatabase),
+}
+
+impl TestDb {
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite(_, url) => url,
+            TestDb::Postgres(temp) => &temp.url,
+        }
+    }
+
+    pub fn conn(&self) -> DbConn {
+        db::connect_one(&DatabaseUrl::parse(self.url()).unwrap()).unwrap()
+    }
+}
+
+/// A SQLite file always; a PostgreSQL database too when TEST_DATABASE_URL is set.
+pub fn databases() -> Vec<TestDb> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+    let mut all = vec![TestDb::Sqlite(dir, url)];
+    all.extend(common::TempDatabase::create().map(TestDb::Postgres));
+    all
+}
+
+/// An org and an API token for it.
+pub fn create_org(
+    conn: &mut DbConn,
+    edition: Edition,
+    licences: i64,
+    zone: &str,
+    at: DateTime<Utc>,
+) -> (i64, String) {
+    let org = creditmeter::store::orgs::NewOrg {
+        name: format!("{edition} org"),
+        zone: zone.parse().unwrap(),
+        allowance: Allowance {
+            edition,
+            licences,
+            add_on_credits: 0,
+        },
+    };
+    let org_id = creditmeter::store::orgs::create(conn, &org, at).unwrap();
+    let token = creditmeter::store::users::create_token(conn, org_id, at).unwrap();
+    (org_id, token)
+}
+
+/// Set an org's additional limit as of `at`, as the limit form does.
+pub fn set_limit(conn: &mut DbConn, org_id: i64, limit: i64, at: DateTime<Utc>) {
+    let org = creditmeter::store::orgs::find(conn, org_id)
+        .unwrap()
+        .unwrap();
+    creditmeter::store::limits::set(
+        conn,
+        org_id,
+        creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
+        "test",
+        at,
+        org.local_day(at),
+    )
+    .unwrap();
+}
+
+fn consume(port: u16, token: &str, body: Value) -> common::Response {
+    api_at(port, "POST", "/api/v1/consume", token, &body.to_string())
+}
+
+fn used_today(port: u16, token: &str) -> i64 {
+    api_at(port, "GET", "/api/v1/credits", token, "").json()["used"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Run `clients` threads, each calling `call(client, n)` for its share of `0..calls`, and count
+/// the statuses they saw.
+fn run_clients(
+    clients: usize,
+    calls: usize,
+    call: impl Fn(usize, usize) -> u16 + Send + Sync + 'static,
+) -> std::collections::BTreeMap<u16, usize> {
+    let call = Arc::new(call);
+    let handles: Vec<_> = (0..clients)
+        .map(|client| {
+            let call = call.clone();
+            std::thread::spawn(move || {
+                (client..calls)
+                    .step_by(clients)
+                    .map(|n| call(client, n))
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    for handle in handles {
+        for status in handle.join().unwrap() {
+            *seen.entry(status).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// Issue 13, row 1 (R4 across processes): two servers on one database, 64 clients, a standard org
+/// with 50,000 free credits and a limit of 30,000: exactly 800 calls of 100 fit.
+#[test]
+fn r4_two_servers_never_pass_the_limit_and_record_every_admitted_call() {
+    for db in databases() {
+        let mut conn = db.conn();
+        let (org_id, token) = create_org(&mut conn, Edition::Standard, 0, "UTC", now());
+        set_limit(&mut conn, org_id, 30_000, now());
+        let servers = [
+            Server::start(db.url(), Some(NOW)),
+            Server::start(db.url(), Some(NOW)),
+        ];
+        let ports = [servers[0].port, servers[1].port];
+        let auth = token.clone();
+        let seen = run_clients(64, 1_040, move |client, n| {
+            consume(
+                ports[client % 2],
+                &auth,
+                json!({"credits": 100, "id": format!("r1-{n}")}),
+            )
+            .status
+        });
+        assert_eq!(
+            seen,
+            [(200, 800), (429, 240)].into(),
+            "{}: 80,000 credits admitted, the rest refused whole",
+            db.url()
+        );
+        for port in ports {
+            assert_eq!(used_today(port, &token), 80_000);
+        }
+        model::assert_ledger_consistent(&mut conn);
+    }
+}
+
+/// `clients` threads consuming 3 credits a call with fresh ids, each on `ports[client % n]`, until
+/// their server stops answering or `stop` is set; the ids acknowledged.
+fn consume_until_gone(
+    ports: Vec<u16>,
+    token: &str,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..clients)
+        .map(|client| {
+            let (token, stop, port) =
+                (token.to_string(), stop.clone(), ports[client % ports.len()]);
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for call in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("k{client}-{call}");
+                    let body = json!({"credits": 3, "id": id});
+                    match std::panic::catch_unwind(|| consume(port, &token, body)) {
+                        Ok(r) if r.status == 200 => acknowledged.push(id),
+                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+/// Issue 13, row 2 (R10 across processes): two servers, 16 clients, one server killed (SIGKILL)
+/// mid-load: every consume either server acknowledged is recorded, and counted once.
+#[test]
+fn r10_two_servers_lose_nothing_acknowledged_when_one_is_killed() {
+    for db in databases() {
+        let mut conn = db.conn();
+        let (org_id, token) = create_org(&mut conn, Edition::Ultimate, 1_000_000, "UTC", now());
+        let mut doomed = Server::start(db.url(), Some(NOW));
+        let survivor = Server::start(db.url(), Some(NOW));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients =
+            consume_until_gone(vec![doomed.port, survivor.port], &token, 16, stop.clone());
+        std::thread::sleep(std::time::Duration::from_millis(1_500));
+        doomed.kill();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        let acknowledged: Vec<String> = clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        assert!(
+            acknowledged.len() > 100,
+            "the load ran ({})",
+            acknowledged.len()
+        );
+        let stored = creditmeter::store::usage::existing_event_ids(
+            &mut conn,
+            acknowledged.iter().map(|id| (org_id, id.as_str())),
+        )
+        .unwrap();
+        assert_eq!(
+            stored.len(),
+            acknowledged.len(),
+            "{}: every acknowledged consume is recorded",
+            db.url()
+        );
+        assert!(used_today(survivor.port, &token) >= 3 * acknowledged.len() as i64);
+        model::assert_ledger_consistent(&mut conn);
+    }
+}
+
+/// Issue 13, row 3 (R9): `duplicate` means "admitted before"; a refused id is decided afresh.
+#[test]
+fn r9_a_refused_id_is_decided_afresh_and_an_admitted_one_counts_once() {
+    for db in databases() {
+        let mut conn = db.conn();
+        let (org_id, token) = create_org(&mut conn, Edition::Standard, 0, "UTC", now()); // 50,000 free
+        let server = Server::start(db.url(), Some(NOW));
+        let port = server.port;
+        let report =
+            |body: Value| api_at(port, "POST", "/api/v1/usage", &token, &body.to_string()).json();
+        let twice = json!([{"id": "d1", "timestamp": NOW, "credits": 60_000},
+                           {"id": "d1", "timestamp": NOW, "credits": 3}]);
+        let r = report(twice.clone());
+        assert_eq!(r["results"][0]["status"], "refused");
+        assert_eq!(r["results"][0]["reason"], "LIMIT_EXCEEDED");
+        assert_eq!(r["results"][1]["status"], "accepted", "{r}");
+        let r = report(twice);
+        assert_eq!(
+            (r["duplicates"].clone(), r["accepted"].clone()),
+            (json!(2), json!(0))
+        );
+        assert_eq!(used_today(port, &token), 3);
+
+        // Exhaust the free credits; 32 clients then retry refused ids: nothing is charged.
+        assert_eq!(
+            consume(port, &token, json!({"credits": 49_997, "id": "all"})).status,
+            200
+        );
+        let auth = token.clone();
+        let seen = run_clients(32, 320, move |_, n| {
+            consume(
+                port,
+                &auth,
+                json!({"credits": 1, "id": format!("z{}", n % 4)}),
+            )
+            .status
+        });
+        assert_eq!(seen, [(429, 320)].into());
+        assert_eq!(used_today(port, &token), 50_000);
+
+        // With a limit, the same ids are admitted, once each.
+        set_limit(&mut conn, org_id, 10, now());
+        let auth = token.clone();
+        let seen = run_clients(32, 320, move |_, n| {
+            consume(
+                port,
+                &auth,
+                json!({"credits": 1, "id": format!("z{}", n % 4)}),
+            )
+            .status
+        });
+        assert_eq!(seen, [(200, 320)].into());
+        let r = api_at(port, "GET", "/api/v1/credits", &token, "").json();
+        assert_eq!(
+            (r["used"].clone(), r["additional_used"].clone()),
+            (json!(50_004), json!(4))
+        );
+        model::assert_ledger_consistent(&mut conn);
+    }
+}
+
+/// Issue 13, row 4 (§6 Isolation): one org keeps reporting events the ledger cannot place (before
+/// the first price plan, a year the calendar cannot hold) while another org consumes: those events
+/// are refused by themselves, with a reason, and nobody else's call fails.
+#[test]
+fn an_event_that_cannot_be_placed_is_refused_alone() {
+    for db in databases() {
+        let mut conn = db.conn();
+        let (_, poisoner) = create_org(&mut conn, Edition::Standard, 0, "America/New_York", now());
+        let (_, victim) = create_org(&mut conn, Edition::Ultimate, 1_000_000, "UTC", now());
+        let server = Server::start(db.url(), Some(NOW));
+        let port = server.port;
+        let stop = Arc::new(AtomicBool::new(false));
+        let poison = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!([
+                        {"id": format!("old{sent}"), "timestamp": "1900-01-01T00:00:00Z", "credits": 1},
+                        {"id": format!("zero{sent}"), "timestamp": "0000-01-01T00:00:00Z", "credits": 1},
+                        {"id": format!("good{sent}"), "timestamp": NOW, "credits": 1},
+                    ]);
+                    let r = api_at(port, "POST", "/api/v1/usage", &poisoner, &body.to_string());
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    let r = r.json();
+                    assert_eq!(r["results"][0]["reason"], "NO_PRICE_PLAN");
+                    assert_eq!(r["results"][1]["reason"], "OUT_OF_RANGE");
+                    assert_eq!(r["results"][2]["status"], "accepted");
+                    sent += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                sent
+            })
+        };
+        let auth = victim.clone();
+        let seen = run_clients(16, 3_200, move |_, _| {
+            consume(port, &auth, json!({"credits": 1})).status
+        });
+        stop.store(true, Ordering::Relaxed);
+        let sent = poison.join().unwrap();
+        assert!(sent > 10, "the poisoner ran ({sent} requests)");
+        assert_eq!(seen, [(200, 3_200)].into(), "{}", db.url());
+        assert_eq!(used_today(port, &victim), 3_200);
+        model::assert_ledger_consistent(&mut conn);
+    }
+}
+
+/// Issue 13, row 4, for the CSV import: the row that cannot be placed is refused with its line
+/// number, and the good rows around it are kept.
+#[test]
+fn import_refuses_an_unplaceable_row_by_its_line_and_keeps_the_rest() {
+    let db = databases().remove(0);
+    let mut conn = db.conn();
+    let (org_id, _) = create_org(&mut conn, Edition::Standard, 0, "UTC", now());
+    let csv = db_dir_file(&db, "usage.csv");
+    std::fs::write(
+        &csv,
+        "id,timestamp,credits\na,2026-03-10T10:00:00Z,5\nb,1900-01-01T00:00:00Z,7\nc,2026-03-09T10:00:00Z,11\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+        .args([
+            "import",
+            csv.to_str().unwrap(),
+            "--org",
+            &org_id.to_string(),
+        ])
+        .args(["--database", db.url()])
+        .env("CREDITMETER_NOW", NOW)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3: refused NO_PRICE_PLAN"), "{stderr}");
+    assert!(stderr.contains("2 accepted"), "{stderr}");
+    let mut day = |d: &str| {
+        creditmeter::store::usage::day(&mut conn, org_id, d.parse().unwrap())
+            .unwrap()
+            .map_or(0, |r| r.credits)
+    };
+    assert_eq!((day("2026-03-10"), day("2026-03-09")), (5, 11));
+}
+
+fn db_dir_file(db: &TestDb, name: &str) -> std::path::PathBuf {
+    match db {
+        TestDb::Sqlite(dir, _) => dir.path().join(name),
+        TestDb::Postgres(_) => std::env::temp_dir().join(name),
+    }
+}
+
+/// Issue 13, row 5 (§6 Isolation, fairness): one org streams 100,000-event bodies, three at a
+/// time, while another consumes: every call of both is answered, and no transaction carries more
+/// than the writer's bound (the bulk is applied in slices between the other org's calls). The
+/// latency figures are measured by `cargo bench --bench ledger`.
+#[test]
+fn bulk_metering_of_one_org_is_sliced_between_other_orgs_calls() {
+    for db in databases() {
+        let mut conn = db.conn();
+        let (_, bulk) = create_org(&mut conn, Edition::Ultimate, 1_000_000, "UTC", now());
+        let (_, live) = create_org(&mut conn, Edition::Ultimate, 1_000_000, "UTC", now());
+        let server = Server::start(db.url(), Some(NOW));
+        let port = server.port;
+        let streams: Vec<_> = (0..3)
+            .map(|stream| {
+                let bulk = bulk.clone();
+                std::thread::spawn(move || {
+                    let body: String = (0..100_000)
+                        .map(|i| {
+                            format!(
+                                "{{\"id\":\"s{stream}-{i}\",\"timestamp\":\"{NOW}\",\"credits\":1}}\n"
+                            )
+                        })
+                        .collect();
+                    let auth = format!("Bearer {bulk}");
+                    let r = common::http::request(
+                        port,
+                        "POST",
+                        "/api/v1/usage",
+                        &[("Authorization", &auth), ("Content-Type", "application/x-ndjson")],
+                        body.as_bytes(),
+                    );
+                    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+                    r.json()["accepted"].as_i64().unwrap()
+                })
+            })
+            .collect();
+        let auth = live.clone();
+        let seen = run_clients(8, 2_000, move |_, _| {
+            consume(port, &auth, json!({"credits": 1})).status
+        });
+        let accepted: i64 = streams.into_iter().map(|s| s.join().unwrap()).sum();
+        assert_eq!(accepted, 300_000);
+        assert_eq!(seen, [(200, 2_000)].into());
+        let metrics = common::http::request(port, "GET", "/metrics", &[], b"").body;
+        let largest: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("creditmeter_writer_largest_batch_calls "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!(
+            largest <= creditmeter::ledger::writer::MAX_BATCH_EVENTS,
+            "a transaction carried {largest} requests"
+        );
+        assert_eq!(used_today(port, &bulk), 300_000);
+        assert_eq!(used_today(port, &live), 2_000);
+    }
+}

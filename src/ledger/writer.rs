@@ -21,7 +21,7 @@ use crate::db::{self, DatabaseUrl, DbConn};
 /// Most requests in one transaction.
 pub const MAX_BATCH_EVENTS: usize = 5_000;
 /// Most requests of one org in one transaction.
-pub const ORG_SHARE: usize = 1_000;
+pub const ORG_SHARE: usize = 250;
 /// Jobs that may wait for the writer before callers are told to retry.
 pub const QUEUE_CAPACITY: usize = 16_384;
 
@@ -205,8 +205,12 @@ fn next_batch(pending: &VecDeque<Job>, group_commit: bool) -> Vec<Slice> {
             .remaining()
             .min(ORG_SHARE - *used)
             .min(MAX_BATCH_EVENTS - total);
-        // A job of an org whose share is used up stops the org's later jobs too.
-        *used = ORG_SHARE;
+        if count < job.remaining() {
+            // The rest of this job waits for the next transaction, and so do the org's later jobs.
+            *used = ORG_SHARE;
+        } else {
+            *used += count;
+        }
         if count == 0 {
             continue;
         }
@@ -290,4 +294,63 @@ fn requests_of<'a>(pending: &'a VecDeque<Job>, slice: &Slice) -> Vec<&'a UsageRe
 fn fail(job: &mut Job, error: &diesel::result::Error) {
     tracing::error!(error = %error, org = job.org_id(), requests = job.requests.len(), "usage not recorded");
     job.answer(Err(WriterError::Batch(error.to_string())));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Kind;
+
+    fn job(org_id: i64, requests: usize) -> Job {
+        let request = UsageRequest {
+            org_id,
+            kind: Kind::Live,
+            event_id: None,
+            occurred_at: chrono::Utc::now(),
+            credits: 1,
+            operation: String::new(),
+            client: String::new(),
+            user: String::new(),
+        };
+        Job::new(vec![request; requests], oneshot::channel().0)
+    }
+
+    fn batch(jobs: Vec<Job>, group_commit: bool) -> Vec<(usize, usize)> {
+        next_batch(&jobs.into(), group_commit)
+            .into_iter()
+            .map(|s| (s.job, s.count))
+            .collect()
+    }
+
+    #[test]
+    fn many_calls_of_one_org_share_a_transaction() {
+        let calls = (0..64).map(|_| job(1, 1)).collect();
+        assert_eq!(
+            batch(calls, true),
+            (0..64).map(|i| (i, 1)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_large_job_takes_one_share_and_holds_back_its_org_only() {
+        let jobs = vec![job(1, 100_000), job(1, 1), job(2, 1), job(2, 3_000)];
+        assert_eq!(
+            batch(jobs, true),
+            [(0, ORG_SHARE), (2, 1), (3, ORG_SHARE - 1)]
+        );
+    }
+
+    #[test]
+    fn a_transaction_is_bounded_in_all() {
+        let jobs = (0..40).map(|org| job(org, ORG_SHARE)).collect();
+        let slices = batch(jobs, true);
+        assert_eq!(slices.len(), MAX_BATCH_EVENTS / ORG_SHARE);
+        assert_eq!(slices.iter().map(|s| s.1).sum::<usize>(), MAX_BATCH_EVENTS);
+    }
+
+    #[test]
+    fn without_group_commit_one_job_a_transaction() {
+        let jobs = vec![job(1, 1), job(2, 1)];
+        assert_eq!(batch(jobs, false), [(0, 1)]);
+    }
 }

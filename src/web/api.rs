@@ -408,25 +408,39 @@ pub async fn report_usage(
         state.writer.submit(sorted).await?
     };
     state.cache.invalidate_credits(org.org_id);
-    let mut results = vec![serde_json::Value::Null; ids.len()];
-    let (mut accepted, mut duplicates, mut refused) = (0, 0, 0);
-    for (position, outcome) in order.into_iter().zip(outcomes) {
-        let id = &ids[position];
-        results[position] = match outcome {
-            Outcome::Accepted { .. } => {
-                accepted += 1;
-                json!({ "id": id, "status": "accepted" })
-            }
-            Outcome::Duplicate { .. } => {
-                duplicates += 1;
-                json!({ "id": id, "status": "duplicate" })
-            }
-            Outcome::Refused { reason, .. } => {
-                refused += 1;
-                json!({ "id": id, "status": "refused", "reason": reason.code() })
-            }
+    // As large as the request: written on the blocking pool too.
+    let (body, accepted, refused) = actix_web::web::block(move || {
+        let mut results: Vec<Option<UsageResult>> = (0..ids.len()).map(|_| None).collect();
+        for (position, outcome) in order.into_iter().zip(outcomes) {
+            let (status, reason) = match outcome {
+                Outcome::Accepted { .. } => ("accepted", None),
+                Outcome::Duplicate { .. } => ("duplicate", None),
+                Outcome::Refused { reason, .. } => ("refused", Some(reason.code())),
+            };
+            results[position] = Some(UsageResult {
+                id: &ids[position],
+                status,
+                reason,
+            });
+        }
+        let count = |status: &str| {
+            results
+                .iter()
+                .flatten()
+                .filter(|r| r.status == status)
+                .count() as u64
         };
-    }
+        let answer = UsageAnswer {
+            accepted: count("accepted"),
+            duplicates: count("duplicate"),
+            refused: count("refused"),
+            results: results.into_iter().flatten().collect(),
+        };
+        serde_json::to_vec(&answer).map(|body| (body, answer.accepted, answer.refused))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
     state
         .metrics
         .events_accepted
@@ -435,9 +449,27 @@ pub async fn report_usage(
         .metrics
         .events_refused
         .fetch_add(refused, Ordering::Relaxed);
-    Ok(HttpResponse::Ok().json(json!({
-        "accepted": accepted, "duplicates": duplicates, "refused": refused, "results": results,
-    })))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
+        .body(body))
+}
+
+/// The answer to `POST /api/v1/usage`.
+#[derive(serde::Serialize)]
+struct UsageAnswer<'a> {
+    accepted: u64,
+    duplicates: u64,
+    refused: u64,
+    results: Vec<UsageResult<'a>>,
+}
+
+/// One event's result, in the request's order.
+#[derive(serde::Serialize)]
+struct UsageResult<'a> {
+    id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 /// `GET /api/v1/credits`: the org's today.

@@ -13,6 +13,7 @@ diesel::table! {
         billing_anchor -> Nullable<Date>,
         webhook_url -> Nullable<Text>,
         created_at -> Timestamp,
+        rules_version -> BigInt,
     }
 }
 

@@ -53,14 +53,17 @@ pub enum Outcome {
 
 /// What the writer read in earlier batches. On SQLite all of it stays valid while `PRAGMA
 /// data_version` is unchanged, which means no other connection committed anything (this
-/// connection's own commits do not change it). On PostgreSQL only what no process can change is
-/// kept: plans by id (never changed once published) and which plan prices a day that has begun
-/// somewhere (a plan may only be published for a day no org has reached). Rules, keys and day rows
-/// are read again, under lock, in every batch.
+/// connection's own commits do not change it). On PostgreSQL day rows and keys are read again,
+/// under lock, in every batch; an org's rules are kept while its `rules_version`, read under the
+/// batch's share lock, is unchanged; plans by id (never changed once published) and which plan
+/// prices a day that has begun somewhere (a plan may only be published for a day no org has
+/// reached) are kept.
 #[derive(Default)]
 pub struct LedgerCache {
     data_version: Option<i64>,
     rules: HashMap<i64, Option<OrgRules>>,
+    /// On PostgreSQL, the `rules_version` each org's cached rules were read at.
+    rules_versions: HashMap<i64, i64>,
     days: HashMap<(i64, NaiveDate), DayRow>,
     plans: HashMap<i64, PricePlan>,
     plan_of_day: HashMap<NaiveDate, Option<i64>>,
@@ -89,7 +92,7 @@ impl LedgerCache {
                 }
             }
             DbConn::Postgresql(_) => {
-                self.rules.clear();
+                // Rules are checked against their version under lock, in `read`.
                 self.days.clear();
                 // UTC+14 has the latest date: a plan can still be published for any later day.
                 let begun = (now + Duration::hours(14)).date_naive();
@@ -172,7 +175,21 @@ fn read(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    orgs::lock_shared(conn, &org_ids)?;
+    if let Some(versions) = orgs::lock_shared(conn, &org_ids)? {
+        for org_id in &org_ids {
+            match versions.get(org_id) {
+                Some(version) if cache.rules_versions.get(org_id) == Some(version) => {}
+                Some(version) => {
+                    cache.rules.remove(org_id);
+                    cache.rules_versions.insert(*org_id, *version);
+                }
+                None => {
+                    cache.rules.insert(*org_id, None);
+                    cache.rules_versions.remove(org_id);
+                }
+            }
+        }
+    }
     let missing: Vec<i64> = org_ids
         .iter()
         .copied()
@@ -363,7 +380,6 @@ impl<'r> Writes<'r> {
                 .amount_minor = amount_minor;
         }
         let days: Vec<&DayRow> = self.days.iter().map(|key| &cache.days[key]).collect();
-        usage::save_days(conn, &days)?;
         let breakdowns: Vec<BreakdownRow> = self
             .breakdown
             .into_iter()
@@ -378,8 +394,7 @@ impl<'r> Writes<'r> {
                 },
             )
             .collect();
-        usage::add_breakdowns(conn, &breakdowns)?;
-        usage::insert_events(conn, &self.events)?;
+        usage::write_batch(conn, &days, &breakdowns, &self.events)?;
         let mut released: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
         for (org_id, id) in &placed.claimed {
             match self.admitted.get(&(*org_id, id.as_str())) {

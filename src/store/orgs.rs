@@ -249,21 +249,30 @@ pub fn free_allowance_on(
         .daily_free_credits())
 }
 
-/// Take a share lock on the rows of these orgs until the transaction ends (PostgreSQL; on SQLite
-/// the write transaction already holds the database's one write lock). The usage writer takes it
-/// before it reads the orgs' rules: a limit change or a statement from another process then waits
-/// for the batch, and the batch reads what was committed before it. Rows are locked in id order,
-/// so two batches never wait for each other in a cycle.
-pub fn lock_shared(conn: &mut DbConn, org_ids: &[i64]) -> QueryResult<()> {
-    if let DbConn::Postgresql(c) = conn {
-        orgs::table
-            .filter(orgs::id.eq_any(org_ids))
-            .order(orgs::id)
-            .select(orgs::id)
-            .for_share()
-            .load::<i64>(c)?;
+/// Take a share lock on the rows of these orgs until the transaction ends, and read the version
+/// of their rules (PostgreSQL; on SQLite the write transaction already holds the database's one
+/// write lock, and this returns `None`). The usage writer takes it before it uses the orgs' rules:
+/// a limit change or a statement from another process then waits for the batch, and the batch
+/// sees every change committed before it (a change raises `rules_version`, by trigger). Rows are
+/// locked in id order, so two batches never wait for each other in a cycle. An org that does not
+/// exist has no version.
+pub fn lock_shared(
+    conn: &mut DbConn,
+    org_ids: &[i64],
+) -> QueryResult<Option<std::collections::HashMap<i64, i64>>> {
+    match conn {
+        DbConn::Postgresql(c) => Ok(Some(
+            orgs::table
+                .filter(orgs::id.eq_any(org_ids))
+                .order(orgs::id)
+                .select((orgs::id, orgs::rules_version))
+                .for_share()
+                .load::<(i64, i64)>(c)?
+                .into_iter()
+                .collect(),
+        )),
+        DbConn::Sqlite(_) => Ok(None),
     }
-    Ok(())
 }
 
 /// Take the exclusive lock on an org's row until the transaction ends (PostgreSQL; see

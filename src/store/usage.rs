@@ -83,6 +83,34 @@ pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
         .collect())
 }
 
+/// Write what a usage batch decided: its day rows (new counters and amount; the caller holds their
+/// locks), breakdown increments and raw events. On PostgreSQL the three are one statement (two
+/// data-modifying `WITH` parts and the events' insert), one round trip; on SQLite, where a
+/// statement costs no round trip, each is its own prepared statement.
+pub fn write_batch(
+    conn: &mut DbConn,
+    days: &[&DayRow],
+    breakdowns: &[BreakdownRow],
+    events: &[EventInsert],
+) -> QueryResult<()> {
+    match conn {
+        DbConn::Postgresql(c) if !events.is_empty() => {
+            PgWriteBatch {
+                days: PgDays::of(days),
+                breakdowns: PgBreakdowns::of(breakdowns),
+                events: PgEvents::of(events),
+            }
+            .execute(c)?;
+        }
+        _ => {
+            save_days(conn, days)?;
+            add_breakdowns(conn, breakdowns)?;
+            insert_events(conn, events)?;
+        }
+    }
+    Ok(())
+}
+
 /// Insert new day rows or overwrite the counters of existing ones (the caller holds their locks).
 pub fn save_days(conn: &mut DbConn, rows: &[&DayRow]) -> QueryResult<()> {
     for chunk in rows.chunks(ROWS_PER_UPSERT) {
@@ -466,6 +494,115 @@ impl QueryId for PgEvents<'_> {
 }
 
 impl RunQueryDsl<diesel::PgConnection> for PgEvents<'_> {}
+
+struct PgDays {
+    org_ids: Vec<i64>,
+    days: Vec<NaiveDate>,
+    credits: Vec<i64>,
+    free_credits: Vec<i64>,
+    additional: Vec<i64>,
+    amounts: Vec<i64>,
+    plan_ids: Vec<i64>,
+}
+
+impl PgDays {
+    fn of(rows: &[&DayRow]) -> Self {
+        PgDays {
+            org_ids: rows.iter().map(|r| r.org_id).collect(),
+            days: rows.iter().map(|r| r.local_day).collect(),
+            credits: rows.iter().map(|r| r.credits).collect(),
+            free_credits: rows.iter().map(|r| r.free_credits).collect(),
+            additional: rows.iter().map(|r| r.additional).collect(),
+            amounts: rows.iter().map(|r| r.amount_minor).collect(),
+            plan_ids: rows.iter().map(|r| r.plan_id).collect(),
+        }
+    }
+}
+
+struct PgBreakdowns<'a> {
+    org_ids: Vec<i64>,
+    days: Vec<NaiveDate>,
+    operations: Vec<&'a str>,
+    clients: Vec<&'a str>,
+    credits: Vec<i64>,
+    additional: Vec<i64>,
+}
+
+impl<'a> PgBreakdowns<'a> {
+    fn of(rows: &'a [BreakdownRow]) -> Self {
+        PgBreakdowns {
+            org_ids: rows.iter().map(|r| r.org_id).collect(),
+            days: rows.iter().map(|r| r.local_day).collect(),
+            operations: rows.iter().map(|r| r.operation.as_str()).collect(),
+            clients: rows.iter().map(|r| r.client.as_str()).collect(),
+            credits: rows.iter().map(|r| r.credits).collect(),
+            additional: rows.iter().map(|r| r.additional).collect(),
+        }
+    }
+}
+
+/// A batch's writes in one PostgreSQL statement; the text is the same for any number of rows.
+struct PgWriteBatch<'a> {
+    days: PgDays,
+    breakdowns: PgBreakdowns<'a>,
+    events: PgEvents<'a>,
+}
+
+impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::Array;
+        let days = &self.days;
+        out.push_sql(
+            "WITH days AS (INSERT INTO daily_usage (org_id, local_day, credits, free_credits, \
+             additional, amount_minor, plan_id) SELECT * FROM UNNEST(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&days.org_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Date>, _>(&days.days)?;
+        for column in [
+            &days.credits,
+            &days.free_credits,
+            &days.additional,
+            &days.amounts,
+            &days.plan_ids,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<BigInt>, _>(column)?;
+        }
+        out.push_sql(
+            ") ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
+             free_credits = excluded.free_credits, additional = excluded.additional, \
+             amount_minor = excluded.amount_minor), \
+             breakdowns AS (INSERT INTO daily_breakdown (org_id, local_day, operation, client, \
+             credits, additional) SELECT * FROM UNNEST(",
+        );
+        let breakdowns = &self.breakdowns;
+        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.org_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Date>, _>(&breakdowns.days)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&breakdowns.operations)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&breakdowns.clients)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.credits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.additional)?;
+        out.push_sql(
+            ") ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
+             credits = daily_breakdown.credits + excluded.credits, \
+             additional = daily_breakdown.additional + excluded.additional) ",
+        );
+        self.events.walk_ast(out.reborrow())
+    }
+}
+
+impl QueryId for PgWriteBatch<'_> {
+    type QueryId = PgWriteBatch<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for PgWriteBatch<'_> {}
 
 /// Rows per key or day statement: three parameters each, far below both backends' limits.
 const KEYS_PER_STATEMENT: usize = 500;

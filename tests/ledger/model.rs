@@ -430,8 +430,71 @@ impl Model {
 }
 
 /// Cases per backend; each starts two server processes on a fresh database.
-const SEQUENTIAL_CASES: u32 = 12;
-const CONCURRENT_CASES: u32 = 8;
+const SEQUENTIAL_CASES: u32 = 40;
+const CONCURRENT_CASES: u32 = 16;
+
+/// What the generated workloads of one test played, told on stderr (past the test harness's
+/// capture) once its last case has run, so that every run says how much it checked.
+#[derive(Default)]
+struct Tally {
+    cases: u32,
+    runs: u32,
+    ops: usize,
+    answers: BTreeMap<String, usize>,
+}
+
+impl Tally {
+    fn add(
+        tally: &std::sync::Mutex<Tally>,
+        test: &str,
+        cases: u32,
+        runs: u32,
+        played: &[(Op, Vec<Answer>)],
+    ) {
+        use std::io::Write;
+        let mut tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.cases += 1;
+        tally.runs += runs;
+        tally.ops += played.len();
+        for answer in played.iter().flat_map(|(_, answers)| answers) {
+            let kind = match answer {
+                Answer::Allowed { .. } => "allowed".to_string(),
+                Answer::Accepted => "accepted".to_string(),
+                Answer::Duplicate => "duplicate".to_string(),
+                Answer::Refused(reason) => reason.clone(),
+            };
+            *tally.answers.entry(kind).or_default() += 1;
+        }
+        if tally.cases == cases {
+            let line = format!(
+                "{test}: {} generated workloads, {} runs of two servers (SQLite{}), {} operations; answers: {:?}\n",
+                tally.cases,
+                tally.runs,
+                if tally.runs > tally.cases {
+                    " and PostgreSQL"
+                } else {
+                    " only"
+                },
+                tally.ops,
+                tally.answers
+            );
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+static SEQUENTIAL: std::sync::Mutex<Tally> = std::sync::Mutex::new(Tally {
+    cases: 0,
+    runs: 0,
+    ops: 0,
+    answers: BTreeMap::new(),
+});
+static CONCURRENT: std::sync::Mutex<Tally> = std::sync::Mutex::new(Tally {
+    cases: 0,
+    runs: 0,
+    ops: 0,
+    answers: BTreeMap::new(),
+});
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: SEQUENTIAL_CASES, failure_persistence: None, ..ProptestConfig::default() })]
@@ -441,16 +504,21 @@ proptest! {
     fn the_servers_answer_as_the_model_does(
         ops in proptest::collection::vec((op(true), 0usize..2), 1..40),
     ) {
-        for db in super::databases() {
+        let databases = super::databases();
+        let runs = databases.len() as u32;
+        let mut played = Vec::new();
+        for db in databases {
             let url = db.url().to_string();
             let mut world = World::new(db);
             for (step, (op, server)) in ops.iter().enumerate() {
                 let expected = world.model.play(op);
                 let answered = world.play(op, *server);
                 prop_assert_eq!(&answered, &expected, "{}: step {} {:?}", url, step, op);
+                played.push((op.clone(), answered));
             }
             assert_ledger_consistent(&mut world.db.conn());
         }
+        Tally::add(&SEQUENTIAL, "model, in order", SEQUENTIAL_CASES, runs, &played);
     }
 }
 
@@ -462,7 +530,10 @@ proptest! {
     fn any_interleaving_keeps_the_invariants(
         ops in proptest::collection::vec(op(false), 20..80),
     ) {
-        for db in super::databases() {
+        let databases = super::databases();
+        let runs = databases.len() as u32;
+        let mut all = Vec::new();
+        for db in databases {
             let world = std::sync::Arc::new(World::new(db));
             let threads: Vec<_> = (0..6)
                 .map(|t| {
@@ -479,7 +550,9 @@ proptest! {
             let played: Vec<(Op, Vec<Answer>)> =
                 threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
             check_interleaving(&world, &played);
+            all.extend(played);
         }
+        Tally::add(&CONCURRENT, "model, six threads at once", CONCURRENT_CASES, runs, &all);
     }
 }
 

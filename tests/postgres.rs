@@ -146,3 +146,63 @@ fn the_product_works_on_postgresql() {
     let pruned = creditmeter::store::usage::prune_events(&mut conn, far_future).unwrap();
     assert_eq!((pruned as i64, events(&mut conn)), (before, 0));
 }
+
+/// The binary carries its own libpq and OpenSSL (nothing to install): a database URL with
+/// `sslmode=require` connects over TLS, and the server runs on it. `.ci/run` starts its PostgreSQL
+/// with TLS on (a self-signed certificate); a server without TLS skips this test outside CI.
+#[test]
+fn tls_to_postgresql_with_sslmode_require() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+    let Some(temp) = TempDatabase::create() else {
+        return;
+    };
+    let mut plain = creditmeter::db::connect_one(&DatabaseUrl::parse(&temp.url).unwrap()).unwrap();
+    let server_tls: String = diesel::select(sql::<Text>("current_setting('ssl')"))
+        .get_result(&mut plain)
+        .unwrap();
+    if server_tls != "on" {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the CI's PostgreSQL must have TLS on (.ci/run)"
+        );
+        eprintln!("SKIPPED: the PostgreSQL at TEST_DATABASE_URL has no TLS (ssl = {server_tls})");
+        return;
+    }
+    let url = format!("{}?sslmode=require", temp.url);
+    let mut conn = creditmeter::db::connect_one(&DatabaseUrl::parse(&url).unwrap())
+        .expect("a TLS connection with sslmode=require");
+    let encrypted: bool = diesel::select(sql::<Bool>(
+        "(SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert!(encrypted, "the connection is encrypted");
+
+    // The server itself, on the same URL.
+    let now = chrono::Utc::now();
+    let org_id = creditmeter::store::orgs::create(
+        &mut conn,
+        &creditmeter::store::orgs::NewOrg {
+            name: "TLS".into(),
+            zone: chrono_tz::UTC,
+            allowance: creditmeter::domain::allowance::Allowance {
+                edition: Edition::Standard,
+                licences: 0,
+                add_on_credits: 0,
+            },
+        },
+        now,
+    )
+    .unwrap();
+    let token = creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap();
+    let server = common::Server::start(&url, None);
+    let r = common::api_at(
+        server.port,
+        "POST",
+        "/api/v1/consume",
+        &token,
+        r#"{"credits": 5}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}

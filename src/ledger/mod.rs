@@ -161,22 +161,60 @@ struct Placed {
     claimed: HashSet<(i64, String)>,
 }
 
-/// Place every request and lock and read what deciding needs: the orgs' rules (share lock), the
-/// ids' keys (claimed), the touched day rows (locked, created where missing).
+/// Place every request and lock and read what deciding needs, in the order every batch locks:
+/// the orgs' rows (shared) with their rules, the ids' keys (claimed), the touched day rows (locked,
+/// created where missing).
 fn read(
     conn: &mut DbConn,
     now: DateTime<Utc>,
     requests: &[&UsageRequest],
     cache: &mut LedgerCache,
 ) -> QueryResult<Placed> {
-    let org_ids: Vec<i64> = requests
+    let org_ids: BTreeSet<i64> = requests.iter().map(|r| r.org_id).collect();
+    read_rules(conn, &org_ids.into_iter().collect::<Vec<_>>(), cache)?;
+    let mut places = Vec::with_capacity(requests.len());
+    let mut days: BTreeMap<(i64, NaiveDate), i64> = BTreeMap::new();
+    let mut key_days: BTreeMap<(i64, String), NaiveDate> = BTreeMap::new();
+    for request in requests {
+        let place = place(conn, now, request, cache)?;
+        if let Ok((local_day, plan_id)) = place {
+            days.entry((request.org_id, local_day)).or_insert(plan_id);
+            if let Some(id) = &request.event_id {
+                key_days
+                    .entry((request.org_id, id.clone()))
+                    .or_insert(local_day);
+            }
+        }
+        places.push(place.map(|(local_day, _)| local_day));
+    }
+
+    let keys: Vec<(i64, &str, NaiveDate)> = key_days
         .iter()
-        .map(|r| r.org_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
+        .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
         .collect();
-    if let Some(versions) = orgs::lock_shared(conn, &org_ids)? {
-        for org_id in &org_ids {
+    let claimed = usage::claim_keys(conn, &keys)?;
+
+    let to_lock: Vec<(i64, NaiveDate, i64)> = days
+        .into_iter()
+        .filter(|(key, _)| !cache.days.contains_key(key))
+        .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
+        .collect();
+    for row in usage::lock_days(conn, &to_lock)? {
+        cache.days.insert((row.org_id, row.local_day), row);
+    }
+    Ok(Placed {
+        places,
+        key_days,
+        claimed,
+    })
+}
+
+/// Take the share lock on the orgs' rows and make sure the cache holds their current rules: on
+/// PostgreSQL those whose version moved (or that are not cached) are read again; on SQLite the
+/// cache is current already (`LedgerCache::revalidate`) and only what is missing is read.
+fn read_rules(conn: &mut DbConn, org_ids: &[i64], cache: &mut LedgerCache) -> QueryResult<()> {
+    if let Some(versions) = orgs::lock_shared(conn, org_ids)? {
+        for org_id in org_ids {
             match versions.get(org_id) {
                 Some(version) if cache.rules_versions.get(org_id) == Some(version) => {}
                 Some(version) => {
@@ -201,55 +239,39 @@ fn read(
             cache.rules.insert(id, found.remove(&id));
         }
     }
+    Ok(())
+}
 
-    let mut places = Vec::with_capacity(requests.len());
-    let mut days: BTreeMap<(i64, NaiveDate), i64> = BTreeMap::new();
-    let mut key_days: BTreeMap<(i64, String), NaiveDate> = BTreeMap::new();
-    for request in requests {
-        let place = match cache.rules.get(&request.org_id).and_then(Option::as_ref) {
-            None => Err(Refusal::UnknownOrg),
-            Some(rules) => rules.place(now, request.occurred_at),
-        };
-        let place = match place {
-            Ok(local_day) => match cache.plan_of_day(conn, local_day)? {
-                Some(plan_id) => {
-                    days.entry((request.org_id, local_day)).or_insert(plan_id);
-                    if let Some(id) = &request.event_id {
-                        key_days
-                            .entry((request.org_id, id.clone()))
-                            .or_insert(local_day);
-                    }
-                    Ok(local_day)
-                }
-                None => Err(Refusal::NoPricePlan),
-            },
-            Err(refusal) => Err(refusal),
-        };
-        if let Err(refusal) = place {
-            tracing::info!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused");
+/// The org-local day of one request and the plan that prices it, or why it has none. A refusal
+/// for a closed period is logged as a warning (R8: such usage is refused and logged, not lost
+/// silently); the others, which a caller can send by the thousand, at debug level.
+fn place(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    request: &UsageRequest,
+    cache: &mut LedgerCache,
+) -> QueryResult<Result<(NaiveDate, i64), Refusal>> {
+    let placed = match cache.rules.get(&request.org_id).and_then(Option::as_ref) {
+        None => Err(Refusal::UnknownOrg),
+        Some(rules) => rules.place(now, request.occurred_at),
+    };
+    let placed = match placed {
+        Ok(local_day) => cache
+            .plan_of_day(conn, local_day)?
+            .map(|plan_id| (local_day, plan_id))
+            .ok_or(Refusal::NoPricePlan),
+        Err(refusal) => Err(refusal),
+    };
+    match placed {
+        Err(Refusal::PeriodClosed) => {
+            tracing::warn!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, "usage refused: period closed")
         }
-        places.push(place);
+        Err(refusal) => {
+            tracing::debug!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused")
+        }
+        Ok(_) => {}
     }
-
-    let keys: Vec<(i64, &str, NaiveDate)> = key_days
-        .iter()
-        .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
-        .collect();
-    let claimed = usage::claim_keys(conn, &keys)?;
-
-    let to_lock: Vec<(i64, NaiveDate, i64)> = days
-        .into_iter()
-        .filter(|(key, _)| !cache.days.contains_key(key))
-        .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
-        .collect();
-    for row in usage::lock_days(conn, &to_lock)? {
-        cache.days.insert((row.org_id, row.local_day), row);
-    }
-    Ok(Placed {
-        places,
-        key_days,
-        claimed,
-    })
+    Ok(placed)
 }
 
 /// What a batch writes, collected while deciding.

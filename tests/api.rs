@@ -246,6 +246,36 @@ fn r12_events_within_one_request_are_admitted_in_timestamp_order() {
     );
 }
 
+/// Days before the first price plan have nothing charged; asking for them is not an error.
+#[test]
+fn daily_usage_before_the_first_plan_is_answered() {
+    let (app, _, token) = setup();
+    for range in [
+        "from=1969-12-31&to=1969-12-31",
+        "from=0001-01-01&to=0001-01-01",
+    ] {
+        let r = app.api("GET", &format!("/api/v1/usage/daily?{range}"), &token, "");
+        assert_eq!(r.status, 200, "{range}: {}", r.body);
+        assert_eq!(r.json()["total_amount"], "0.00");
+    }
+}
+
+/// Media types are case-insensitive: NDJSON is recognised in any case.
+#[test]
+fn ndjson_is_recognised_in_any_case() {
+    let (app, _, token) = setup();
+    let body = format!("{{\"id\":\"nd-1\",\"timestamp\":\"{NOW}\",\"credits\":2}}\n");
+    let r = app.api_typed(
+        "POST",
+        "/api/v1/usage",
+        &token,
+        &body,
+        "Application/X-NDJSON",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["accepted"], 1);
+}
+
 #[test]
 fn malformed_bodies_are_400_and_record_nothing() {
     let (app, org, token) = setup();

@@ -469,6 +469,7 @@ fn r6_plan_publish_only_for_days_no_org_has_reached() {
         &now,
     );
     assert_refused(&out, "already begun");
+    // Events up to 24 hours ahead are accepted: in UTC+14 that reaches 2026-03-12.
     let out = run_with(
         &[
             "plan",
@@ -482,6 +483,20 @@ fn r6_plan_publish_only_for_days_no_org_has_reached() {
         None,
         &now,
     );
+    assert_refused(&out, "usage can already be reported");
+    let out = run_with(
+        &[
+            "plan",
+            "publish",
+            &plan,
+            "--effective",
+            "2026-03-13",
+            "--database",
+            &url,
+        ],
+        None,
+        &now,
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run_with(
         &[
@@ -489,7 +504,7 @@ fn r6_plan_publish_only_for_days_no_org_has_reached() {
             "publish",
             &plan,
             "--effective",
-            "2026-03-12",
+            "2026-03-13",
             "--database",
             &url,
         ],
@@ -515,8 +530,8 @@ fn r6_plan_publish_only_for_days_no_org_has_reached() {
     let mut conn =
         creditmeter::db::connect_one(&creditmeter::db::DatabaseUrl::parse(&url).unwrap()).unwrap();
     let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    let (_, before) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-11")).unwrap();
-    let (_, after) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-12")).unwrap();
+    let (_, before) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-12")).unwrap();
+    let (_, after) = creditmeter::store::plans::for_day(&mut conn, day("2026-03-13")).unwrap();
     assert_eq!(
         before,
         creditmeter::domain::pricing::PricePlan::default_plan()

@@ -476,10 +476,10 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
             .unwrap();
         format!("sqlite://{}", f.file)
     };
-    let close = || {
+    let close_at = |now: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
             .args(["statements", "close", "--database", &url])
-            .env("CREDITMETER_NOW", "2026-03-02T12:00:00Z")
+            .env("CREDITMETER_NOW", now)
             .output()
             .unwrap();
         assert!(
@@ -489,6 +489,7 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    let close = || close_at("2026-03-02T12:00:00Z");
     let number = format!("CM-{}-20260201", org.org_id);
     let keys = |app: &TestApp| -> Vec<String> {
         use creditmeter::db::schema::usage_keys::dsl;
@@ -503,8 +504,9 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
     assert_eq!(keys(&app).len(), 3);
     assert_eq!(close(), number);
     assert_eq!(close(), "", "closing twice issues once");
-    // The closed period's idempotency keys are dropped with the issue; the open day's stays.
-    assert_eq!(keys(&app), ["seed-2026-03-01T10:00:00Z-2"]);
+    // The closed period's idempotency keys stay one period longer (a consume retried past the
+    // billing date lands in the next period); they go when that period is closed in turn.
+    assert_eq!(keys(&app).len(), 3);
     // 80,000 additional (6.80) + 12,500 additional (3.50 + 0.06 × ... = 1.75): 8.55.
     let issued = statements_of(&app, org.org_id);
     assert_eq!(
@@ -574,6 +576,12 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
         404,
         "another org's statement"
     );
+    // Closing the next period drops February's keys; March's stay until April's is closed.
+    assert_eq!(
+        close_at("2026-04-02T12:00:00Z"),
+        format!("CM-{}-20260301", org.org_id)
+    );
+    assert_eq!(keys(&app), ["fine", "seed-2026-03-01T10:00:00Z-2"]);
     let bytes = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
     let Some(pages) = pdf_pages(&bytes) else {
         return;

@@ -443,3 +443,86 @@ fn bulk_metering_of_one_org_is_sliced_between_other_orgs_calls() {
         assert_eq!(used_today(port, &live), 2_000);
     }
 }
+
+/// R9 across a billing date: an id keeps counting once after its period's statement is issued.
+/// A consume retried just past the billing date lands in the new period, an event dated before
+/// the billing anchor belongs to no statement, and an event moves to another local day when the
+/// org's zone changes: each still finds its key (keys are forgotten one period late).
+#[test]
+fn r9_an_id_counts_once_across_a_billing_date_and_a_zone_change() {
+    use creditmeter::store::orgs::{OrgUpdate, update};
+    for db in databases() {
+        let mut conn = db.conn();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let (org_id, token) = create_org(
+            &mut conn,
+            Edition::Standard,
+            0,
+            "UTC",
+            at("2026-03-01T00:00:00Z"),
+        );
+        let report = |port: u16, id: &str, when: &str| {
+            let body = json!([{"id": id, "timestamp": when, "credits": 1_234}]).to_string();
+            let r = api_at(port, "POST", "/api/v1/usage", &token, &body).json();
+            let result = &r["results"][0];
+            result["reason"]
+                .as_str()
+                .unwrap_or(result["status"].as_str().unwrap())
+                .to_string()
+        };
+        {
+            let before_anchor = Server::start(db.url(), Some("2026-03-05T12:00:00Z"));
+            assert_eq!(
+                report(before_anchor.port, "pre-anchor", "2026-03-05T10:00:00Z"),
+                "accepted"
+            );
+        }
+        set_limit(&mut conn, org_id, 1_000, at("2026-03-10T09:00:00Z")); // anchor 2026-03-10
+        {
+            let last_minute = Server::start(db.url(), Some("2026-04-09T23:59:00Z"));
+            let port = last_minute.port;
+            assert_eq!(
+                consume(port, &token, json!({"credits": 500, "id": "call-c1"})).status,
+                200
+            );
+            assert_eq!(
+                report(port, "zone-move", "2026-04-09T20:00:00Z"),
+                "accepted"
+            );
+        }
+        let issued =
+            creditmeter::billing::close_due(&mut conn, at("2026-04-10T00:00:30Z"), None).unwrap();
+        assert_eq!(issued.len(), 1, "the period [03-10, 04-10) is closed");
+
+        let next_period = Server::start(db.url(), Some("2026-04-10T00:01:00Z"));
+        let port = next_period.port;
+        assert_eq!(
+            consume(port, &token, json!({"credits": 500, "id": "call-c1"})).status,
+            200
+        );
+        assert_eq!(
+            used_today(port, &token),
+            0,
+            "the retried consume is not charged again"
+        );
+        assert_eq!(
+            report(port, "pre-anchor", "2026-03-05T10:00:00Z"),
+            "duplicate"
+        );
+        assert_eq!(
+            report(port, "late", "2026-04-09T10:00:00Z"),
+            "PERIOD_CLOSED"
+        );
+        let change = OrgUpdate {
+            zone: Some("Pacific/Kiritimati".parse().unwrap()),
+            ..Default::default()
+        };
+        update(&mut conn, org_id, &change, at("2026-04-10T00:01:00Z")).unwrap();
+        // 2026-04-09T20:00Z is 04-10 in Kiritimati (UTC+14): an open day now, but counted already.
+        assert_eq!(
+            report(port, "zone-move", "2026-04-09T20:00:00Z"),
+            "duplicate"
+        );
+        model::assert_ledger_consistent(&mut conn);
+    }
+}

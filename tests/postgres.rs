@@ -206,3 +206,54 @@ fn tls_to_postgresql_with_sslmode_require() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// The usage writer survives the loss of its connection (a database restart, a failover, an idle
+/// timeout): the next call is answered, on a new connection.
+#[test]
+fn the_usage_writer_reconnects_after_losing_its_connection() {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    let Some(temp) = TempDatabase::create() else {
+        return;
+    };
+    let mut conn = creditmeter::db::connect_one(&DatabaseUrl::parse(&temp.url).unwrap()).unwrap();
+    let now = chrono::Utc::now();
+    let org_id = creditmeter::store::orgs::create(
+        &mut conn,
+        &creditmeter::store::orgs::NewOrg {
+            name: "Reconnect".into(),
+            zone: chrono_tz::UTC,
+            allowance: creditmeter::domain::allowance::Allowance {
+                edition: Edition::Standard,
+                licences: 0,
+                add_on_credits: 0,
+            },
+        },
+        now,
+    )
+    .unwrap();
+    let token = creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap();
+    let server = common::Server::start(&temp.url, None);
+    let consume = |id: &str| {
+        common::api_at(
+            server.port,
+            "POST",
+            "/api/v1/consume",
+            &token,
+            &json!({"credits": 1, "id": id}).to_string(),
+        )
+    };
+    assert_eq!(consume("before").status, 200);
+    let ended: i64 = diesel::select(sql::<BigInt>(
+        "(SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+          WHERE datname = current_database() AND pid <> pg_backend_pid())",
+    ))
+    .get_result(&mut conn)
+    .unwrap();
+    assert!(ended > 0, "the server's connections were ended");
+    let r = consume("after");
+    assert_eq!(r.status, 200, "answered on a new connection: {}", r.body);
+    let r = common::api_at(server.port, "GET", "/api/v1/credits", &token, "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["used"], 2);
+}

@@ -27,7 +27,7 @@ pub fn close_due(
         };
         let today = as_of.unwrap_or_else(|| org.local_day(now));
         for period in calendar::periods_due(anchor, closed_until.get(&org.id).copied(), today) {
-            if let Some(number) = close_period(conn, org.id, period, now)? {
+            if let Some(number) = close_period(conn, org.id, anchor, period, now)? {
                 tracing::info!(org = org.id, %number, start = %period.start, end = %period.end, "statement issued");
                 issued.push(number);
             }
@@ -43,6 +43,7 @@ pub fn close_due(
 fn close_period(
     conn: &mut DbConn,
     org_id: i64,
+    anchor: NaiveDate,
     period: calendar::BillingPeriod,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<String>> {
@@ -73,8 +74,14 @@ fn close_period(
             &lines,
             now,
         )?;
-        // The period's idempotency keys are no longer needed (SPEC §6 Growth).
-        usage::forget_keys(conn, org_id, period.end)?;
+        // SPEC §6 Growth: keys go once their day is closed, but one period late. A consume is
+        // placed on the day it arrives, so a retry just past the billing date lands in the new
+        // period; an event moves to another local day when the org's zone changes. Both must still
+        // find their key. Days before the anchor belong to no statement: their keys stay.
+        if let Some(previous) = period.index.checked_sub(1) {
+            let previous = calendar::billing_period(anchor, previous);
+            usage::forget_keys(conn, org_id, previous.start, previous.end)?;
+        }
         Ok(Some(number))
     })
 }

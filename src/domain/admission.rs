@@ -121,6 +121,13 @@ impl Refusal {
 /// How far in the future an event may be dated (R12).
 pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
 
+/// The latest org-local day that usage can be placed on at `now`: an event up to
+/// `FUTURE_TOLERANCE_HOURS` ahead, in UTC+14, the earliest zone. A price plan may only take effect
+/// after it (R6: a day that has usage is never priced by a plan published later).
+pub fn latest_placeable_day(now: DateTime<Utc>) -> NaiveDate {
+    (now + Duration::hours(FUTURE_TOLERANCE_HOURS + 14)).date_naive()
+}
+
 /// A change of the additional limit: in force from `at` on (R2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitChange {

@@ -8,7 +8,7 @@
 
 pub mod writer;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -57,7 +57,7 @@ pub enum Outcome {
 /// under lock, in every batch; an org's rules are kept while its `rules_version`, read under the
 /// batch's share lock, is unchanged; plans by id (never changed once published) and which plan
 /// prices a day that has begun somewhere (a plan may only be published for a day no org has
-/// reached) are kept.
+/// reach or be sent usage for) are kept.
 #[derive(Default)]
 pub struct LedgerCache {
     data_version: Option<i64>,
@@ -94,9 +94,9 @@ impl LedgerCache {
             DbConn::Postgresql(_) => {
                 // Rules are checked against their version under lock, in `read`.
                 self.days.clear();
-                // UTC+14 has the latest date: a plan can still be published for any later day.
-                let begun = (now + Duration::hours(14)).date_naive();
-                self.plan_of_day.retain(|day, _| *day <= begun);
+                // A plan can still be published for any later day.
+                let latest = admission::latest_placeable_day(now);
+                self.plan_of_day.retain(|day, _| *day <= latest);
             }
         }
         Ok(())

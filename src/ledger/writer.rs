@@ -97,7 +97,10 @@ impl Writer {
         clock: Clock,
         group_commit: bool,
     ) -> Result<Writer, db::DbError> {
-        let conn = db::connect_one(url)?;
+        let conn = WriterConn {
+            conn: db::connect_one(url)?,
+            url: url.clone(),
+        };
         let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
@@ -149,7 +152,7 @@ impl Drop for Writer {
 }
 
 fn run(
-    mut conn: DbConn,
+    mut conn: WriterConn,
     jobs: Receiver<Job>,
     clock: Clock,
     group_commit: bool,
@@ -223,12 +226,44 @@ fn next_batch(pending: &VecDeque<Job>, group_commit: bool) -> Vec<Slice> {
     slices
 }
 
-/// Apply the slices in one transaction; if it fails and holds several jobs, apply each job's slice
-/// alone, so that one job's failure is answered to that job only. A job whose slice fails is
-/// answered with the error and leaves the queue (slices it had committed before stay: each event
-/// of a metering job carries an id, so a retry counts them once).
+/// The writer's one connection, replaced when it is lost (the database restarted or failed over,
+/// an idle timeout): without that, every later batch would fail until the process restarts.
+struct WriterConn {
+    conn: DbConn,
+    url: DatabaseUrl,
+}
+
+impl WriterConn {
+    /// After a failed batch: whether the connection had to be replaced (and was). A connection
+    /// that answers a probe, and whose transaction state Diesel still trusts, is kept.
+    fn heal(&mut self, error: &diesel::result::Error) -> bool {
+        use diesel::connection::SimpleConnection;
+        let broken = matches!(error, diesel::result::Error::BrokenTransactionManager)
+            || self.conn.batch_execute("SELECT 1").is_err();
+        if !broken {
+            return false;
+        }
+        match db::connect_one(&self.url) {
+            Ok(fresh) => {
+                tracing::warn!("the usage writer's database connection was lost; reconnected");
+                self.conn = fresh;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the usage writer cannot reconnect to the database");
+                false
+            }
+        }
+    }
+}
+
+/// Apply the slices in one transaction. If it fails, and it held several jobs or its connection was
+/// lost and replaced, apply each job's slice alone, so that a job is answered with an error only
+/// for a failure of its own. A job whose slice fails is answered with the error and leaves the
+/// queue (slices it had committed before stay: each event of a metering job carries an id, so a
+/// retry counts them once).
 fn commit_batch(
-    conn: &mut DbConn,
+    conn: &mut WriterConn,
     cache: &mut LedgerCache,
     clock: Clock,
     pending: &mut VecDeque<Job>,
@@ -247,7 +282,7 @@ fn commit_batch(
     stats
         .largest_batch_requests
         .fetch_max(requests.len() as u64, Ordering::Relaxed);
-    match apply_batch_cached(conn, clock.now(), &requests, cache) {
+    let error = match apply_batch_cached(&mut conn.conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {
             drop(requests);
             let mut outcomes = outcomes.into_iter();
@@ -255,30 +290,31 @@ fn commit_batch(
                 let job = &mut pending[slice.job];
                 job.outcomes.extend(outcomes.by_ref().take(slice.count));
             }
+            return;
         }
-        Err(e) if slices.len() > 1 => {
-            drop(requests);
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(error = %e, jobs = slices.len(), "usage batch failed; trying each job alone");
-            for slice in slices {
-                let alone = requests_of(pending, slice);
-                match apply_batch_cached(conn, clock.now(), &alone, cache) {
-                    Ok(outcomes) => {
-                        drop(alone);
-                        pending[slice.job].outcomes.extend(outcomes);
-                    }
-                    Err(e) => {
-                        drop(alone);
-                        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                        fail(&mut pending[slice.job], &e);
-                    }
-                }
+        Err(error) => error,
+    };
+    drop(requests);
+    stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+    let reconnected = conn.heal(&error);
+    if slices.len() == 1 && !reconnected {
+        fail(&mut pending[slices[0].job], &error);
+        return;
+    }
+    tracing::warn!(error = %error, jobs = slices.len(), "usage batch failed; trying each job alone");
+    for slice in slices {
+        let alone = requests_of(pending, slice);
+        match apply_batch_cached(&mut conn.conn, clock.now(), &alone, cache) {
+            Ok(outcomes) => {
+                drop(alone);
+                pending[slice.job].outcomes.extend(outcomes);
             }
-        }
-        Err(e) => {
-            drop(requests);
-            stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            fail(&mut pending[slices[0].job], &e);
+            Err(error) => {
+                drop(alone);
+                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                conn.heal(&error);
+                fail(&mut pending[slice.job], &error);
+            }
         }
     }
 }

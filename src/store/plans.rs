@@ -1,7 +1,7 @@
 //! Price plans by effective date (R6). A day is priced with the plan in force on it; the day's
 //! rollup row pins the plan it was first charged with, so a charged day is never re-priced.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
 use super::db_time;
@@ -12,7 +12,7 @@ use crate::domain::pricing::PricePlan;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(
-        "the effective date {0} has already begun somewhere: a plan may only take effect from a day no org has reached yet (after {1})"
+        "the effective date {0} has already begun somewhere, or usage can already be reported for it (events up to 24 hours ahead are accepted): a plan may only take effect after {1}"
     )]
     NotInFuture(NaiveDate, NaiveDate),
     #[error("a plan already takes effect on {0}")]
@@ -29,13 +29,22 @@ fn decode(json: &str) -> QueryResult<PricePlan> {
     Ok(plan)
 }
 
-/// The plan in force on `local_day`, with its id.
+/// The plan in force on `local_day`, with its id. A day before the first plan, on which nothing
+/// can be charged (the ledger refuses its usage, `NO_PRICE_PLAN`), is shown with the first plan.
 pub fn for_day(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<(i64, PricePlan)> {
-    let (id, json): (i64, String) = price_plans::table
+    let in_force: Option<(i64, String)> = price_plans::table
         .filter(price_plans::effective_from.le(local_day))
         .order(price_plans::effective_from.desc())
         .select((price_plans::id, price_plans::plan_json))
-        .first(conn)?;
+        .first(conn)
+        .optional()?;
+    let (id, json) = match in_force {
+        Some(found) => found,
+        None => price_plans::table
+            .order(price_plans::effective_from)
+            .select((price_plans::id, price_plans::plan_json))
+            .first(conn)?,
+    };
     Ok((id, decode(&json)?))
 }
 
@@ -64,10 +73,9 @@ pub fn publish(
     effective_from: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<i64, PublishError> {
-    // UTC+14 is the earliest zone: its date is the latest any org can have reached.
-    let latest_today = (now + Duration::hours(14)).date_naive();
-    if effective_from <= latest_today {
-        return Err(PublishError::NotInFuture(effective_from, latest_today));
+    let latest = crate::domain::admission::latest_placeable_day(now);
+    if effective_from <= latest {
+        return Err(PublishError::NotInFuture(effective_from, latest));
     }
     let json = serde_json::to_string(plan)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;

@@ -801,12 +801,18 @@ impl<R: SqliteRow> QueryFragment<diesel::sqlite::Sqlite> for SqliteRows<'_, R> {
 
 impl<R: SqliteRow> RunQueryDsl<diesel::SqliteConnection> for SqliteRows<'_, R> {}
 
-/// Drop an org's idempotency keys of the days before `until` (their periods are closed: R8 refuses
-/// those days, so a retry can never count twice).
-pub fn forget_keys(conn: &mut DbConn, org_id: i64, until: NaiveDate) -> QueryResult<usize> {
+/// Drop an org's idempotency keys of the days in `[from, until)` (a period closed a period ago:
+/// see `billing::close_due`).
+pub fn forget_keys(
+    conn: &mut DbConn,
+    org_id: i64,
+    from: NaiveDate,
+    until: NaiveDate,
+) -> QueryResult<usize> {
     diesel::delete(
         usage_keys::table
             .filter(usage_keys::org_id.eq(org_id))
+            .filter(usage_keys::local_day.ge(from))
             .filter(usage_keys::local_day.lt(until)),
     )
     .execute(conn)
@@ -955,7 +961,7 @@ mod tests {
             |conn: &mut DbConn| -> i64 { usage_keys::table.count().get_result(conn).unwrap() };
         assert_eq!(key_count(&mut conn), 1_200);
         let until = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
-        forget_keys(&mut conn, org_id, until).unwrap();
+        forget_keys(&mut conn, org_id, NaiveDate::MIN, until).unwrap();
         let days: Vec<NaiveDate> = usage_keys::table
             .select(usage_keys::local_day)
             .load(&mut conn)

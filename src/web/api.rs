@@ -383,7 +383,7 @@ pub async fn report_usage(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/x-ndjson"));
     // Parsing a large body takes milliseconds: it runs on the blocking pool, not on the HTTP
     // worker that other orgs' calls share.
     let org_id = org.org_id;

@@ -7,7 +7,8 @@
 //!   (5) PostgreSQL, two server processes, 100 orgs (connections alternate between them)
 //!   (6) PostgreSQL, two server processes, one hot org
 //! then the p99 of one org's consumes (8 connections) alone and while another org streams
-//! 100,000-event NDJSON bodies, three at a time, on each backend.
+//! 100,000-event NDJSON bodies, three at a time, on each backend. BENCH_ONLY=pg, sqlite or bulk
+//! runs one part alone.
 //!
 //! PostgreSQL comes from BENCH_DATABASE_URL or TEST_DATABASE_URL (a database of its own is created
 //! and dropped; run the server with fsync and synchronous_commit on, its defaults); without one
@@ -230,6 +231,28 @@ fn main() {
         .ok();
     println!("ledger benchmark: 64 connections, {seconds} s per phase, real `serve` processes");
 
+    // For profiling one phase alone: BENCH_ONLY=pg (phase 1) or BENCH_ONLY=sqlite (phase 3), for
+    // BENCH_SECONDS, printing the writer's calls per transaction.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("bulk") {
+        return bulk_phases(&postgres, duration);
+    }
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        let database = match (only.as_str(), &postgres) {
+            ("pg", Some(admin_url)) => Database::postgres(admin_url),
+            ("sqlite", _) => Database::sqlite(),
+            _ => panic!("BENCH_ONLY is pg (with a PostgreSQL URL) or sqlite"),
+        };
+        let tokens = database.orgs(1);
+        let server = Serve::start(&database.url, true);
+        consume(
+            &format!("{only}, 1 server, hot org"),
+            &[&server],
+            &tokens,
+            64,
+            duration,
+        );
+        return print_batches(server.port);
+    }
     let sqlite = {
         let database = Database::sqlite();
         let tokens = database.orgs(1);
@@ -308,6 +331,11 @@ fn main() {
         println!("PostgreSQL phases SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
     }
 
+    bulk_phases(&postgres, duration);
+}
+
+/// One org's consumes alone, then beside another org's bulk ingest, on each backend.
+fn bulk_phases(postgres: &Option<String>, duration: Duration) {
     let alone = Database::sqlite();
     under_bulk(
         "(n0) SQLite, one org's consumes, no bulk",
@@ -322,7 +350,7 @@ fn main() {
         3,
         duration,
     );
-    if let Some(admin_url) = &postgres {
+    if let Some(admin_url) = postgres {
         let noisy = Database::postgres(admin_url);
         under_bulk(
             "(n2) PostgreSQL, consumes under 3 bulk streams",
@@ -331,4 +359,27 @@ fn main() {
             duration,
         );
     }
+}
+
+/// Calls per transaction so far, from the server's /metrics.
+fn print_batches(port: u16) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = value("creditmeter_writer_batches_total");
+    println!(
+        "    {batches:.0} transactions, {:.1} calls per transaction on average",
+        value("creditmeter_writer_events_total") / batches.max(1.0)
+    );
 }

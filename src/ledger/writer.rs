@@ -21,7 +21,7 @@ use crate::db::{self, DatabaseUrl, DbConn};
 /// Most requests in one transaction.
 pub const MAX_BATCH_EVENTS: usize = 5_000;
 /// Most requests of one org in one transaction.
-pub const ORG_SHARE: usize = 250;
+pub const ORG_SHARE: usize = 100;
 /// Jobs that may wait for the writer before callers are told to retry.
 pub const QUEUE_CAPACITY: usize = 16_384;
 

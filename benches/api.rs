@@ -156,7 +156,7 @@ fn main() {
     match std::env::var("BENCH_ONLY").as_deref() {
         Ok("a") => {
             run_a().print();
-            return print_batches(grouped.port, "(a)");
+            return load::print_batches(grouped.port, "(a)");
         }
         Ok("b") => return run_b().print(),
         Ok("c") => return run_c().print(),
@@ -196,7 +196,7 @@ fn main() {
         ac.push(100.0 * a.rps() / c.rps());
         p99.push(a.p99_ms);
     }
-    print_batches(grouped.port, "(a)");
+    load::print_batches(grouped.port, "(a)");
     println!(
         "median of {rounds} rounds: (a)/(b) = {:.1}x (target >= 10x); (a)/(c) = {:.0}% (target >= 50%); p99 of (a) = {:.2} ms (target < 10 ms)",
         median(&mut ab),
@@ -220,31 +220,4 @@ fn main() {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-/// Calls per transaction so far, from the server's /metrics.
-fn print_batches(port: u16, label: &str) {
-    use std::io::Read;
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let (batches, jobs) = (
-        value("creditmeter_writer_batches_total"),
-        value("creditmeter_writer_events_total"),
-    );
-    println!(
-        "    {label}: {batches:.0} transactions, {:.1} calls per transaction on average, at most {:.0}",
-        jobs / batches.max(1.0),
-        value("creditmeter_writer_largest_batch_calls")
-    );
 }

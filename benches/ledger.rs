@@ -19,51 +19,23 @@
 #[path = "support/load.rs"]
 mod load;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use creditmeter::db::{self, DatabaseUrl};
 use diesel::RunQueryDsl;
 
-/// A `creditmeter serve` process on 127.0.0.1:0, killed when dropped.
-struct Serve {
-    child: std::process::Child,
-    port: u16,
-}
+#[path = "../tests/common/serve.rs"]
+mod serve;
 
-impl Serve {
-    fn start(url: &str, group_commit: bool) -> Serve {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"));
-        command
-            .args(["serve", "--bind", "127.0.0.1:0", "--database", url])
-            .env_remove("CREDITMETER_NOW")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        if !group_commit {
-            command.arg("--no-group-commit");
-        }
-        let mut child = command.spawn().expect("creditmeter serve starts");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .trim_end_matches("/login")
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Serve { child, port }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `creditmeter serve` process on the database, with or without group commit.
+fn start_server(url: &str, group_commit: bool) -> serve::Server {
+    let args: &[&str] = if group_commit {
+        &[]
+    } else {
+        &["--no-group-commit"]
+    };
+    serve::Server::start_with(url, None, args)
 }
 
 /// A database for one phase: a SQLite file, or a fresh PostgreSQL database (dropped at the end).
@@ -137,7 +109,7 @@ fn consume_request(token: &str) -> Vec<u8> {
 /// and token i % tokens.
 fn consume(
     label: &str,
-    servers: &[&Serve],
+    servers: &[&serve::Server],
     tokens: &[String],
     connections: usize,
     duration: Duration,
@@ -170,7 +142,7 @@ fn gcd(a: usize, b: usize) -> usize {
 /// answered duplicate).
 fn under_bulk(label: &str, database: &Database, bulk_streams: usize, duration: Duration) {
     let tokens = database.orgs(2);
-    let server = Serve::start(&database.url, true);
+    let server = start_server(&database.url, true);
     let port = server.port;
     let bodies_each: usize = load::env_or("BENCH_BULK_BODIES", 3);
     let stamp = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
@@ -243,7 +215,7 @@ fn main() {
             _ => panic!("BENCH_ONLY is pg (with a PostgreSQL URL) or sqlite"),
         };
         let tokens = database.orgs(1);
-        let server = Serve::start(&database.url, true);
+        let server = start_server(&database.url, true);
         consume(
             &format!("{only}, 1 server, hot org"),
             &[&server],
@@ -251,12 +223,12 @@ fn main() {
             64,
             duration,
         );
-        return print_batches(server.port);
+        return load::print_batches(server.port, only.as_str());
     }
     let sqlite = {
         let database = Database::sqlite();
         let tokens = database.orgs(1);
-        let server = Serve::start(&database.url, true);
+        let server = start_server(&database.url, true);
         consume(
             "(3) SQLite, 1 server, hot org",
             &[&server],
@@ -269,7 +241,7 @@ fn main() {
         let hot = Database::postgres(admin_url);
         let hot_tokens = hot.orgs(1);
         let (grouped, one_by_one, two_hot) = {
-            let first = Serve::start(&hot.url, true);
+            let first = start_server(&hot.url, true);
             let grouped = consume(
                 "(1) PostgreSQL, 1 server, hot org",
                 &[&first],
@@ -277,7 +249,7 @@ fn main() {
                 64,
                 duration,
             );
-            let second = Serve::start(&hot.url, true);
+            let second = start_server(&hot.url, true);
             let two_hot = consume(
                 "(6) PostgreSQL, 2 servers, hot org",
                 &[&first, &second],
@@ -286,7 +258,7 @@ fn main() {
                 duration,
             );
             drop((first, second));
-            let unbatched = Serve::start(&hot.url, false);
+            let unbatched = start_server(&hot.url, false);
             let one_by_one = consume(
                 "(2) PostgreSQL, txn per call",
                 &[&unbatched],
@@ -298,7 +270,7 @@ fn main() {
         };
         let many = Database::postgres(admin_url);
         let many_tokens = many.orgs(100);
-        let first = Serve::start(&many.url, true);
+        let first = start_server(&many.url, true);
         let one_many = consume(
             "(4) PostgreSQL, 1 server, 100 orgs",
             &[&first],
@@ -306,7 +278,7 @@ fn main() {
             64,
             duration,
         );
-        let second = Serve::start(&many.url, true);
+        let second = start_server(&many.url, true);
         let two_many = consume(
             "(5) PostgreSQL, 2 servers, 100 orgs",
             &[&first, &second],
@@ -359,27 +331,4 @@ fn bulk_phases(postgres: &Option<String>, duration: Duration) {
             duration,
         );
     }
-}
-
-/// Calls per transaction so far, from the server's /metrics.
-fn print_batches(port: u16) {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let batches = value("creditmeter_writer_batches_total");
-    println!(
-        "    {batches:.0} transactions, {:.1} calls per transaction on average",
-        value("creditmeter_writer_events_total") / batches.max(1.0)
-    );
 }

@@ -462,41 +462,17 @@ fn shared() -> &'static (TestApp, i64, String) {
     SHARED.get_or_init(setup)
 }
 
-/// Start the real binary on a database file; returns the child and its port.
-fn start_server(db_url: &str) -> (std::process::Child, u16) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", db_url])
-        .env_remove("CREDITMETER_NOW")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .trim_end_matches("/login")
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {line:?}"));
-    (child, port)
-}
-
 #[test]
 fn r10_acknowledged_consumes_survive_sigkill() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let (db_url, org_id, token) = big_org_database(dir.path());
-    let (mut server, port) = start_server(&db_url);
+    let mut server = common::Server::start(&db_url, None);
+    let port = server.port;
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let clients = consume_until_gone(port, &token, 16, 3, stop.clone());
+    let clients = common::consume_until_gone(vec![port], &token, 16, 3, stop.clone());
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    server.kill().unwrap(); // SIGKILL, mid-load
-    server.wait().unwrap();
+    server.kill(); // SIGKILL, mid-load
     stop.store(true, Ordering::Relaxed);
     let acknowledged: Vec<String> = clients
         .into_iter()
@@ -508,7 +484,8 @@ fn r10_acknowledged_consumes_survive_sigkill() {
         acknowledged.len()
     );
 
-    let (mut server, port) = start_server(&db_url);
+    let mut server = common::Server::start(&db_url, None);
+    let port = server.port;
     let auth = format!("Bearer {token}");
     let today = common::http::request(
         port,
@@ -518,8 +495,7 @@ fn r10_acknowledged_consumes_survive_sigkill() {
         b"",
     )
     .json();
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     let used = today["used"].as_i64().unwrap();
     assert!(
         used >= 3 * acknowledged.len() as i64,
@@ -549,15 +525,16 @@ fn r10_acknowledged_consumes_survive_sigkill() {
 fn sigterm_finishes_in_flight_calls_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (db_url, org_id, token) = big_org_database(dir.path());
-    let (mut server, port) = start_server(&db_url);
-    let clients = consume_until_gone(port, &token, 8, 1, Default::default());
+    let mut server = common::Server::start(&db_url, None);
+    let port = server.port;
+    let clients = common::consume_until_gone(vec![port], &token, 8, 1, Default::default());
     std::thread::sleep(std::time::Duration::from_millis(800));
     let term = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let status = server.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(
         status.success(),
         "a clean exit after SIGTERM, got {status:?}"
@@ -595,51 +572,6 @@ fn big_org_database(dir: &std::path::Path) -> (String, i64, String) {
         org_id,
         creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap(),
     )
-}
-
-/// `clients` threads sending consumes with ids until the server stops answering (or `stop` is
-/// set); the ids it acknowledged.
-fn consume_until_gone(
-    port: u16,
-    token: &str,
-    clients: usize,
-    credits: i64,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Vec<String>>> {
-    (0..clients)
-        .map(|client| {
-            let (token, stop) = (token.to_string(), stop.clone());
-            std::thread::spawn(move || {
-                let mut acknowledged = Vec::new();
-                for call in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let id = format!("k{client}-{call}");
-                    let body = json!({"credits": credits, "id": id}).to_string();
-                    let auth = format!("Bearer {token}");
-                    let sent = std::panic::catch_unwind(|| {
-                        common::http::request(
-                            port,
-                            "POST",
-                            "/api/v1/consume",
-                            &[
-                                ("Authorization", &auth),
-                                ("Content-Type", "application/json"),
-                            ],
-                            body.as_bytes(),
-                        )
-                    });
-                    match sent {
-                        Ok(r) if r.status == 200 => acknowledged.push(id),
-                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
-                        Err(_) => break, // the server is gone
-                    }
-                }
-                acknowledged
-            })
-        })
-        .collect()
 }
 
 /// Every acknowledged id is stored.
@@ -693,7 +625,7 @@ fn serve_prunes_raw_events_past_the_audit_window() {
         creditmeter::store::usage::insert_events(c, &events)
     })
     .unwrap();
-    let (mut server, _) = start_server(&db_url);
+    let mut server = common::Server::start(&db_url, None);
     let kept = |conn: &mut creditmeter::db::DbConn| -> Vec<Option<String>> {
         dsl::usage_events
             .order(dsl::id)
@@ -705,8 +637,7 @@ fn serve_prunes_raw_events_past_the_audit_window() {
     while kept(&mut conn).len() > 2 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     assert_eq!(
         kept(&mut conn),
         [

@@ -8,7 +8,7 @@ mod common;
 mod model;
 
 use chrono::{DateTime, Utc};
-use common::{Server, api_at};
+use common::{Server, api_at, set_limit};
 use creditmeter::db::{self, DatabaseUrl, DbConn};
 use creditmeter::domain::allowance::{Allowance, Edition};
 use serde_json::{Value, json};
@@ -72,22 +72,6 @@ pub fn create_org(
     let org_id = creditmeter::store::orgs::create(conn, &org, at).unwrap();
     let token = creditmeter::store::users::create_token(conn, org_id, at).unwrap();
     (org_id, token)
-}
-
-/// Set an org's additional limit as of `at`, as the limit form does.
-pub fn set_limit(conn: &mut DbConn, org_id: i64, limit: i64, at: DateTime<Utc>) {
-    let org = creditmeter::store::orgs::find(conn, org_id)
-        .unwrap()
-        .unwrap();
-    creditmeter::store::limits::set(
-        conn,
-        org_id,
-        creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
-        "test",
-        at,
-        org.local_day(at),
-    )
-    .unwrap();
 }
 
 fn consume(port: u16, token: &str, body: Value) -> common::Response {
@@ -163,38 +147,6 @@ fn r4_two_servers_never_pass_the_limit_and_record_every_admitted_call() {
     }
 }
 
-/// `clients` threads consuming 3 credits a call with fresh ids, each on `ports[client % n]`, until
-/// their server stops answering or `stop` is set; the ids acknowledged.
-fn consume_until_gone(
-    ports: Vec<u16>,
-    token: &str,
-    clients: usize,
-    stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Vec<String>>> {
-    (0..clients)
-        .map(|client| {
-            let (token, stop, port) =
-                (token.to_string(), stop.clone(), ports[client % ports.len()]);
-            std::thread::spawn(move || {
-                let mut acknowledged = Vec::new();
-                for call in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let id = format!("k{client}-{call}");
-                    let body = json!({"credits": 3, "id": id});
-                    match std::panic::catch_unwind(|| consume(port, &token, body)) {
-                        Ok(r) if r.status == 200 => acknowledged.push(id),
-                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
-                        Err(_) => break, // the server is gone
-                    }
-                }
-                acknowledged
-            })
-        })
-        .collect()
-}
-
 /// Issue 13, row 2 (R10 across processes): two servers, 16 clients, one server killed (SIGKILL)
 /// mid-load: every consume either server acknowledged is recorded, and counted once.
 #[test]
@@ -205,8 +157,13 @@ fn r10_two_servers_lose_nothing_acknowledged_when_one_is_killed() {
         let mut doomed = Server::start(db.url(), Some(NOW));
         let survivor = Server::start(db.url(), Some(NOW));
         let stop = Arc::new(AtomicBool::new(false));
-        let clients =
-            consume_until_gone(vec![doomed.port, survivor.port], &token, 16, stop.clone());
+        let clients = common::consume_until_gone(
+            vec![doomed.port, survivor.port],
+            &token,
+            16,
+            3,
+            stop.clone(),
+        );
         std::thread::sleep(std::time::Duration::from_millis(1_500));
         doomed.kill();
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -264,30 +221,20 @@ fn r9_a_refused_id_is_decided_afresh_and_an_admitted_one_counts_once() {
             consume(port, &token, json!({"credits": 49_997, "id": "all"})).status,
             200
         );
-        let auth = token.clone();
-        let seen = run_clients(32, 320, move |_, n| {
-            consume(
-                port,
-                &auth,
-                json!({"credits": 1, "id": format!("z{}", n % 4)}),
-            )
-            .status
-        });
-        assert_eq!(seen, [(429, 320)].into());
+        // 32 clients, 320 calls of one credit, over four ids.
+        let retry_four_ids = || {
+            let auth = token.clone();
+            run_clients(32, 320, move |_, n| {
+                let body = json!({"credits": 1, "id": format!("z{}", n % 4)});
+                consume(port, &auth, body).status
+            })
+        };
+        assert_eq!(retry_four_ids(), [(429, 320)].into());
         assert_eq!(used_today(port, &token), 50_000);
 
         // With a limit, the same ids are admitted, once each.
         set_limit(&mut conn, org_id, 10, now());
-        let auth = token.clone();
-        let seen = run_clients(32, 320, move |_, n| {
-            consume(
-                port,
-                &auth,
-                json!({"credits": 1, "id": format!("z{}", n % 4)}),
-            )
-            .status
-        });
-        assert_eq!(seen, [(200, 320)].into());
+        assert_eq!(retry_four_ids(), [(200, 320)].into());
         let r = api_at(port, "GET", "/api/v1/credits", &token, "").json();
         assert_eq!(
             (r["used"].clone(), r["additional_used"].clone()),

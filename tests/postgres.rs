@@ -180,22 +180,7 @@ fn tls_to_postgresql_with_sslmode_require() {
     assert!(encrypted, "the connection is encrypted");
 
     // The server itself, on the same URL.
-    let now = chrono::Utc::now();
-    let org_id = creditmeter::store::orgs::create(
-        &mut conn,
-        &creditmeter::store::orgs::NewOrg {
-            name: "TLS".into(),
-            zone: chrono_tz::UTC,
-            allowance: creditmeter::domain::allowance::Allowance {
-                edition: Edition::Standard,
-                licences: 0,
-                add_on_credits: 0,
-            },
-        },
-        now,
-    )
-    .unwrap();
-    let token = creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap();
+    let token = standard_org(&mut conn, "TLS");
     let server = common::Server::start(&url, None);
     let r = common::api_at(
         server.port,
@@ -217,22 +202,7 @@ fn the_usage_writer_reconnects_after_losing_its_connection() {
         return;
     };
     let mut conn = creditmeter::db::connect_one(&DatabaseUrl::parse(&temp.url).unwrap()).unwrap();
-    let now = chrono::Utc::now();
-    let org_id = creditmeter::store::orgs::create(
-        &mut conn,
-        &creditmeter::store::orgs::NewOrg {
-            name: "Reconnect".into(),
-            zone: chrono_tz::UTC,
-            allowance: creditmeter::domain::allowance::Allowance {
-                edition: Edition::Standard,
-                licences: 0,
-                add_on_credits: 0,
-            },
-        },
-        now,
-    )
-    .unwrap();
-    let token = creditmeter::store::users::create_token(&mut conn, org_id, now).unwrap();
+    let token = standard_org(&mut conn, "Reconnect");
     let server = common::Server::start(&temp.url, None);
     let consume = |id: &str| {
         common::api_at(
@@ -256,4 +226,20 @@ fn the_usage_writer_reconnects_after_losing_its_connection() {
     let r = common::api_at(server.port, "GET", "/api/v1/credits", &token, "");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["used"], 2);
+}
+
+/// A standard org (50,000 free credits a day) created now, and an API token for it.
+fn standard_org(conn: &mut creditmeter::db::DbConn, name: &str) -> String {
+    let now = chrono::Utc::now();
+    let org = creditmeter::store::orgs::NewOrg {
+        name: name.into(),
+        zone: chrono_tz::UTC,
+        allowance: creditmeter::domain::allowance::Allowance {
+            edition: Edition::Standard,
+            licences: 0,
+            add_on_credits: 0,
+        },
+    };
+    let org_id = creditmeter::store::orgs::create(conn, &org, now).unwrap();
+    creditmeter::store::users::create_token(conn, org_id, now).unwrap()
 }

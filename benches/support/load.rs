@@ -386,3 +386,30 @@ pub fn unlimited_org(
     };
     creditmeter::store::orgs::create(conn, &org, now).expect("bench org")
 }
+
+/// Calls per transaction so far, from the server's /metrics.
+pub fn print_batches(port: u16, label: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (batches, jobs) = (
+        value("creditmeter_writer_batches_total"),
+        value("creditmeter_writer_events_total"),
+    );
+    println!(
+        "    {label}: {batches:.0} transactions, {:.1} calls per transaction on average, at most {:.0}",
+        jobs / batches.max(1.0),
+        value("creditmeter_writer_largest_batch_calls")
+    );
+}

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod serve;
 pub mod webdriver;
+
+#[allow(unused_imports)]
+pub use serve::Server;
 
 use chrono::{DateTime, Utc};
 use std::sync::mpsc;
@@ -304,22 +308,27 @@ pub fn day_rows(html: &str) -> Vec<DetailRow> {
         .collect()
 }
 
+/// Set an org's limit as of `at`, as the limit form does (the history records it).
+pub fn set_limit(conn: &mut db::DbConn, org_id: i64, limit: i64, at: DateTime<Utc>) {
+    let org = orgs::find(conn, org_id).unwrap().unwrap();
+    creditmeter::store::limits::set(
+        conn,
+        org_id,
+        creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
+        "test",
+        at,
+        org.local_day(at),
+    )
+    .unwrap();
+}
+
 impl TestApp {
     /// Set an org's limit as of `at` (RFC 3339), as the limit history records it.
     pub fn set_limit_at(&self, org_id: i64, limit: i64, at: &str) {
         let at = DateTime::parse_from_rfc3339(at)
             .unwrap()
             .with_timezone(&Utc);
-        let org = orgs::find(&mut self.conn(), org_id).unwrap().unwrap();
-        creditmeter::store::limits::set(
-            &mut self.conn(),
-            org_id,
-            creditmeter::domain::types::AdditionalLimit::new(limit).unwrap(),
-            "test",
-            at,
-            org.local_day(at),
-        )
-        .unwrap();
+        set_limit(&mut self.conn(), org_id, limit, at);
     }
 
     /// Record metered usage through the ledger: (RFC 3339 time, credits).
@@ -425,53 +434,6 @@ impl Drop for TempDatabase {
     }
 }
 
-/// The real binary, `serve`d on 127.0.0.1:0 with a database URL (and a fixed clock when `now` is
-/// given); killed (SIGKILL) when dropped.
-pub struct Server {
-    pub child: std::process::Child,
-    pub port: u16,
-}
-
-impl Server {
-    pub fn start(db_url: &str, now: Option<&str>) -> Server {
-        use std::io::BufRead;
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"));
-        command
-            .args(["serve", "--bind", "127.0.0.1:0", "--database", db_url])
-            .env_remove("CREDITMETER_NOW")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        if let Some(now) = now {
-            command.env("CREDITMETER_NOW", now);
-        }
-        let mut child = command.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .trim_end_matches("/login")
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-
-    /// SIGKILL now.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// An API call with a bearer token to any port.
 pub fn api_at(port: u16, method: &str, path: &str, token: &str, body: &str) -> Response {
     let auth = format!("Bearer {token}");
@@ -485,4 +447,40 @@ pub fn api_at(port: u16, method: &str, path: &str, token: &str, body: &str) -> R
         ],
         body.as_bytes(),
     )
+}
+
+/// `clients` threads consuming `credits` a call with fresh ids, each on `ports[client % n]`, until
+/// their server stops answering or `stop` is set; the ids each acknowledged.
+pub fn consume_until_gone(
+    ports: Vec<u16>,
+    token: &str,
+    clients: usize,
+    credits: i64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+    (0..clients)
+        .map(|client| {
+            let (token, stop) = (token.to_string(), stop.clone());
+            let port = ports[client % ports.len()];
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for call in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("k{client}-{call}");
+                    let body = serde_json::json!({"credits": credits, "id": id}).to_string();
+                    let sent = std::panic::catch_unwind(|| {
+                        api_at(port, "POST", "/api/v1/consume", &token, &body)
+                    });
+                    match sent {
+                        Ok(r) if r.status == 200 => acknowledged.push(id),
+                        Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                        Err(_) => break, // the server is gone
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
 }

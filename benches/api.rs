@@ -51,15 +51,6 @@ fn start(group_commit: bool) -> Server {
     }
 }
 
-fn consume_request(token: &str) -> Vec<u8> {
-    let body = "{\"credits\":1,\"operation\":\"search\",\"client\":\"bench\"}";
-    format!(
-        "POST /api/v1/consume HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// Send `batches` NDJSON bodies of `size` events over `connections` connections; events/s accepted.
 fn usage_throughput(
     server: &Server,
@@ -136,8 +127,8 @@ fn main() {
     );
 
     let (consume_a, consume_b) = (
-        consume_request(&grouped.token),
-        consume_request(&unbatched.token),
+        load::consume_request(&grouped.token),
+        load::consume_request(&unbatched.token),
     );
     let run_a = || {
         let label = "(a) consume, group commit";

@@ -96,15 +96,6 @@ impl Drop for Database {
     }
 }
 
-fn consume_request(token: &str) -> Vec<u8> {
-    let body = "{\"credits\":1,\"operation\":\"search\",\"client\":\"bench\"}";
-    format!(
-        "POST /api/v1/consume HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
 /// Consume at `connections` over every server and token: connection i uses server i % servers
 /// and token i % tokens.
 fn consume(
@@ -114,7 +105,7 @@ fn consume(
     connections: usize,
     duration: Duration,
 ) -> load::Figures {
-    let requests: Vec<Vec<u8>> = tokens.iter().map(|t| consume_request(t)).collect();
+    let requests: Vec<Vec<u8>> = tokens.iter().map(|t| load::consume_request(t)).collect();
     let count = servers.len() * tokens.len() / gcd(servers.len(), tokens.len());
     let targets: Vec<(u16, &[u8])> = (0..count)
         .map(|i| {

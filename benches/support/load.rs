@@ -413,3 +413,13 @@ pub fn print_batches(port: u16, label: &str) {
         value("creditmeter_writer_largest_batch_calls")
     );
 }
+
+/// A keep-alive `POST /api/v1/consume` of one credit with `token`.
+pub fn consume_request(token: &str) -> Vec<u8> {
+    let body = "{\"credits\":1,\"operation\":\"search\",\"client\":\"bench\"}";
+    format!(
+        "POST /api/v1/consume HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}

@@ -125,6 +125,8 @@ pub fn periods_due(
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
     #[test]
     fn r7_periods_due_start_after_the_last_statement() {
         let d = |s: &str| NaiveDate::parse_from_str(s, "%F").unwrap();
@@ -144,7 +146,6 @@ mod tests {
         assert_eq!(starts(Some("2026-03-31"), "2026-04-30"), [d("2026-03-31")]);
         assert!(starts(Some("2026-04-30"), "2026-04-30").is_empty());
     }
-    use proptest::prelude::*;
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, d).unwrap()

@@ -56,8 +56,8 @@ pub enum Outcome {
 /// connection's own commits do not change it). On PostgreSQL day rows and keys are read again,
 /// under lock, in every batch; an org's rules are kept while its `rules_version`, read under the
 /// batch's share lock, is unchanged; plans by id (never changed once published) and which plan
-/// prices a day that has begun somewhere (a plan may only be published for a day no org has
-/// reach or be sent usage for) are kept.
+/// prices a day that usage can be placed on already (a plan may only be published for a later
+/// day) are kept.
 #[derive(Default)]
 pub struct LedgerCache {
     data_version: Option<i64>,
@@ -67,6 +67,8 @@ pub struct LedgerCache {
     days: HashMap<(i64, NaiveDate), DayRow>,
     plans: HashMap<i64, PricePlan>,
     plan_of_day: HashMap<NaiveDate, Option<i64>>,
+    /// The first plan's effective day (plans are only published for later days, so it stays).
+    first_plan_day: Option<NaiveDate>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -107,6 +109,19 @@ impl LedgerCache {
         if let Some(found) = self.plan_of_day.get(&local_day) {
             return Ok(*found);
         }
+        // Days before the first plan are answered without a query and not kept one by one: a
+        // caller could send a day of every year since year 1.
+        let first = match self.first_plan_day {
+            Some(first) => first,
+            None => {
+                let first = plans::first_effective_day(conn)?;
+                self.first_plan_day = Some(first);
+                first
+            }
+        };
+        if local_day < first {
+            return Ok(None);
+        }
         let found = plans::id_in_force_on(conn, local_day)?;
         self.plan_of_day.insert(local_day, found);
         Ok(found)
@@ -127,7 +142,23 @@ pub fn apply_batch(
     requests: &[UsageRequest],
 ) -> QueryResult<Vec<Outcome>> {
     let requests: Vec<&UsageRequest> = requests.iter().collect();
-    apply_batch_cached(conn, now, &requests, &mut LedgerCache::default())
+    apply_batch_cached(conn, now, &requests, &mut LedgerCache::default()).map_err(|e| e.error)
+}
+
+/// A batch that was not applied, or whose commit has an unknown outcome.
+#[derive(Debug)]
+pub struct BatchError {
+    pub error: diesel::result::Error,
+    /// The batch was decided and written and COMMIT was sent, but it failed or went unanswered
+    /// (a connection lost at that moment): the batch may be committed. It must not be applied
+    /// again, or a call without an id would count twice.
+    pub commit_unknown: bool,
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
 }
 
 /// `apply_batch` for a caller that applies many batches on one connection (the writer).
@@ -136,19 +167,24 @@ pub fn apply_batch_cached(
     now: DateTime<Utc>,
     requests: &[&UsageRequest],
     cache: &mut LedgerCache,
-) -> QueryResult<Vec<Outcome>> {
+) -> Result<Vec<Outcome>, BatchError> {
+    let mut written = false;
     let result = crate::db::write_transaction(conn, |conn| {
         cache.revalidate(conn, now)?;
         let placed = read(conn, now, requests, cache)?;
         let (outcomes, writes) = decide(now, requests, &placed, cache);
         writes.flush(conn, &placed, cache)?;
+        written = true;
         Ok(outcomes)
     });
-    if result.is_err() {
-        // Rolled back: what the cache learnt in this batch is not in the database.
+    result.map_err(|error| {
+        // Rolled back (or unknown): what the cache learnt in this batch may not be in the database.
         *cache = LedgerCache::default();
-    }
-    result
+        BatchError {
+            error,
+            commit_unknown: written,
+        }
+    })
 }
 
 /// Where each request of a batch goes (its org-day, or why it cannot go anywhere), and the keys

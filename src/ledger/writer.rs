@@ -26,15 +26,11 @@ pub const MAX_BATCH_EVENTS: usize = 5_000;
 /// An event costs PostgreSQL several times what it costs SQLite.
 pub const ORG_SHARE_SQLITE: usize = 250;
 pub const ORG_SHARE_POSTGRES: usize = 100;
-
-fn org_share(conn: &DbConn) -> usize {
-    match conn {
-        DbConn::Sqlite(_) => ORG_SHARE_SQLITE,
-        DbConn::Postgresql(_) => ORG_SHARE_POSTGRES,
-    }
-}
-/// Jobs that may wait for the writer before callers are told to retry.
+/// Jobs that may wait for the writer before callers are told to retry: those the writer has taken
+/// into its queue, and those handed over but not yet taken.
 pub const QUEUE_CAPACITY: usize = 16_384;
+/// The hand-over channel's part of `QUEUE_CAPACITY`.
+const HANDOVER: usize = 1_024;
 
 /// Requests of one org (every caller submits one org's requests), answered together once all of
 /// them are decided and committed.
@@ -94,6 +90,15 @@ pub struct WriterStats {
     pub largest_batch_requests: AtomicU64,
 }
 
+impl WriterStats {
+    /// A committed transaction of `jobs` jobs (or slices of jobs) and `requests` requests.
+    fn record_commit(&self, jobs: usize, requests: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
+        self.events.fetch_add(requests as u64, Ordering::Relaxed);
+    }
+}
+
 pub struct Writer {
     queue: SyncSender<Job>,
     pub stats: Arc<WriterStats>,
@@ -112,7 +117,7 @@ impl Writer {
             conn: db::connect_one(url)?,
             url: url.clone(),
         };
-        let (queue, jobs) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let (queue, jobs) = mpsc::sync_channel(HANDOVER);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
@@ -136,18 +141,6 @@ impl Writer {
                 mpsc::TrySendError::Disconnected(_) => WriterError::Stopped,
             })?;
         answer.await.map_err(|_| WriterError::Stopped)?
-    }
-
-    /// Submit from blocking code (the CLI import).
-    pub fn submit_blocking(
-        &self,
-        requests: Vec<UsageRequest>,
-    ) -> Result<Vec<Outcome>, WriterError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job::new(requests, reply))
-            .map_err(|_| WriterError::Stopped)?;
-        answer.blocking_recv().map_err(|_| WriterError::Stopped)?
     }
 }
 
@@ -178,7 +171,7 @@ fn run(
                 Err(_) => return,
             }
         }
-        while pending.len() < QUEUE_CAPACITY {
+        while pending.len() < QUEUE_CAPACITY - HANDOVER {
             match jobs.try_recv() {
                 Ok(job) => pending.push_back(job),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -194,6 +187,14 @@ fn run(
             job.answer(Ok(outcomes));
         }
         pending.retain(|job| job.reply.is_some());
+    }
+}
+
+/// The most requests of one org in one transaction on this connection's backend.
+fn org_share(conn: &DbConn) -> usize {
+    match conn {
+        DbConn::Sqlite(_) => ORG_SHARE_SQLITE,
+        DbConn::Postgresql(_) => ORG_SHARE_POSTGRES,
     }
 }
 
@@ -268,11 +269,12 @@ impl WriterConn {
     }
 }
 
-/// Apply the slices in one transaction. If it fails, and it held several jobs or its connection was
-/// lost and replaced, apply each job's slice alone, so that a job is answered with an error only
-/// for a failure of its own. A job whose slice fails is answered with the error and leaves the
-/// queue (slices it had committed before stay: each event of a metering job carries an id, so a
-/// retry counts them once).
+/// Apply the slices in one transaction. If it fails before its COMMIT, and it held several jobs or
+/// its connection was lost and replaced, apply each job's slice alone, so that a job is answered
+/// with an error only for a failure of its own. A batch whose COMMIT failed or went unanswered may
+/// be committed: it is never applied again (a call without an id would count twice), and its jobs
+/// are answered with an error. A job whose slice fails leaves the queue (slices it had committed
+/// before stay: each event of a metering job carries an id, so a retry counts them once).
 fn commit_batch(
     conn: &mut WriterConn,
     cache: &mut LedgerCache,
@@ -285,16 +287,12 @@ fn commit_batch(
         .iter()
         .flat_map(|slice| requests_of(pending, slice))
         .collect();
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.jobs.fetch_add(slices.len() as u64, Ordering::Relaxed);
-    stats
-        .events
-        .fetch_add(requests.len() as u64, Ordering::Relaxed);
     stats
         .largest_batch_requests
         .fetch_max(requests.len() as u64, Ordering::Relaxed);
-    let error = match apply_batch_cached(&mut conn.conn, clock.now(), &requests, cache) {
+    let failure = match apply_batch_cached(&mut conn.conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {
+            stats.record_commit(slices.len(), requests.len());
             drop(requests);
             let mut outcomes = outcomes.into_iter();
             for slice in slices {
@@ -303,28 +301,31 @@ fn commit_batch(
             }
             return;
         }
-        Err(error) => error,
+        Err(failure) => failure,
     };
     drop(requests);
     stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-    let reconnected = conn.heal(&error);
-    if slices.len() == 1 && !reconnected {
-        fail(&mut pending[slices[0].job], &error);
+    let reconnected = conn.heal(&failure.error);
+    if failure.commit_unknown || (slices.len() == 1 && !reconnected) {
+        for slice in slices {
+            fail(&mut pending[slice.job], &failure.error);
+        }
         return;
     }
-    tracing::warn!(error = %error, jobs = slices.len(), "usage batch failed; trying each job alone");
+    tracing::warn!(error = %failure, jobs = slices.len(), "usage batch failed; trying each job alone");
     for slice in slices {
         let alone = requests_of(pending, slice);
         match apply_batch_cached(&mut conn.conn, clock.now(), &alone, cache) {
             Ok(outcomes) => {
+                stats.record_commit(1, alone.len());
                 drop(alone);
                 pending[slice.job].outcomes.extend(outcomes);
             }
-            Err(error) => {
+            Err(failure) => {
                 drop(alone);
                 stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                conn.heal(&error);
-                fail(&mut pending[slice.job], &error);
+                conn.heal(&failure.error);
+                fail(&mut pending[slice.job], &failure.error);
             }
         }
     }

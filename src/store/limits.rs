@@ -67,15 +67,6 @@ pub fn set(
     })
 }
 
-/// Every change of an org's limit, oldest first.
-pub fn history(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<LimitChangeRow>> {
-    limit_changes::table
-        .filter(limit_changes::org_id.eq(org_id))
-        .order((limit_changes::changed_at, limit_changes::id))
-        .select(LimitChangeRow::as_select())
-        .load(conn)
-}
-
 /// The most recent changes first, for the audit page.
 pub fn recent(conn: &mut DbConn, org_id: i64, count: i64) -> QueryResult<Vec<LimitChangeRow>> {
     limit_changes::table

@@ -224,17 +224,27 @@ pub fn allowance_history(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<Allo
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(
-            |(effective_from, edition, licences, add_on_credits)| AllowanceChange {
-                effective_from,
-                allowance: Allowance {
-                    edition: edition.parse().unwrap_or(Edition::Free),
-                    licences,
-                    add_on_credits,
-                },
-            },
-        )
+        .map(|(effective_from, edition, licences, add_on_credits)| {
+            allowance_change(effective_from, &edition, licences, add_on_credits)
+        })
         .collect())
+}
+
+/// An `allowance_changes` row as the domain's change.
+fn allowance_change(
+    effective_from: NaiveDate,
+    edition: &str,
+    licences: i64,
+    add_on_credits: i64,
+) -> AllowanceChange {
+    AllowanceChange {
+        effective_from,
+        allowance: Allowance {
+            edition: edition.parse().unwrap_or(Edition::Free),
+            licences,
+            add_on_credits,
+        },
+    }
 }
 
 /// The daily free credits of one org-local day (R1, R11).
@@ -329,14 +339,12 @@ pub fn rules_of(
         .load(conn)?;
     for (org_id, effective_from, edition, licences, add_on_credits) in allowances {
         if let Some(r) = rules.get_mut(&org_id) {
-            r.allowances.push(AllowanceChange {
+            r.allowances.push(allowance_change(
                 effective_from,
-                allowance: Allowance {
-                    edition: edition.parse().unwrap_or(Edition::Free),
-                    licences,
-                    add_on_credits,
-                },
-            });
+                &edition,
+                licences,
+                add_on_credits,
+            ));
         }
     }
     let limits: Vec<(i64, NaiveDateTime, i64)> = limit_changes::table

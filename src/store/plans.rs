@@ -48,6 +48,14 @@ pub fn for_day(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<(i64, Pri
     Ok((id, decode(&json)?))
 }
 
+/// The day the first plan takes effect (the migrations publish one: the default plan, 1970-01-01).
+pub fn first_effective_day(conn: &mut DbConn) -> QueryResult<NaiveDate> {
+    price_plans::table
+        .order(price_plans::effective_from)
+        .select(price_plans::effective_from)
+        .first(conn)
+}
+
 /// The id of the plan in force on `local_day`, if any plan is.
 pub fn id_in_force_on(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<Option<i64>> {
     price_plans::table

@@ -119,12 +119,23 @@ pub fn save_days(conn: &mut DbConn, rows: &[&DayRow]) -> QueryResult<()> {
     Ok(())
 }
 
+/// How a batch's day rows are written: new counters and amount (the writer holds their locks).
+const DAY_UPSERT: &str = " ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
+     free_credits = excluded.free_credits, additional = excluded.additional, \
+     amount_minor = excluded.amount_minor";
+
+/// How a batch's breakdowns are written: increments, safe under any interleaving.
+const BREAKDOWN_UPSERT: &str = " ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
+     credits = daily_breakdown.credits + excluded.credits, \
+     additional = daily_breakdown.additional + excluded.additional";
+
 /// Rows per multi-row upsert: seven parameters each at most, far below both backends' limits.
 const ROWS_PER_UPSERT: usize = 500;
 
-/// The upserts of the write path, written out once for both backends (the placeholders are the
-/// backend's own), several rows to a statement: one round trip per batch on PostgreSQL. Diesel
-/// caches the prepared statement of each text, so a connection prepares one per row count.
+/// The upserts of SQLite's write path (and of any caller writing day rows or breakdowns), several
+/// rows to a statement, for either backend (the placeholders are the backend's own). Diesel caches
+/// the prepared statement of each text, so a connection prepares one per row count. PostgreSQL's
+/// write path uses `PgWriteBatch`, with the same conflict clauses.
 struct SaveDays<'a>(&'a [&'a DayRow]);
 struct AddBreakdowns<'a>(&'a [BreakdownRow]);
 
@@ -166,11 +177,7 @@ where
             }
             out.push_sql(")");
         }
-        out.push_sql(
-            " ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
-             free_credits = excluded.free_credits, additional = excluded.additional, \
-             amount_minor = excluded.amount_minor",
-        );
+        out.push_sql(DAY_UPSERT);
         Ok(())
     }
 }
@@ -202,11 +209,7 @@ where
             out.push_bind_param::<BigInt, _>(&row.additional)?;
             out.push_sql(")");
         }
-        out.push_sql(
-            " ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
-             credits = daily_breakdown.credits + excluded.credits, \
-             additional = daily_breakdown.additional + excluded.additional",
-        );
+        out.push_sql(BREAKDOWN_UPSERT);
         Ok(())
     }
 }
@@ -569,11 +572,10 @@ impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
             out.push_sql(", ");
             out.push_bind_param::<Array<BigInt>, _>(column)?;
         }
+        out.push_sql(")");
+        out.push_sql(DAY_UPSERT);
         out.push_sql(
-            ") ON CONFLICT (org_id, local_day) DO UPDATE SET credits = excluded.credits, \
-             free_credits = excluded.free_credits, additional = excluded.additional, \
-             amount_minor = excluded.amount_minor), \
-             breakdowns AS (INSERT INTO daily_breakdown (org_id, local_day, operation, client, \
+            "), breakdowns AS (INSERT INTO daily_breakdown (org_id, local_day, operation, client, \
              credits, additional) SELECT * FROM UNNEST(",
         );
         let breakdowns = &self.breakdowns;
@@ -588,11 +590,9 @@ impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&breakdowns.credits)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<BigInt>, _>(&breakdowns.additional)?;
-        out.push_sql(
-            ") ON CONFLICT (org_id, local_day, operation, client) DO UPDATE SET \
-             credits = daily_breakdown.credits + excluded.credits, \
-             additional = daily_breakdown.additional + excluded.additional) ",
-        );
+        out.push_sql(")");
+        out.push_sql(BREAKDOWN_UPSERT);
+        out.push_sql(") ");
         self.events.walk_ast(out.reborrow())
     }
 }

@@ -211,17 +211,33 @@ fn read(
     let mut places = Vec::with_capacity(requests.len());
     let mut days: BTreeMap<(i64, NaiveDate), i64> = BTreeMap::new();
     let mut key_days: BTreeMap<(i64, String), NaiveDate> = BTreeMap::new();
+    // Per org: how many requests were refused for a closed period, and the first one's time.
+    let mut closed: BTreeMap<i64, (usize, DateTime<Utc>)> = BTreeMap::new();
     for request in requests {
         let place = place(conn, now, request, cache)?;
-        if let Ok((local_day, plan_id)) = place {
-            days.entry((request.org_id, local_day)).or_insert(plan_id);
-            if let Some(id) = &request.event_id {
-                key_days
-                    .entry((request.org_id, id.clone()))
-                    .or_insert(local_day);
+        match place {
+            Ok((local_day, plan_id)) => {
+                days.entry((request.org_id, local_day)).or_insert(plan_id);
+                if let Some(id) = &request.event_id {
+                    key_days
+                        .entry((request.org_id, id.clone()))
+                        .or_insert(local_day);
+                }
             }
+            Err(Refusal::PeriodClosed) => {
+                closed
+                    .entry(request.org_id)
+                    .or_insert((0, request.occurred_at))
+                    .0 += 1;
+            }
+            Err(_) => {}
         }
         places.push(place.map(|(local_day, _)| local_day));
+    }
+    // R8: usage for a closed period is refused and logged, once per org and batch (a caller can
+    // send it by the hundred thousand).
+    for (org, (count, first_at)) in closed {
+        tracing::warn!(org, count, first_at = %first_at, "usage refused: its billing period is closed");
     }
 
     let keys: Vec<(i64, &str, NaiveDate)> = key_days
@@ -278,9 +294,8 @@ fn read_rules(conn: &mut DbConn, org_ids: &[i64], cache: &mut LedgerCache) -> Qu
     Ok(())
 }
 
-/// The org-local day of one request and the plan that prices it, or why it has none. A refusal
-/// for a closed period is logged as a warning (R8: such usage is refused and logged, not lost
-/// silently); the others, which a caller can send by the thousand, at debug level.
+/// The org-local day of one request and the plan that prices it, or why it has none (each refusal
+/// logged at debug level; `read` sums up those for closed periods as a warning).
 fn place(
     conn: &mut DbConn,
     now: DateTime<Utc>,
@@ -298,14 +313,8 @@ fn place(
             .ok_or(Refusal::NoPricePlan),
         Err(refusal) => Err(refusal),
     };
-    match placed {
-        Err(Refusal::PeriodClosed) => {
-            tracing::warn!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, "usage refused: period closed")
-        }
-        Err(refusal) => {
-            tracing::debug!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused")
-        }
-        Ok(_) => {}
+    if let Err(refusal) = placed {
+        tracing::debug!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused");
     }
     Ok(placed)
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::allowance::{Allowance, AllowanceChange, allowance_on};
+use super::allowance::{Allowance, AllowanceChange, free_credits_on};
 use std::ops::Range;
 
 use super::calendar;
@@ -163,9 +163,7 @@ pub struct OrgRules {
 impl OrgRules {
     /// R1/R11: the free credits of one org-local day.
     pub fn free_allowance(&self, local_day: NaiveDate) -> i64 {
-        allowance_on(&self.allowances, local_day)
-            .unwrap_or(self.current_allowance)
-            .daily_free_credits()
+        free_credits_on(&self.allowances, self.current_allowance, local_day)
     }
 
     /// The limit a request spends against: now for a live call, at its time for metered usage.

@@ -129,6 +129,18 @@ pub struct AllowanceChange {
     pub allowance: Allowance,
 }
 
+/// R1/R11: the free credits of `local_day`, from the org's history, or from its allowance as
+/// configured now when it has no history.
+pub fn free_credits_on(
+    history: &[AllowanceChange],
+    current: Allowance,
+    local_day: NaiveDate,
+) -> i64 {
+    allowance_on(history, local_day)
+        .unwrap_or(current)
+        .daily_free_credits()
+}
+
 /// R11: the allowance of `local_day` from the org's history (sorted by `effective_from`; the first
 /// entry is the allowance at creation, which also covers every day before it).
 pub fn allowance_on(history: &[AllowanceChange], local_day: NaiveDate) -> Option<Allowance> {

@@ -8,7 +8,7 @@ use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::{allowance_changes, orgs};
 use crate::domain::admission::{LimitChange, OrgRules};
-use crate::domain::allowance::{Allowance, AllowanceChange, Edition, allowance_on};
+use crate::domain::allowance::{Allowance, AllowanceChange, Edition, free_credits_on};
 use crate::domain::calendar;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -254,9 +254,7 @@ pub fn free_allowance_on(
     local_day: NaiveDate,
 ) -> QueryResult<i64> {
     let history = allowance_history(conn, org.id)?;
-    Ok(allowance_on(&history, local_day)
-        .unwrap_or_else(|| org.allowance())
-        .daily_free_credits())
+    Ok(free_credits_on(&history, org.allowance(), local_day))
 }
 
 /// Take a share lock on the rows of these orgs until the transaction ends, and read the version

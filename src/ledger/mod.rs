@@ -11,7 +11,7 @@ pub mod writer;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::db::DbConn;
 use crate::domain::admission::{self, DayBudget, Decision, OrgRules, Spend};
@@ -191,10 +191,17 @@ pub fn apply_batch_cached(
 /// the batch claimed.
 struct Placed {
     places: Vec<Result<NaiveDate, Refusal>>,
-    /// First day each id of the batch was placed on: the day its key was claimed with.
-    key_days: BTreeMap<(i64, String), NaiveDate>,
-    /// The keys this batch inserted: ids not admitted before.
-    claimed: HashSet<(i64, String)>,
+    /// The keys this batch inserted (ids not admitted before), by org, with the day each was
+    /// claimed with: the first day its id was placed on in the batch.
+    claimed: HashMap<i64, HashMap<String, NaiveDate>>,
+}
+
+impl Placed {
+    fn claimed(&self, org_id: i64, id: &str) -> bool {
+        self.claimed
+            .get(&org_id)
+            .is_some_and(|ids| ids.contains_key(id))
+    }
 }
 
 /// Place every request and lock and read what deciding needs, in the order every batch locks:
@@ -244,7 +251,13 @@ fn read(
         .iter()
         .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
         .collect();
-    let claimed = usage::claim_keys(conn, &keys)?;
+    let mut claimed: HashMap<i64, HashMap<String, NaiveDate>> = HashMap::new();
+    for key in usage::claim_keys(conn, &keys)? {
+        let day = *key_days.get(&key).ok_or_else(|| {
+            diesel::result::Error::QueryBuilderError("a claimed key that was not asked for".into())
+        })?;
+        claimed.entry(key.0).or_default().insert(key.1, day);
+    }
 
     let to_lock: Vec<(i64, NaiveDate, i64)> = days
         .into_iter()
@@ -254,11 +267,7 @@ fn read(
     for row in usage::lock_days(conn, &to_lock)? {
         cache.days.insert((row.org_id, row.local_day), row);
     }
-    Ok(Placed {
-        places,
-        key_days,
-        claimed,
-    })
+    Ok(Placed { places, claimed })
 }
 
 /// Take the share lock on the orgs' rows and make sure the cache holds their current rules: on
@@ -367,7 +376,7 @@ fn decide<'r>(
         let id = request.event_id.as_deref();
         let admitted_before = id.is_some_and(|id| {
             writes.admitted.contains_key(&(request.org_id, id))
-                || !placed.claimed.contains(&(request.org_id, id.to_string()))
+                || !placed.claimed(request.org_id, id)
         });
         outcomes.push(
             match admission::decide(&mut budget, request.credits, admitted_before) {
@@ -463,13 +472,15 @@ impl<'r> Writes<'r> {
             .collect();
         usage::write_batch(conn, &days, &breakdowns, &self.events)?;
         let mut released: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
-        for (org_id, id) in &placed.claimed {
-            match self.admitted.get(&(*org_id, id.as_str())) {
-                None => released.entry(*org_id).or_default().push(id),
-                Some(day) if placed.key_days[&(*org_id, id.clone())] != *day => {
-                    usage::move_key(conn, *org_id, id, *day)?;
+        for (org_id, ids) in &placed.claimed {
+            for (id, claimed_day) in ids {
+                match self.admitted.get(&(*org_id, id.as_str())) {
+                    None => released.entry(*org_id).or_default().push(id),
+                    Some(day) if day != claimed_day => {
+                        usage::move_key(conn, *org_id, id, *day)?;
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
             }
         }
         for (org_id, ids) in released {

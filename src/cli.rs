@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use crate::clock::Clock;
 use crate::db::{self, DatabaseUrl, DbConn};
-use crate::domain::allowance::{Allowance, Edition};
+use crate::domain::allowance::{self, Allowance, Edition};
 use crate::domain::calendar;
 use crate::domain::pricing::{MAX_QUOTE_CREDITS, PricePlan};
 use crate::domain::types::DayRange;
@@ -374,10 +374,8 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
     let org = require_org(&mut conn, args.org_id)?;
     orgs::update(&mut conn, org.id, &change, clock.now()).context("cannot update the org")?;
     if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some() {
-        let effective = org
-            .local_day(clock.now())
-            .succ_opt()
-            .unwrap_or(NaiveDate::MAX);
+        let zone = change.zone.unwrap_or(org.zone());
+        let effective = allowance::change_effective_from(clock.now(), zone);
         eprintln!(
             "updated org {}; the new allowance applies from {effective}",
             org.id

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod import;
 pub mod ledger;
 pub mod pdf;
+pub mod report;
 pub mod secrets;
 pub mod startup;
 pub mod store;

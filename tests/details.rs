@@ -521,9 +521,14 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
     let frozen = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
         .unwrap()
         .unwrap();
-    assert_eq!(frozen.lines().len(), 28);
+    assert_eq!(frozen.lines().unwrap().len(), 28);
     assert_eq!(
-        frozen.lines().iter().map(|l| l.amount_minor).sum::<i64>(),
+        frozen
+            .lines()
+            .unwrap()
+            .iter()
+            .map(|l| l.amount_minor)
+            .sum::<i64>(),
         frozen.total_minor
     );
 

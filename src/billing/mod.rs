@@ -7,9 +7,9 @@ use diesel::QueryResult;
 
 use crate::db::DbConn;
 use crate::domain::calendar;
-use crate::domain::types::DayRange;
+use crate::report;
 use crate::store::statements::{self, StatementLine};
-use crate::store::{orgs, plans, usage};
+use crate::store::{orgs, usage};
 
 /// Close every due period of every org. `as_of` overrides each org's local today. Two queries
 /// find what is due (the orgs, and the end of each org's last statement); each due period is then
@@ -52,25 +52,23 @@ fn close_period(
         if statements::find(conn, org_id, period.start)?.is_some() {
             return Ok(None);
         }
-        let range = DayRange {
-            from: period.start,
-            to: period.last_day(),
-        };
-        let lines: Vec<StatementLine> = usage::every_day(conn, org_id, range)?
-            .into_iter()
-            .map(|r| StatementLine {
-                day: r.local_day,
-                credits: r.credits,
-                additional: r.additional,
-                amount_minor: r.amount_minor,
+        let days = report::details::days(conn, org_id, period.days_range(), period.end)?;
+        let lines: Vec<StatementLine> = days
+            .lines
+            .iter()
+            .map(|l| StatementLine {
+                day: l.local_day,
+                credits: l.credits,
+                additional: l.additional,
+                amount_minor: l.amount_minor,
+                plan_id: Some(l.plan_id),
             })
             .collect();
-        let (_, plan) = plans::for_day(conn, period.last_day())?;
         let number = statements::insert(
             conn,
             org_id,
             (period.start, period.end),
-            &plan.currency,
+            &days.currency,
             &lines,
             now,
         )?;

@@ -6,9 +6,8 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::allowance::{Allowance, AllowanceChange, free_credits_on};
-use std::ops::Range;
 
-use super::calendar;
+use super::calendar::{self, BillingPeriod};
 
 /// What one org-day has spent so far, and what it may spend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +155,8 @@ pub struct OrgRules {
     /// The allowance as configured now: used only when the history is empty.
     pub current_allowance: Allowance,
     pub limit_history: Vec<LimitChange>,
-    /// The `[start, end)` periods with an issued statement (R8).
-    pub closed: Vec<Range<NaiveDate>>,
+    /// The periods with an issued statement (R8).
+    pub closed: Vec<BillingPeriod>,
 }
 
 impl OrgRules {
@@ -176,7 +175,7 @@ impl OrgRules {
 
     /// R8: whether `local_day` belongs to an issued statement.
     pub fn is_closed(&self, local_day: NaiveDate) -> bool {
-        self.closed.iter().any(|p| p.contains(&local_day))
+        self.closed.iter().any(|p| p.contains(local_day))
     }
 
     /// The org-local day a request at `occurred_at` belongs to, or why it cannot be placed.

@@ -1,6 +1,7 @@
 //! Daily free credits (R1) and how allowance changes take effect (R11).
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use std::fmt;
 use std::str::FromStr;
 
@@ -141,6 +142,14 @@ pub fn free_credits_on(
         .daily_free_credits()
 }
 
+/// R11: the first org-local day a change of edition, licences or add-on credits made at `now`
+/// applies to: the org's next local day.
+pub fn change_effective_from(now: DateTime<Utc>, zone: Tz) -> NaiveDate {
+    crate::domain::calendar::local_day(now, zone)
+        .succ_opt()
+        .unwrap_or(NaiveDate::MAX)
+}
+
 /// R11: the allowance of `local_day` from the org's history (sorted by `effective_from`; the first
 /// entry is the allowance at creation, which also covers every day before it).
 pub fn allowance_on(history: &[AllowanceChange], local_day: NaiveDate) -> Option<Allowance> {
@@ -166,6 +175,18 @@ mod tests {
             add_on_credits: add_on,
         }
         .daily_free_credits()
+    }
+
+    #[test]
+    fn r11_allowance_changes_apply_from_the_next_local_day() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 23, 30, 0).unwrap();
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(change_effective_from(now, chrono_tz::UTC), day(2026, 3, 2));
+        assert_eq!(
+            change_effective_from(now, chrono_tz::Asia::Tokyo),
+            day(2026, 3, 3)
+        );
     }
 
     #[test]

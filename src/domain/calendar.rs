@@ -4,6 +4,8 @@
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::types::DayRange;
+
 /// The org-local calendar day of a UTC instant.
 pub fn local_day(instant: DateTime<Utc>, zone: Tz) -> NaiveDate {
     instant.with_timezone(&zone).date_naive()
@@ -36,6 +38,11 @@ pub fn seconds_until_next_day(now: DateTime<Utc>, zone: Tz) -> i64 {
     (day_start(next, zone) - now).num_seconds().max(1)
 }
 
+/// A date as people read it: `24 Nov 2026`.
+pub fn human_date(day: NaiveDate) -> String {
+    day.format("%-d %b %Y").to_string()
+}
+
 /// Parse an IANA time zone name.
 pub fn parse_zone(name: &str) -> Result<Tz, UnknownZone> {
     name.trim()
@@ -57,6 +64,7 @@ pub struct BillingPeriod {
 }
 
 impl BillingPeriod {
+    /// R7/R8: whether `local_day` belongs to the period (its start included, its end not).
     pub fn contains(&self, local_day: NaiveDate) -> bool {
         self.start <= local_day && local_day < self.end
     }
@@ -68,6 +76,12 @@ impl BillingPeriod {
 
     pub fn days(&self) -> i64 {
         (self.end - self.start).num_days()
+    }
+
+    /// The period's days as a range (a period is at most 31 days, well within a range's bound).
+    pub fn days_range(&self) -> DayRange {
+        DayRange::new(self.start, self.last_day())
+            .unwrap_or(DayRange::ending_on(self.last_day(), 1))
     }
 }
 
@@ -103,6 +117,35 @@ pub fn period_containing(anchor: NaiveDate, local_day: NaiveDate) -> Option<Bill
         index += 1;
     }
     Some(billing_period(anchor, index))
+}
+
+/// R7: the cycle's anchor once the limit is set to `new_limit` on `local_today`: the first value
+/// above 0 anchors it on that day; every later change, to 0 included, keeps it.
+pub fn anchor_after_limit_change(
+    anchor: Option<NaiveDate>,
+    new_limit: i64,
+    local_today: NaiveDate,
+) -> Option<NaiveDate> {
+    match anchor {
+        None if new_limit > 0 => Some(local_today),
+        other => other,
+    }
+}
+
+/// R7: the billing period the dashboard shows on `local_day`: the one containing it, the first
+/// one for a day before the anchor, and none while no limit was ever set.
+pub fn current_period(anchor: Option<NaiveDate>, local_day: NaiveDate) -> Option<BillingPeriod> {
+    anchor.map(|anchor| {
+        period_containing(anchor, local_day).unwrap_or_else(|| billing_period(anchor, 0))
+    })
+}
+
+/// R8: the issued period `[start, end)` of a cycle anchored on `anchor`, as a `BillingPeriod`.
+pub fn issued_period(anchor: Option<NaiveDate>, start: NaiveDate, end: NaiveDate) -> BillingPeriod {
+    let index = anchor
+        .and_then(|anchor| period_containing(anchor, start))
+        .map_or(0, |p| p.index);
+    BillingPeriod { index, start, end }
 }
 
 /// R7: the periods of a cycle that have ended by `today` and have no statement yet, oldest first.
@@ -171,6 +214,44 @@ mod tests {
         // Santiago skips midnight itself on its spring change.
         let santiago = chrono_tz::America::Santiago;
         assert_eq!(day_length(date(2026, 9, 6), santiago), Duration::hours(23));
+    }
+
+    #[test]
+    fn r7_billing_anchor_is_the_day_the_limit_first_goes_above_zero() {
+        let today = date(2026, 3, 10);
+        assert_eq!(anchor_after_limit_change(None, 0, today), None);
+        assert_eq!(anchor_after_limit_change(None, 1, today), Some(today));
+        let anchor = Some(date(2026, 1, 5));
+        assert_eq!(anchor_after_limit_change(anchor, 0, today), anchor);
+        assert_eq!(anchor_after_limit_change(anchor, 90_000, today), anchor);
+    }
+
+    #[test]
+    fn r7_current_period_before_and_after_the_anchor() {
+        assert_eq!(current_period(None, date(2026, 3, 1)), None);
+        let anchor = Some(date(2026, 3, 10));
+        let first = billing_period(date(2026, 3, 10), 0);
+        assert_eq!(current_period(anchor, date(2026, 3, 1)), Some(first));
+        assert_eq!(current_period(anchor, date(2026, 4, 9)), Some(first));
+        assert_eq!(
+            current_period(anchor, date(2026, 4, 10)).map(|p| p.index),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn r8_period_membership_includes_its_start_and_excludes_its_end() {
+        let p = issued_period(
+            Some(date(2026, 1, 31)),
+            date(2026, 2, 28),
+            date(2026, 3, 31),
+        );
+        assert_eq!(p.index, 1);
+        assert!(!p.contains(date(2026, 2, 27)));
+        assert!(p.contains(date(2026, 2, 28)));
+        assert!(p.contains(date(2026, 3, 30)));
+        assert!(!p.contains(date(2026, 3, 31)));
+        assert_eq!(p.last_day(), date(2026, 3, 30));
     }
 
     #[test]

@@ -7,4 +7,5 @@ pub mod allowance;
 pub mod calendar;
 pub mod money;
 pub mod pricing;
+pub mod projection;
 pub mod types;

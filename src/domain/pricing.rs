@@ -1,6 +1,7 @@
 //! Price plans (R5, R6): graduated daily slabs priced pro rata per credit with exact decimals, and the
 //! quote of one day. A day's charge is rounded once, to the currency's minor unit, half away from zero.
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
@@ -285,6 +286,68 @@ impl Quote {
     }
 }
 
+/// R6: which plan prices which day. Plans are published with the day they take effect; the plan
+/// in force on a day is the latest that took effect by then.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanSchedule {
+    /// `(effective_from, plan id)`, oldest first.
+    entries: Vec<(NaiveDate, i64)>,
+}
+
+impl PlanSchedule {
+    pub fn new(mut entries: Vec<(NaiveDate, i64)>) -> Self {
+        entries.sort();
+        PlanSchedule { entries }
+    }
+
+    /// The plan in force on `local_day`, or `None` before the first plan (usage dated then cannot
+    /// be charged and is refused, `NO_PRICE_PLAN`).
+    pub fn in_force_on(&self, local_day: NaiveDate) -> Option<i64> {
+        let taken = self.entries.partition_point(|(from, _)| *from <= local_day);
+        taken.checked_sub(1).map(|i| self.entries[i].1)
+    }
+
+    /// R6: the plan that prices `local_day`: the one pinned on its row when the day was charged
+    /// (a charged day is never re-priced), else the one in force on it. A day before the first
+    /// plan, which nothing can be charged on, is shown with the first plan.
+    pub fn plan_of_day(&self, pinned: Option<i64>, local_day: NaiveDate) -> Option<i64> {
+        pinned
+            .or_else(|| self.in_force_on(local_day))
+            .or_else(|| self.entries.first().map(|(_, id)| *id))
+    }
+}
+
+/// The plans that priced a run of days, each with the days it priced, in order of first use.
+/// `days` is `(local_day, plan)` in day order.
+pub fn plans_in_use(days: impl IntoIterator<Item = (NaiveDate, i64)>) -> Vec<PlanUse> {
+    let mut uses: Vec<PlanUse> = Vec::new();
+    for (local_day, plan_id) in days {
+        match uses.iter_mut().find(|u| u.plan_id == plan_id) {
+            Some(found) => {
+                found.first_day = found.first_day.min(local_day);
+                found.last_day = found.last_day.max(local_day);
+                found.days += 1;
+            }
+            None => uses.push(PlanUse {
+                plan_id,
+                first_day: local_day,
+                last_day: local_day,
+                days: 1,
+            }),
+        }
+    }
+    uses
+}
+
+/// A plan and the span of days it priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanUse {
+    pub plan_id: i64,
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
+    pub days: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +355,36 @@ mod tests {
 
     fn amount(credits: i64) -> String {
         PricePlan::default_plan().quote(credits).amount.to_string()
+    }
+
+    #[test]
+    fn r6_plan_of_a_day_is_the_pinned_one_else_the_one_in_force() {
+        let day = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
+        let schedule = PlanSchedule::new(vec![(day(3, 15), 2), (day(1, 1), 1)]);
+        assert_eq!(schedule.in_force_on(day(1, 1) - chrono::Days::new(1)), None);
+        assert_eq!(schedule.in_force_on(day(3, 14)), Some(1));
+        assert_eq!(schedule.in_force_on(day(3, 15)), Some(2));
+        // A charged day keeps its plan.
+        assert_eq!(schedule.plan_of_day(Some(1), day(3, 20)), Some(1));
+        assert_eq!(schedule.plan_of_day(None, day(3, 20)), Some(2));
+        // Before the first plan: shown with the first.
+        assert_eq!(
+            schedule.plan_of_day(None, day(1, 1) - chrono::Days::new(9)),
+            Some(1)
+        );
+        assert_eq!(PlanSchedule::default().plan_of_day(None, day(3, 1)), None);
+        let uses = plans_in_use([(day(3, 13), 1), (day(3, 14), 1), (day(3, 15), 2)]);
+        assert_eq!(uses.len(), 2);
+        assert_eq!(
+            (
+                uses[0].plan_id,
+                uses[0].first_day,
+                uses[0].last_day,
+                uses[0].days
+            ),
+            (1, day(3, 13), day(3, 14), 2)
+        );
+        assert_eq!((uses[1].plan_id, uses[1].days), (2, 1));
     }
 
     #[test]

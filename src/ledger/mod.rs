@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::db::DbConn;
 use crate::domain::admission::{self, DayBudget, Decision, OrgRules, Spend};
 pub use crate::domain::admission::{FUTURE_TOLERANCE_HOURS, Kind, Refusal};
-use crate::domain::calendar;
-use crate::domain::pricing::PricePlan;
-use crate::store::orgs::{self, OrgRow};
+use crate::domain::pricing::{PlanSchedule, PricePlan};
+use crate::store::orgs;
 use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert};
 use crate::store::{db_time, plans};
 
@@ -66,9 +65,10 @@ pub struct LedgerCache {
     rules_versions: HashMap<i64, i64>,
     days: HashMap<(i64, NaiveDate), DayRow>,
     plans: HashMap<i64, PricePlan>,
-    plan_of_day: HashMap<NaiveDate, Option<i64>>,
-    /// The first plan's effective day (plans are only published for later days, so it stays).
-    first_plan_day: Option<NaiveDate>,
+    /// The plans' schedule, and the last day it can answer for: a plan is only published for a day
+    /// after `admission::latest_placeable_day` of its publication, so a schedule read at `t`
+    /// answers every day up to `latest_placeable_day(t)`.
+    schedule: Option<(PlanSchedule, NaiveDate)>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -79,7 +79,7 @@ struct DataVersion {
 
 impl LedgerCache {
     /// Keep what is still true; called inside the write transaction.
-    fn revalidate(&mut self, conn: &mut DbConn, now: DateTime<Utc>) -> QueryResult<()> {
+    fn revalidate(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         use diesel::RunQueryDsl;
         match conn {
             DbConn::Sqlite(c) => {
@@ -96,35 +96,27 @@ impl LedgerCache {
             DbConn::Postgresql(_) => {
                 // Rules are checked against their version under lock, in `read`.
                 self.days.clear();
-                // A plan can still be published for any later day.
-                let latest = admission::latest_placeable_day(now);
-                self.plan_of_day.retain(|day, _| *day <= latest);
             }
         }
         Ok(())
     }
 
-    /// The plan that prices `local_day`: the one its row pins, or the one in force that day.
-    fn plan_of_day(&mut self, conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<Option<i64>> {
-        if let Some(found) = self.plan_of_day.get(&local_day) {
-            return Ok(*found);
+    /// R6: the plan in force on `local_day` (which the day row pins when it is first charged).
+    fn plan_in_force(
+        &mut self,
+        conn: &mut DbConn,
+        now: DateTime<Utc>,
+        local_day: NaiveDate,
+    ) -> QueryResult<Option<i64>> {
+        let fresh = matches!(&self.schedule, Some((_, through)) if local_day <= *through);
+        if !fresh {
+            let through = admission::latest_placeable_day(now);
+            self.schedule = Some((plans::schedule(conn)?, through));
         }
-        // Days before the first plan are answered without a query and not kept one by one: a
-        // caller could send a day of every year since year 1.
-        let first = match self.first_plan_day {
-            Some(first) => first,
-            None => {
-                let first = plans::first_effective_day(conn)?;
-                self.first_plan_day = Some(first);
-                first
-            }
-        };
-        if local_day < first {
-            return Ok(None);
-        }
-        let found = plans::id_in_force_on(conn, local_day)?;
-        self.plan_of_day.insert(local_day, found);
-        Ok(found)
+        Ok(self
+            .schedule
+            .as_ref()
+            .and_then(|(schedule, _)| schedule.in_force_on(local_day)))
     }
 
     fn plan(&mut self, conn: &mut DbConn, plan_id: i64) -> QueryResult<&PricePlan> {
@@ -170,7 +162,7 @@ pub fn apply_batch_cached(
 ) -> Result<Vec<Outcome>, BatchError> {
     let mut written = false;
     let result = crate::db::write_transaction(conn, |conn| {
-        cache.revalidate(conn, now)?;
+        cache.revalidate(conn)?;
         let placed = read(conn, now, requests, cache)?;
         let (outcomes, writes) = decide(now, requests, &placed, cache);
         writes.flush(conn, &placed, cache)?;
@@ -317,7 +309,7 @@ fn place(
     };
     let placed = match placed {
         Ok(local_day) => cache
-            .plan_of_day(conn, local_day)?
+            .plan_in_force(conn, now, local_day)?
             .map(|plan_id| (local_day, plan_id))
             .ok_or(Refusal::NoPricePlan),
         Err(refusal) => Err(refusal),
@@ -488,25 +480,4 @@ impl<'r> Writes<'r> {
         }
         Ok(())
     }
-}
-
-/// The budget of an org's current local day, read without writing (for `GET /api/v1/credits` and
-/// the Credits tab).
-pub fn today_budget(
-    conn: &mut DbConn,
-    org: &OrgRow,
-    now: DateTime<Utc>,
-) -> QueryResult<(NaiveDate, DayBudget)> {
-    let local_day = calendar::local_day(now, org.zone());
-    let row = usage::day(conn, org.id, local_day)?;
-    let free_allowance = orgs::free_allowance_on(conn, org, local_day)?;
-    Ok((
-        local_day,
-        DayBudget {
-            free_allowance,
-            free_used: row.as_ref().map_or(0, |r| r.free_credits),
-            additional_limit: org.additional_limit,
-            additional_used: row.as_ref().map_or(0, |r| r.additional),
-        },
-    ))
 }

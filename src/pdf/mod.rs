@@ -2,6 +2,8 @@
 //! Helvetica, A4). The daily table breaks across pages with its header repeated; every page says
 //! "page x of y"; text is real text, so `pdftotext` finds every day and amount.
 
+pub mod documents;
+
 use printpdf::{
     BuiltinFont, Color, DateTime as PdfDate, Line, LinePoint, Mm, Op, PdfDocument, PdfFontHandle,
     PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
@@ -23,12 +25,15 @@ pub struct StatementDoc {
     pub total_credits: String,
     pub total_additional: String,
     pub total: String,
-    pub plan: PlanSection,
+    /// The slab table of each plan that priced the days, in order of first use.
+    pub plans: Vec<PlanSection>,
     pub note: String,
 }
 
-/// The slab table of the plan in force.
+/// The slab table of a plan.
 pub struct PlanSection {
+    /// "Price plan in force", or the days it priced when several did.
+    pub heading: String,
     /// (credits of the tier, price per block) rows.
     pub slabs: Vec<(String, String)>,
     pub caption: String,
@@ -249,6 +254,36 @@ fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
 }
 
 /// Lay out the statement and return the PDF file.
+/// A plan's heading, caption and slab table from `y` down; returns the `y` below it.
+fn slab_table(c: &mut Canvas, mut y: f32, plan: &PlanSection) -> f32 {
+    c.text(MARGIN, y, 12.0, true, grey(0.1), &plan.heading);
+    y -= 14.0;
+    c.text(MARGIN, y, 8.5, false, grey(0.35), &plan.caption);
+    y -= 18.0;
+    c.band(
+        y - 5.0,
+        ROW_H + 2.0,
+        Color::Rgb(Rgb::new(0.91, 0.93, 0.96, None)),
+    );
+    c.text(
+        MARGIN + 6.0,
+        y,
+        BODY,
+        true,
+        grey(0.1),
+        "Additional credits in the day",
+    );
+    c.right(COLUMNS[2] - 6.0, y, BODY, true, &plan.price_header);
+    y -= ROW_H + 3.0;
+    for (tier, price) in &plan.slabs {
+        c.text(MARGIN + 6.0, y, BODY, false, grey(0.1), tier);
+        c.right(COLUMNS[2] - 6.0, y, BODY, false, price);
+        c.rule(y - 4.5, 0.3, 0.85);
+        y -= ROW_H;
+    }
+    y
+}
+
 pub fn render(doc: &StatementDoc) -> Vec<u8> {
     let bottom = FOOTER_Y + 30.0;
     let mut pages: Vec<Canvas> = Vec::new();
@@ -286,8 +321,7 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         c.rule(y - 4.5, 0.3, 0.85);
         y -= ROW_H;
     }
-    // Totals, then the slab table; each moves to a new page rather than splitting.
-    let slab_height = 40.0 + ROW_H * (doc.plan.slabs.len() as f32 + 1.0) + 30.0;
+    // Totals, then each slab table; each moves to a new page rather than splitting.
     if y < bottom + 10.0 {
         pages.push(std::mem::replace(&mut c, Canvas::new()));
         y = PAGE_H - MARGIN - 6.0;
@@ -305,34 +339,13 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         true,
     );
     y -= ROW_H + 24.0;
-    if y - slab_height < bottom {
-        pages.push(std::mem::replace(&mut c, Canvas::new()));
-        y = PAGE_H - MARGIN - 6.0;
-    }
-    c.text(MARGIN, y, 12.0, true, grey(0.1), "Price plan in force");
-    y -= 14.0;
-    c.text(MARGIN, y, 8.5, false, grey(0.35), &doc.plan.caption);
-    y -= 18.0;
-    c.band(
-        y - 5.0,
-        ROW_H + 2.0,
-        Color::Rgb(Rgb::new(0.91, 0.93, 0.96, None)),
-    );
-    c.text(
-        MARGIN + 6.0,
-        y,
-        BODY,
-        true,
-        grey(0.1),
-        "Additional credits in the day",
-    );
-    c.right(COLUMNS[2] - 6.0, y, BODY, true, &doc.plan.price_header);
-    y -= ROW_H + 3.0;
-    for (tier, price) in &doc.plan.slabs {
-        c.text(MARGIN + 6.0, y, BODY, false, grey(0.1), tier);
-        c.right(COLUMNS[2] - 6.0, y, BODY, false, price);
-        c.rule(y - 4.5, 0.3, 0.85);
-        y -= ROW_H;
+    for plan in &doc.plans {
+        let slab_height = 40.0 + ROW_H * (plan.slabs.len() as f32 + 1.0) + 30.0;
+        if y - slab_height < bottom {
+            pages.push(std::mem::replace(&mut c, Canvas::new()));
+            y = PAGE_H - MARGIN - 6.0;
+        }
+        y = slab_table(&mut c, y, plan) - 14.0;
     }
     y -= 10.0;
     c.text(MARGIN, y, 8.5, false, grey(0.35), &doc.note);

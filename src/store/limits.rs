@@ -8,6 +8,7 @@ use super::orgs as orgs_store;
 use super::{db_time, from_db_time};
 use crate::db::DbConn;
 use crate::db::schema::{limit_changes, orgs};
+use crate::domain::calendar;
 use crate::domain::types::AdditionalLimit;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -53,10 +54,7 @@ pub fn set(
                 limit_changes::new_limit.eq(new_limit.get()),
             ))
             .execute(conn)?;
-        let anchor = match anchor {
-            None if new_limit.get() > 0 => Some(local_today),
-            other => other,
-        };
+        let anchor = calendar::anchor_after_limit_change(anchor, new_limit.get(), local_today);
         diesel::update(orgs::table.find(org_id))
             .set((
                 orgs::additional_limit.eq(new_limit.get()),

@@ -8,7 +8,7 @@ use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::{allowance_changes, orgs};
 use crate::domain::admission::{LimitChange, OrgRules};
-use crate::domain::allowance::{Allowance, AllowanceChange, Edition, free_credits_on};
+use crate::domain::allowance::{self, Allowance, AllowanceChange, Edition, free_credits_on};
 use crate::domain::calendar;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -52,10 +52,7 @@ impl OrgRow {
     /// The billing period that `local_day` falls in (the first one for a day before the anchor),
     /// or `None` while no additional limit was ever set (R7).
     pub fn current_period(&self, local_day: NaiveDate) -> Option<calendar::BillingPeriod> {
-        self.billing_anchor.map(|anchor| {
-            calendar::period_containing(anchor, local_day)
-                .unwrap_or_else(|| calendar::billing_period(anchor, 0))
-        })
+        calendar::current_period(self.billing_anchor, local_day)
     }
 }
 
@@ -186,9 +183,7 @@ pub fn update(
                 ))
                 .execute(conn)?;
             let zone = change.zone.unwrap_or(org.zone());
-            let effective_from = calendar::local_day(now, zone)
-                .succ_opt()
-                .unwrap_or(NaiveDate::MAX);
+            let effective_from = allowance::change_effective_from(now, zone);
             diesel::delete(
                 allowance_changes::table
                     .filter(allowance_changes::org_id.eq(org_id))
@@ -303,10 +298,15 @@ pub fn rules_of(
     org_ids: &[i64],
 ) -> QueryResult<std::collections::HashMap<i64, OrgRules>> {
     use crate::db::schema::{limit_changes, statements};
-    let mut rules: std::collections::HashMap<i64, OrgRules> = orgs::table
+    let rows: Vec<OrgRow> = orgs::table
         .filter(orgs::id.eq_any(org_ids))
         .select(OrgRow::as_select())
-        .load(conn)?
+        .load(conn)?;
+    let anchors: std::collections::HashMap<i64, Option<NaiveDate>> = rows
+        .iter()
+        .map(|org| (org.id, org.billing_anchor))
+        .collect();
+    let mut rules: std::collections::HashMap<i64, OrgRules> = rows
         .into_iter()
         .map(|org| {
             let rules = OrgRules {
@@ -377,7 +377,8 @@ pub fn rules_of(
         .load(conn)?;
     for (org_id, start, end) in closed {
         if let Some(r) = rules.get_mut(&org_id) {
-            r.closed.push(start..end);
+            let anchor = anchors.get(&org_id).copied().flatten();
+            r.closed.push(calendar::issued_period(anchor, start, end));
         }
     }
     Ok(rules)

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::price_plans;
-use crate::domain::pricing::PricePlan;
+use crate::domain::pricing::{PlanSchedule, PricePlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -29,41 +29,20 @@ fn decode(json: &str) -> QueryResult<PricePlan> {
     Ok(plan)
 }
 
-/// The plan in force on `local_day`, with its id. A day before the first plan, on which nothing
-/// can be charged (the ledger refuses its usage, `NO_PRICE_PLAN`), is shown with the first plan.
+/// Every plan's effective day and id: the schedule that says which plan prices which day.
+pub fn schedule(conn: &mut DbConn) -> QueryResult<PlanSchedule> {
+    let entries: Vec<(NaiveDate, i64)> = price_plans::table
+        .select((price_plans::effective_from, price_plans::id))
+        .load(conn)?;
+    Ok(PlanSchedule::new(entries))
+}
+
+/// The plan that prices `local_day` when no day row pins one (`PlanSchedule::plan_of_day`).
 pub fn for_day(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<(i64, PricePlan)> {
-    let in_force: Option<(i64, String)> = price_plans::table
-        .filter(price_plans::effective_from.le(local_day))
-        .order(price_plans::effective_from.desc())
-        .select((price_plans::id, price_plans::plan_json))
-        .first(conn)
-        .optional()?;
-    let (id, json) = match in_force {
-        Some(found) => found,
-        None => price_plans::table
-            .order(price_plans::effective_from)
-            .select((price_plans::id, price_plans::plan_json))
-            .first(conn)?,
-    };
-    Ok((id, decode(&json)?))
-}
-
-/// The day the first plan takes effect (the migrations publish one: the default plan, 1970-01-01).
-pub fn first_effective_day(conn: &mut DbConn) -> QueryResult<NaiveDate> {
-    price_plans::table
-        .order(price_plans::effective_from)
-        .select(price_plans::effective_from)
-        .first(conn)
-}
-
-/// The id of the plan in force on `local_day`, if any plan is.
-pub fn id_in_force_on(conn: &mut DbConn, local_day: NaiveDate) -> QueryResult<Option<i64>> {
-    price_plans::table
-        .filter(price_plans::effective_from.le(local_day))
-        .order(price_plans::effective_from.desc())
-        .select(price_plans::id)
-        .first(conn)
-        .optional()
+    let id = schedule(conn)?
+        .plan_of_day(None, local_day)
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok((id, by_id(conn, id)?))
 }
 
 pub fn by_id(conn: &mut DbConn, plan_id: i64) -> QueryResult<PricePlan> {

@@ -30,6 +30,10 @@ pub struct StatementLine {
     pub credits: i64,
     pub additional: i64,
     pub amount_minor: i64,
+    /// The plan that priced the day (R6); statements issued before plans were frozen with their
+    /// lines have none, and show the plan in force on the day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -47,8 +51,10 @@ pub struct StatementRow {
 }
 
 impl StatementRow {
-    pub fn lines(&self) -> Vec<StatementLine> {
-        serde_json::from_str(&self.lines_json).unwrap_or_default()
+    /// The frozen lines; stored lines that cannot be read are an error, never an empty statement.
+    pub fn lines(&self) -> QueryResult<Vec<StatementLine>> {
+        serde_json::from_str(&self.lines_json)
+            .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
     }
 }
 

@@ -28,6 +28,11 @@ pub struct DayRow {
 }
 
 impl DayRow {
+    /// The plan the day was charged with (R6), if it has usage.
+    pub fn pinned_plan(&self) -> Option<i64> {
+        (self.plan_id != 0).then_some(self.plan_id)
+    }
+
     /// A day without usage (and not yet charged, so no plan is pinned).
     pub fn unused(org_id: i64, local_day: NaiveDate) -> Self {
         DayRow {

@@ -1,10 +1,10 @@
 //! The gateway's JSON API (SPEC §4): bearer-token auth, admission, metering, remaining credits and
 //! the daily usage. Errors are JSON `{"error", "message"}` with a 4xx status, never HTML.
 
+use actix_web::http::header;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::{StatusCode, header};
 use actix_web::web::{Bytes, Data};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
@@ -12,14 +12,15 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-use super::AppState;
+use super::range::parse_range;
+use super::{AppError, AppState};
 use crate::domain::calendar;
 use crate::domain::money;
-use crate::domain::types::{Credits, DayRange};
-use crate::ledger::writer::WriterError;
-use crate::ledger::{self, Kind, Outcome, Refusal, UsageRequest};
+use crate::domain::types::Credits;
+use crate::ledger::{Kind, Outcome, Refusal, UsageRequest};
+use crate::report::{credits, details};
 use crate::secrets;
-use crate::store::{orgs, plans, usage, users};
+use crate::store::{orgs, users};
 
 /// `X-API-Credits-Remaining` on every admission answer (SPEC §4).
 const CREDITS_REMAINING: HeaderName = HeaderName::from_static("x-api-credits-remaining");
@@ -29,88 +30,6 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
 const MAX_TEXT: usize = 200;
 
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
-    }
-
-    fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "A valid API token is required: Authorization: Bearer <token>.",
-        )
-    }
-
-    fn internal(detail: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %detail, "API request failed");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
-            "The request could not be completed; nothing was recorded.",
-        )
-    }
-}
-
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-        }
-        response.json(json!({ "error": self.code, "message": self.message }))
-    }
-}
-
-impl From<WriterError> for ApiError {
-    fn from(e: WriterError) -> Self {
-        match e {
-            WriterError::Overloaded => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", e.to_string())
-            }
-            WriterError::Stopped | WriterError::Batch(_) => {
-                tracing::error!(error = %e, "usage not recorded");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UNAVAILABLE",
-                    "The usage could not be recorded. Retry: what was recorded already counts once.",
-                )
-            }
-        }
-    }
-}
-
-impl From<super::AppError> for ApiError {
-    fn from(e: super::AppError) -> Self {
-        ApiError::internal(e)
-    }
-}
-
 /// The org an API token belongs to. A bad token is 401 and says nothing about whether an org exists.
 pub struct ApiOrg {
     pub org_id: i64,
@@ -118,15 +37,15 @@ pub struct ApiOrg {
 }
 
 impl FromRequest for ApiOrg {
-    type Error = ApiError;
+    type Error = AppError;
     type Future =
-        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
+        Either<Ready<Result<Self, AppError>>, LocalBoxFuture<'static, Result<Self, AppError>>>;
 
     /// A known token is answered from the cache without leaving this call (the gateway's hot path);
     /// an unknown one is looked up on the blocking pool.
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let Some(state) = req.app_data::<Data<AppState>>() else {
-            return Either::Left(ready(Err(ApiError::internal("application state missing"))));
+            return Either::Left(ready(Err(AppError::internal("application state missing"))));
         };
         let token = req
             .headers()
@@ -139,7 +58,7 @@ impl FromRequest for ApiOrg {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 200);
         let Some(token) = token else {
-            return Either::Left(ready(Err(ApiError::unauthorized())));
+            return Either::Left(ready(Err(AppError::Unauthorized)));
         };
         let hash = secrets::token_hash(token);
         if let Some(found) = state.cache.token(&hash) {
@@ -159,7 +78,7 @@ impl FromRequest for ApiOrg {
                     Ok(orgs::find(conn, org_id)?.map(|org| (org.id, org.zone())))
                 })
                 .await?
-                .ok_or_else(ApiError::unauthorized)?;
+                .ok_or(AppError::Unauthorized)?;
             state.cache.put_token(hash, found);
             Ok(ApiOrg {
                 org_id: found.0,
@@ -169,11 +88,11 @@ impl FromRequest for ApiOrg {
     }
 }
 
-fn check_text(field: &str, value: Option<String>, default: &str) -> Result<String, ApiError> {
+fn check_text(field: &str, value: Option<String>, default: &str) -> Result<String, AppError> {
     match value {
         None => Ok(default.to_string()),
         Some(v) if v.chars().count() > MAX_TEXT || v.chars().any(char::is_control) => {
-            Err(ApiError::invalid(format!(
+            Err(AppError::invalid(format!(
                 "{field} must be at most {MAX_TEXT} characters without control characters"
             )))
         }
@@ -182,13 +101,13 @@ fn check_text(field: &str, value: Option<String>, default: &str) -> Result<Strin
     }
 }
 
-fn check_id(value: Option<String>) -> Result<Option<String>, ApiError> {
+fn check_id(value: Option<String>) -> Result<Option<String>, AppError> {
     match value {
         None => Ok(None),
         Some(v)
             if v.is_empty() || v.chars().count() > MAX_TEXT || v.chars().any(char::is_control) =>
         {
-            Err(ApiError::invalid(format!(
+            Err(AppError::invalid(format!(
                 "id must be 1 to {MAX_TEXT} characters without control characters"
             )))
         }
@@ -196,10 +115,10 @@ fn check_id(value: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn check_credits(value: i64) -> Result<i64, ApiError> {
+fn check_credits(value: i64) -> Result<i64, AppError> {
     Credits::new(value)
         .map(Credits::get)
-        .map_err(|e| ApiError::invalid(e.to_string()))
+        .map_err(|e| AppError::invalid(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -216,9 +135,9 @@ pub async fn consume(
     state: Data<AppState>,
     org: ApiOrg,
     body: Bytes,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let parsed: ConsumeBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("invalid body: {e}")))?;
+        .map_err(|e| AppError::invalid(format!("invalid body: {e}")))?;
     let request = UsageRequest {
         org_id: org.org_id,
         kind: Kind::Live,
@@ -235,7 +154,7 @@ pub async fn consume(
         .submit(vec![request])
         .await?
         .pop()
-        .ok_or_else(|| ApiError::internal("no outcome"))?;
+        .ok_or_else(|| AppError::internal("the writer gave no outcome"))?;
     state.cache.invalidate_credits(org.org_id);
     match outcome {
         Outcome::Accepted { budget, .. }
@@ -281,14 +200,13 @@ pub async fn consume(
         Outcome::Refused {
             reason: Refusal::UnknownOrg,
             ..
-        } => Err(ApiError::unauthorized()),
-        Outcome::Refused { reason, .. } => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            reason.code(),
-            "The call could not be admitted.",
-        )),
+        } => Err(AppError::Unauthorized),
+        Outcome::Refused { reason, .. } => Err(AppError::Conflict {
+            code: reason.code(),
+            message: "The call could not be admitted.".into(),
+        }),
         Outcome::Duplicate { budget: None } => {
-            Err(ApiError::internal("duplicate without a budget"))
+            Err(AppError::internal("a duplicate consume without a budget"))
         }
     }
 }
@@ -304,32 +222,32 @@ struct UsageEventBody {
 }
 
 /// Parse a `/usage` body (JSON array, or NDJSON) into requests; any bad event makes it all 400.
-fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageRequest>, ApiError> {
+fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageRequest>, AppError> {
     let events: Vec<UsageEventBody> = if ndjson {
         let text =
-            std::str::from_utf8(body).map_err(|_| ApiError::invalid("the body is not UTF-8"))?;
+            std::str::from_utf8(body).map_err(|_| AppError::invalid("the body is not UTF-8"))?;
         let mut events = Vec::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
             if events.len() == MAX_EVENTS_PER_REQUEST {
-                return Err(ApiError::invalid(format!(
+                return Err(AppError::invalid(format!(
                     "at most {MAX_EVENTS_PER_REQUEST} events per request"
                 )));
             }
             let event = serde_json::from_str(line)
-                .map_err(|e| ApiError::invalid(format!("line {}: {e}", n + 1)))?;
+                .map_err(|e| AppError::invalid(format!("line {}: {e}", n + 1)))?;
             events.push(event);
         }
         events
     } else {
         serde_json::from_slice(body).map_err(|e| {
-            ApiError::invalid(format!("the body must be a JSON array of events: {e}"))
+            AppError::invalid(format!("the body must be a JSON array of events: {e}"))
         })?
     };
     if events.len() > MAX_EVENTS_PER_REQUEST {
-        return Err(ApiError::invalid(format!(
+        return Err(AppError::invalid(format!(
             "at most {MAX_EVENTS_PER_REQUEST} events per request"
         )));
     }
@@ -338,7 +256,7 @@ fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageReques
         .enumerate()
         .map(|(i, e)| {
             let at = |m: String| {
-                ApiError::invalid(format!(
+                AppError::invalid(format!(
                     "event {} ({:?}): {m}",
                     i + 1,
                     e.id.chars().take(40).collect::<String>()
@@ -357,16 +275,16 @@ fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageReques
                 kind: Kind::Metered,
                 event_id: Some(
                     check_id(Some(e.id.clone()))
-                        .map_err(|x| at(x.message))?
+                        .map_err(|x| at(x.to_string()))?
                         .unwrap_or_default(),
                 ),
                 occurred_at,
-                credits: check_credits(e.credits).map_err(|x| at(x.message))?,
+                credits: check_credits(e.credits).map_err(|x| at(x.to_string()))?,
                 operation: check_text("operation", e.operation.clone(), "unspecified")
-                    .map_err(|x| at(x.message))?,
+                    .map_err(|x| at(x.to_string()))?,
                 client: check_text("client", e.client.clone(), "unspecified")
-                    .map_err(|x| at(x.message))?,
-                user: check_text("user", e.user.clone(), "").map_err(|x| at(x.message))?,
+                    .map_err(|x| at(x.to_string()))?,
+                user: check_text("user", e.user.clone(), "").map_err(|x| at(x.to_string()))?,
             })
         })
         .collect()
@@ -378,7 +296,7 @@ pub async fn report_usage(
     state: Data<AppState>,
     org: ApiOrg,
     body: Bytes,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let ndjson = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -398,10 +316,9 @@ pub async fn report_usage(
             .map(|r| r.event_id.clone().unwrap_or_default())
             .collect();
         let sorted: Vec<UsageRequest> = order.iter().map(|&i| requests[i].clone()).collect();
-        Ok::<_, ApiError>((order, ids, sorted))
+        Ok::<_, AppError>((order, ids, sorted))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await??;
     let outcomes = if sorted.is_empty() {
         Vec::new()
     } else {
@@ -438,9 +355,8 @@ pub async fn report_usage(
         };
         serde_json::to_vec(&answer).map(|body| (body, answer.accepted, answer.refused))
     })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    .await?
+    .map_err(AppError::internal)?;
     state
         .metrics
         .events_accepted
@@ -473,17 +389,18 @@ struct UsageResult<'a> {
 }
 
 /// `GET /api/v1/credits`: the org's today.
-pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse, ApiError> {
+pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse, AppError> {
     let now = state.clock.now();
     let org_id = org.org_id;
-    let (day, budget) = state
+    let today = state
         .db(move |conn| {
-            let org = orgs::find(conn, org_id)?.ok_or(super::AppError::NotFound)?;
-            Ok(ledger::today_budget(conn, &org, now)?)
+            let org = orgs::find(conn, org_id)?.ok_or(AppError::Unauthorized)?;
+            Ok(credits::today(conn, &org, now)?)
         })
         .await?;
+    let budget = today.budget;
     Ok(HttpResponse::Ok().json(json!({
-        "day": day.to_string(),
+        "day": today.local_day.to_string(),
         "free_allowance": budget.free_allowance,
         "used": budget.free_used + budget.additional_used,
         "free_remaining": budget.free_remaining(),
@@ -493,57 +410,31 @@ pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse,
     })))
 }
 
-#[derive(Deserialize)]
-pub struct RangeQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-}
-
-/// A range from `from`/`to` (both or neither); neither = the last 30 days, today included.
-pub fn parse_range(query: &str, today: chrono::NaiveDate) -> Result<DayRange, String> {
-    let q: RangeQuery = actix_web::web::Query::<RangeQuery>::from_query(query)
-        .map_err(|_| "The query string is malformed.".to_string())?
-        .into_inner();
-    let from = q.from.filter(|s| !s.trim().is_empty());
-    let to = q.to.filter(|s| !s.trim().is_empty());
-    match (from, to) {
-        (None, None) => Ok(DayRange::ending_on(today, 30)),
-        (Some(from), Some(to)) => {
-            let from = DayRange::parse_date(&from).map_err(|e| e.to_string())?;
-            let to = DayRange::parse_date(&to).map_err(|e| e.to_string())?;
-            DayRange::new(from, to).map_err(|e| e.to_string())
-        }
-        (Some(_), None) => Err("Give an end date (to) as well as a start date.".into()),
-        (None, Some(_)) => Err("Give a start date (from) as well as an end date.".into()),
-    }
-}
-
 /// `GET /api/v1/usage/daily?from=&to=`: the View details data.
 pub async fn daily(
     req: HttpRequest,
     state: Data<AppState>,
     org: ApiOrg,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, AppError> {
     let today = calendar::local_day(state.clock.now(), org.zone);
-    let range = parse_range(req.query_string(), today)
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_RANGE", m))?;
+    let range = parse_range(req.query_string(), today).map_err(|message| AppError::BadRequest {
+        code: "INVALID_RANGE",
+        message,
+    })?;
     let org_id = org.org_id;
-    let (rows, currency) = state
-        .db(move |conn| {
-            let rows = usage::every_day(conn, org_id, range)?;
-            let (_, plan) = plans::for_day(conn, range.to)?;
-            Ok((rows, plan.currency))
-        })
+    let days = state
+        .db(move |conn| Ok(details::days(conn, org_id, range, today)?))
         .await?;
-    let total: i64 = rows.iter().map(|r| r.amount_minor).sum();
-    let days: Vec<_> = rows
+    let currency = &days.currency;
+    let lines: Vec<_> = days
+        .lines
         .iter()
-        .map(|r| {
+        .map(|l| {
             json!({
-                "day": r.local_day.to_string(),
-                "credits": r.credits,
-                "additional": r.additional,
-                "amount": money::format_minor(r.amount_minor, &currency),
+                "day": l.local_day.to_string(),
+                "credits": l.credits,
+                "additional": l.additional,
+                "amount": money::format_minor(l.amount_minor, currency),
             })
         })
         .collect();
@@ -551,8 +442,8 @@ pub async fn daily(
         "from": range.from.to_string(),
         "to": range.to.to_string(),
         "currency": currency,
-        "days": days,
-        "total_amount": money::format_minor(total, &currency),
+        "days": lines,
+        "total_amount": money::format_minor(days.totals.amount_minor, currency),
     })))
 }
 
@@ -561,10 +452,6 @@ pub async fn ping(org: ApiOrg) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "ok": true, "org": org.org_id }))
 }
 
-pub async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NOT_FOUND",
-        "There is no such API call.",
-    ))
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound)
 }

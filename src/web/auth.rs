@@ -44,7 +44,7 @@ fn login_page(
             secure,
             Some(CookieDuration::hours(2)),
         ))
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .map_err(AppError::internal)?;
     Ok(response)
 }
 

@@ -4,46 +4,19 @@ use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::error::page;
+use super::chrome::Chrome;
+use super::respond::page;
 use super::session::{self, SignedIn};
 use super::{AppError, AppState};
-use crate::db::DbConn;
-use crate::domain::admission::DayBudget;
+use crate::domain::calendar::human_date;
 use crate::domain::money::{display_amount, group_thousands};
 use crate::domain::types::AdditionalLimit;
-use crate::ledger;
-use crate::store::{limits, plans, usage};
+use crate::report::credits;
+use crate::store::limits;
 
 const FLASH_COOKIE: &str = "cm_flash";
-
-/// What the page frame shows: org, user, the selected tab, and the token for its forms.
-pub struct Chrome {
-    pub org_name: String,
-    pub user_email: String,
-    pub role_label: &'static str,
-    pub csrf_token: String,
-    pub active: &'static str,
-}
-
-impl Chrome {
-    pub fn new(signed_in: &SignedIn, active: &'static str) -> Self {
-        Chrome {
-            org_name: signed_in.org.name.clone(),
-            user_email: signed_in.user.email.clone(),
-            role_label: signed_in.role().label(),
-            csrf_token: signed_in.csrf_token.clone(),
-            active,
-        }
-    }
-}
-
-/// A date as people read it: `24 Nov 2026`.
-pub fn human_date(day: NaiveDate) -> String {
-    day.format("%-d %b %Y").to_string()
-}
 
 #[derive(Clone)]
 pub struct BillingView {
@@ -79,42 +52,6 @@ struct CreditsTab {
     billing: Option<BillingView>,
 }
 
-/// The numbers of the Credits tab, read in one go (and cached briefly, see `web::cache`).
-pub struct CreditsData {
-    local_day: NaiveDate,
-    budget: DayBudget,
-    billing: Option<BillingView>,
-}
-
-fn load_credits(
-    conn: &mut DbConn,
-    org: &crate::store::orgs::OrgRow,
-    now: DateTime<Utc>,
-) -> Result<CreditsData, AppError> {
-    let (local_day, budget) = ledger::today_budget(conn, org, now)?;
-    let billing = match org.current_period(local_day) {
-        Some(period) => {
-            let amount = usage::amount_between(conn, org.id, period.start, period.end)?;
-            let (_, plan) = plans::for_day(conn, local_day)?;
-            Some(BillingView {
-                period: format!(
-                    "{} – {}",
-                    human_date(period.start),
-                    human_date(period.last_day())
-                ),
-                next_billing_date: human_date(period.end),
-                amount_so_far: display_amount(amount, &plan.currency),
-            })
-        }
-        None => None,
-    };
-    Ok(CreditsData {
-        local_day,
-        budget,
-        billing,
-    })
-}
-
 async fn render_tab(
     state: &AppState,
     signed_in: SignedIn,
@@ -129,17 +66,27 @@ async fn render_tab(
         Some(data) => data,
         None => {
             let org_id = org.id;
-            let data = state.db(move |conn| load_credits(conn, &org, now)).await?;
+            let data = state
+                .db(move |conn| Ok(credits::summary(conn, &org, now)?))
+                .await?;
             state.cache.put_credits(org_id, data)
         }
     };
-    let b = data.budget;
-    let billing = data.billing.clone();
+    let b = data.today.budget;
+    let billing = data.billing.as_ref().map(|billing| BillingView {
+        period: format!(
+            "{} – {}",
+            human_date(billing.period.start),
+            human_date(billing.period.last_day())
+        ),
+        next_billing_date: human_date(billing.period.end),
+        amount_so_far: display_amount(billing.amount_so_far_minor, &billing.currency),
+    });
     let used_today = b.free_used + b.additional_used;
     let edit_note = signed_in.limit_change_refusal();
     let tab = CreditsTab {
         chrome: Chrome::new(&signed_in, "credits"),
-        today: human_date(data.local_day),
+        today: human_date(data.today.local_day),
         zone: signed_in.org.timezone.clone(),
         edition: signed_in.org.edition().label(),
         free_allowance: group_thousands(b.free_allowance),
@@ -182,7 +129,7 @@ pub async fn credits_tab(
                 "/apis/credits",
                 state.secure_cookies,
             ))
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+            .map_err(AppError::internal)?;
     }
     Ok(response)
 }

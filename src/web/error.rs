@@ -1,38 +1,148 @@
-//! The web layer's error policy: every failure becomes a page (or a redirect to sign-in) with a 4xx
-//! or 5xx status; user input never causes a 500, and internal details are logged, not shown.
+//! The web layer's one error type and its policy. Every failure becomes a response with a 4xx or
+//! 5xx status: on dashboard pages an HTML page (or a redirect to sign-in), under `/api/v1` a JSON
+//! `{"error", "message"}` (see `json_errors`, the scope's middleware). User input never causes a
+//! 500; a resource that is only briefly missing (a database connection, the usage writer) is a 503,
+//! never a 500. Internal details keep their source chain and are logged, never shown.
 
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{StatusCode, header};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
+use serde_json::json;
+
+use crate::ledger::writer::WriterError;
+
+pub use super::respond::page;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// A page needs a session: the browser is sent to sign in.
     #[error("not signed in")]
     SignInRequired,
+    /// An API call needs a valid bearer token.
+    #[error("A valid API token is required: Authorization: Bearer <token>.")]
+    Unauthorized,
     #[error("{0}")]
     Forbidden(String),
-    #[error("page not found")]
+    #[error("There is no page at this address.")]
     NotFound,
-    #[error("{0}")]
-    BadRequest(String),
+    /// Input that cannot be used; `code` names the error in JSON answers.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// A request the current state refuses (JSON code: the reason's code).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("{0}")]
     TooManyRequests(String),
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("no database connection is available")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// A dependency that is briefly out of reach (the database answering a health check).
+    #[error("unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the usage could not be recorded")]
+    Writer(#[from] WriterError),
+    #[error("database error")]
+    Database(#[from] diesel::result::Error),
+    #[error("template error")]
+    Template(#[from] askama::Error),
+    #[error("the worker pool is not running")]
+    Blocking(#[from] actix_web::error::BlockingError),
+    #[error("CSV error")]
+    Csv(#[from] csv::Error),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-impl From<diesel::result::Error> for AppError {
-    fn from(e: diesel::result::Error) -> Self {
-        AppError::Internal(e.to_string())
+impl AppError {
+    /// Input the API cannot use.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        AppError::BadRequest {
+            code: "INVALID_REQUEST",
+            message: message.into(),
+        }
+    }
+
+    /// Input a page cannot use.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::invalid(message)
+    }
+
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        AppError::Internal(source.into())
+    }
+
+    /// The code of the JSON answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::SignInRequired | AppError::Unauthorized => "UNAUTHORIZED",
+            AppError::Forbidden(_) => "FORBIDDEN",
+            AppError::NotFound => "NOT_FOUND",
+            AppError::BadRequest { code, .. } | AppError::Conflict { code, .. } => code,
+            AppError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            AppError::Writer(WriterError::Overloaded) => "OVERLOADED",
+            AppError::Pool(_) | AppError::Unavailable(_) | AppError::Writer(_) => "UNAVAILABLE",
+            AppError::Database(_)
+            | AppError::Template(_)
+            | AppError::Blocking(_)
+            | AppError::Csv(_)
+            | AppError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// What a user is told: the error itself when it is about their request, a general sentence
+    /// when it is ours.
+    fn public_message(&self) -> String {
+        match self {
+            AppError::Writer(WriterError::Overloaded) => WriterError::Overloaded.to_string(),
+            AppError::Writer(_) => {
+                "The usage could not be recorded. Retry: what was recorded already counts once."
+                    .into()
+            }
+            AppError::Pool(_) | AppError::Unavailable(_) => {
+                "The service is briefly unavailable; nothing was changed. Retry in a moment.".into()
+            }
+            e if e.status_code().is_server_error() => {
+                "The request could not be completed; nothing was changed.".into()
+            }
+            e => e.to_string(),
+        }
+    }
+
+    /// Log what the user is not told: every 5xx, with its whole source chain.
+    fn log(&self) {
+        if self.status_code().is_server_error() {
+            let mut chain = self.to_string();
+            let mut source = std::error::Error::source(self);
+            while let Some(cause) = source {
+                chain.push_str(": ");
+                chain.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %chain, code = self.code(), "request failed");
+        }
+    }
+
+    /// The JSON answer of the API scope.
+    pub fn json_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, AppError::Unauthorized | AppError::SignInRequired) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(json!({ "error": self.code(), "message": self.public_message() }))
     }
 }
 
-impl From<askama::Error> for AppError {
-    fn from(e: askama::Error) -> Self {
-        AppError::Internal(e.to_string())
-    }
+/// A database error that means the database is out of reach rather than the query wrong.
+fn is_unavailable(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        e,
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
+            | Error::BrokenTransactionManager
+    )
 }
 
 #[derive(Template)]
@@ -47,53 +157,85 @@ impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
             AppError::SignInRequired => StatusCode::SEE_OTHER,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AppError::Pool(_) | AppError::Unavailable(_) | AppError::Writer(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            AppError::Database(e) if is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Database(_)
+            | AppError::Template(_)
+            | AppError::Blocking(_)
+            | AppError::Csv(_)
+            | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// The page; the API scope replaces it with `json_response` (see `json_errors`).
     fn error_response(&self) -> HttpResponse {
+        self.log();
         if let AppError::SignInRequired = self {
             return HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, "/login"))
                 .finish();
         }
-        let (title, message) = match self {
-            AppError::Forbidden(m) => ("Access denied", m.as_str()),
-            AppError::NotFound => ("Page not found", "There is no page at this address."),
-            AppError::BadRequest(m) => ("Bad request", m.as_str()),
-            AppError::TooManyRequests(m) => ("Too many attempts", m.as_str()),
-            AppError::Unavailable(_) | AppError::Internal(_) => {
-                tracing::error!(error = %self, "request failed");
-                (
-                    "Something went wrong",
-                    "The request could not be completed. Please try again in a moment.",
-                )
-            }
-            AppError::SignInRequired => unreachable!("handled above"),
-        };
         let status = self.status_code();
+        let title = match status {
+            StatusCode::FORBIDDEN => "Access denied",
+            StatusCode::NOT_FOUND => "Page not found",
+            StatusCode::TOO_MANY_REQUESTS => "Too many attempts",
+            s if s.is_server_error() => "Something went wrong",
+            _ => "Bad request",
+        };
+        let message = if status.is_server_error() {
+            "The request could not be completed. Please try again in a moment.".to_string()
+        } else {
+            self.public_message()
+        };
         let page = ErrorPage {
             title,
-            message,
+            message: &message,
             status: status.as_u16(),
         };
-        let body = page.render().unwrap_or_else(|_| message.to_string());
+        let body = page.render().unwrap_or_else(|_| message.clone());
         HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
             .body(body)
     }
 }
 
-/// Render a template as a page with a status. Every page is either the sign-in form (with its
-/// CSRF token) or an org's own figures, so none may be kept by a browser or proxy cache.
-pub fn page<T: Template>(status: StatusCode, template: &T) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .body(template.render()?))
+/// The API scope's error renderer (`ErrorHandlers::default_handler`): an `AppError` becomes its
+/// JSON answer; any other error of the framework (a body too large, a malformed header) becomes
+/// JSON with a code from its status. Answers that a handler built itself, such as consume's 429,
+/// pass unchanged.
+pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let Some(error) = res.response().error() else {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    };
+    let json = match error.as_error::<AppError>() {
+        Some(app) => app.json_response(),
+        None => {
+            let status = res.status();
+            let code = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+                s if s.is_server_error() => "INTERNAL",
+                _ => "INVALID_REQUEST",
+            };
+            let message = if status.is_server_error() {
+                "The request could not be completed; nothing was changed.".to_string()
+            } else {
+                error.to_string()
+            };
+            HttpResponse::build(status).json(json!({ "error": code, "message": message }))
+        }
+    };
+    let (req, _) = res.into_parts();
+    let res: ServiceResponse<BoxBody> = ServiceResponse::new(req, json);
+    Ok(ErrorHandlerResponse::Response(
+        res.map_into_right_body::<B>(),
+    ))
 }

@@ -4,15 +4,19 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod chart;
+pub mod chrome;
 pub mod credits;
 pub mod details;
 pub mod error;
 pub mod openapi;
+pub mod range;
+pub mod respond;
 pub mod session;
 pub mod statements;
 
 use actix_web::http::header;
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
 use actix_web::{HttpResponse, web};
 
 use std::sync::Arc;
@@ -28,7 +32,7 @@ pub struct AppState {
     pub clock: Clock,
     pub secure_cookies: bool,
     pub throttle: session::SignInThrottle,
-    pub cache: cache::ReadCache<credits::CreditsData>,
+    pub cache: cache::ReadCache<crate::report::credits::CreditsSummary>,
     pub writer: Arc<Writer>,
     pub metrics: Metrics,
 }
@@ -63,13 +67,10 @@ impl AppState {
     {
         let pool = self.pool.clone();
         web::block(move || {
-            let mut conn = pool
-                .get()
-                .map_err(|e| AppError::Unavailable(e.to_string()))?;
+            let mut conn = pool.get()?;
             work(&mut conn)
         })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
+        .await?
     }
 }
 
@@ -82,6 +83,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
+            .wrap(ErrorHandlers::new().default_handler(error::json_errors))
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .route("/consume", web::post().to(api::consume))
             .route("/usage", web::post().to(api::report_usage))
@@ -142,7 +144,7 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state
         .db(|conn| {
             conn.batch_execute("SELECT 1")
-                .map_err(|e| AppError::Unavailable(e.to_string()))
+                .map_err(|e| AppError::Unavailable(e.into()))
         })
         .await?;
     Ok(HttpResponse::Ok()

@@ -81,8 +81,7 @@ impl FromRequest for SignedIn {
         let state = req.app_data::<Data<AppState>>().cloned();
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
         Box::pin(async move {
-            let state =
-                state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
             let cookie_value = cookie
                 .filter(|c| c.len() == 64)
                 .ok_or(AppError::SignInRequired)?;

@@ -4,13 +4,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
-use super::credits::{Chrome, human_date};
-use super::details::{pdf_response, plan_section, statement_line};
-use super::error::page;
+use super::chrome::Chrome;
+use super::respond::{self, page, slug};
 use super::session::SignedIn;
 use super::{AppError, AppState};
-use crate::domain::money::{display_amount, group_thousands};
-use crate::store::{plans, statements};
+use crate::domain::calendar::human_date;
+use crate::domain::money::display_amount;
+use crate::report::statement;
 
 pub struct StatementItem {
     pub number: String,
@@ -31,25 +31,22 @@ pub async fn list(
     signed_in: SignedIn,
 ) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
-    let org_id = signed_in.org.id;
-    let rows = state
-        .db(move |conn| Ok(statements::list(conn, org_id)?))
+    let org = signed_in.org.clone();
+    let found = state
+        .db(move |conn| Ok(statement::list(conn, &org)?))
         .await?;
     let zone = signed_in.org.zone();
-    let items = rows
+    let items = found
         .iter()
         .map(|s| StatementItem {
             number: s.number.clone(),
             period: format!(
                 "{} – {}",
-                human_date(s.period_start),
-                human_date(s.period_end.pred_opt().unwrap_or(s.period_end))
+                human_date(s.period.start),
+                human_date(s.period.last_day())
             ),
             total: display_amount(s.total_minor, &s.currency),
-            issued: crate::store::from_db_time(s.issued_at)
-                .with_timezone(&zone)
-                .format("%-d %b %Y")
-                .to_string(),
+            issued: human_date(s.issued_at.with_timezone(&zone).date_naive()),
         })
         .collect();
     page(
@@ -70,50 +67,24 @@ pub async fn pdf(
     signed_in.require_credits_access()?;
     let number = file
         .strip_suffix(".pdf")
+        .filter(|n| n.len() <= 64)
         .ok_or(AppError::NotFound)?
         .to_string();
-    if number.len() > 64 {
-        return Err(AppError::NotFound);
-    }
     let org = signed_in.org.clone();
-    let (row, plan) = state
-        .db(move |conn| {
-            let row = statements::by_number(conn, org.id, &number)?.ok_or(AppError::NotFound)?;
-            let (_, plan) = plans::for_day(conn, row.period_start)?;
-            Ok((row, plan))
-        })
+    let report = state
+        .db(move |conn| statement::by_number(conn, &org, &number)?.ok_or(AppError::NotFound))
         .await?;
-    let zone = signed_in.org.zone();
-    let c = row.currency.clone();
-    let lines = row.lines();
-    let last = row.period_end.pred_opt().unwrap_or(row.period_end);
-    let doc = crate::pdf::StatementDoc {
-        title: "Monthly statement".into(),
-        number: format!("Statement {}", row.number),
-        org_name: signed_in.org.name.clone(),
-        range: format!("{} - {} ({} days)", human_date(row.period_start), human_date(last), lines.len()),
-        billing_period: format!("{} - {}, issued {}", human_date(row.period_start), human_date(last), human_date(row.period_end)),
-        zone: signed_in.org.timezone.clone(),
-        generated: crate::store::from_db_time(row.issued_at).with_timezone(&zone).format("%-d %b %Y %H:%M %Z").to_string(),
-        generated_unix: crate::store::from_db_time(row.issued_at).timestamp(),
-        currency: c.clone(),
-        lines: lines
-            .iter()
-            .map(|l| statement_line(l.day, l.credits, l.additional, l.amount_minor, &c, false))
-            .collect(),
-        total_credits: group_thousands(lines.iter().map(|l| l.credits).sum()),
-        total_additional: group_thousands(lines.iter().map(|l| l.additional).sum()),
-        total: display_amount(row.total_minor, &c),
-        plan: plan_section(&plan),
-        note: "Issued statements never change. A day's charge is rounded once, to the cent; the total is the sum of the days.".into(),
-    };
     let name = format!(
         "creditmeter-{}-{}.pdf",
-        super::details::slug(&signed_in.org.name),
-        row.number
+        slug(&signed_in.org.name),
+        report.item.number
     );
-    let bytes = web::block(move || crate::pdf::render(&doc))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    Ok(pdf_response(&req, &name, bytes))
+    let (org_name, zone) = (signed_in.org.name.clone(), signed_in.org.zone());
+    let bytes = web::block(move || {
+        crate::pdf::render(&crate::pdf::documents::statement_document(
+            &report, &org_name, zone,
+        ))
+    })
+    .await?;
+    Ok(respond::pdf(&req, &name, bytes))
 }

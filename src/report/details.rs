@@ -1,0 +1,133 @@
+//! View details: the days of a range with their amounts and plans (the page, the CSV, the PDF and
+//! `/api/v1/usage/daily`), usage by operation and by client, and the current period's projection.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use diesel::QueryResult;
+
+use super::{DayLine, PricedBy, Totals, plan_of, plans_of};
+use crate::db::DbConn;
+use crate::domain::calendar::{self, BillingPeriod};
+use crate::domain::projection::project_period_total;
+use crate::domain::types::DayRange;
+use crate::store::orgs::OrgRow;
+use crate::store::{plans, usage};
+
+/// The days of a range: one line per day (days without usage included), their totals, and the
+/// plans that price them.
+#[derive(Debug, Clone)]
+pub struct Days {
+    pub range: DayRange,
+    pub lines: Vec<DayLine>,
+    pub totals: Totals,
+    pub plans: Vec<PricedBy>,
+    pub currency: String,
+}
+
+/// Credits and additional credits of one operation or client over the range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub name: String,
+    pub credits: i64,
+    pub additional: i64,
+}
+
+/// The current billing period, its charges so far and their projection to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projection {
+    pub period: BillingPeriod,
+    pub so_far_minor: i64,
+    pub projected_minor: i64,
+}
+
+/// Everything View details shows for a range.
+#[derive(Debug, Clone)]
+pub struct DetailsReport {
+    pub org_name: String,
+    pub zone: Tz,
+    pub today: NaiveDate,
+    pub days: Days,
+    pub by_operation: Vec<Share>,
+    pub by_client: Vec<Share>,
+    /// `None` while no limit was ever set (R7).
+    pub projection: Option<Projection>,
+    pub generated_at: DateTime<Utc>,
+}
+
+/// The days of `range` for an org whose local today is `today`.
+pub fn days(
+    conn: &mut DbConn,
+    org_id: i64,
+    range: DayRange,
+    today: NaiveDate,
+) -> QueryResult<Days> {
+    let schedule = plans::schedule(conn)?;
+    let lines = usage::every_day(conn, org_id, range)?
+        .into_iter()
+        .map(|row| {
+            Ok(DayLine {
+                plan_id: plan_of(&schedule, row.pinned_plan(), row.local_day)?,
+                local_day: row.local_day,
+                credits: row.credits,
+                additional: row.additional,
+                amount_minor: row.amount_minor,
+                in_progress: row.local_day == today,
+            })
+        })
+        .collect::<QueryResult<Vec<_>>>()?;
+    let (plans, currency) = plans_of(conn, &lines)?;
+    Ok(Days {
+        range,
+        totals: Totals::of(&lines),
+        lines,
+        plans,
+        currency,
+    })
+}
+
+pub fn details(
+    conn: &mut DbConn,
+    org: &OrgRow,
+    range: DayRange,
+    now: DateTime<Utc>,
+) -> QueryResult<DetailsReport> {
+    let zone = org.zone();
+    let today = calendar::local_day(now, zone);
+    let days = days(conn, org.id, range, today)?;
+    let breakdown = usage::breakdown(conn, org.id, range)?;
+    let shares = |list: Vec<(String, i64, i64)>| {
+        list.into_iter()
+            .map(|(name, credits, additional)| Share {
+                name,
+                credits,
+                additional,
+            })
+            .collect()
+    };
+    let projection = match calendar::current_period(org.billing_anchor, today) {
+        Some(period) => {
+            let up_to_today = DayRange::new(period.start, today.max(period.start))
+                .map_err(|e| super::corrupt(e.to_string()))?;
+            let so_far: Vec<(NaiveDate, i64)> = usage::every_day(conn, org.id, up_to_today)?
+                .iter()
+                .map(|d| (d.local_day, d.amount_minor))
+                .collect();
+            Some(Projection {
+                period,
+                so_far_minor: so_far.iter().map(|(_, amount)| amount).sum(),
+                projected_minor: project_period_total(&so_far, today, period),
+            })
+        }
+        None => None,
+    };
+    Ok(DetailsReport {
+        org_name: org.name.clone(),
+        zone,
+        today,
+        days,
+        by_operation: shares(breakdown.by_operation),
+        by_client: shares(breakdown.by_client),
+        projection,
+        generated_at: now,
+    })
+}

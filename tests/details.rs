@@ -623,3 +623,72 @@ fn r7_the_server_closes_due_periods_by_itself() {
         "one statement, however often the closer runs"
     );
 }
+
+#[test]
+fn r6_a_statement_priced_by_two_plans_shows_each_plan_with_its_days() {
+    use creditmeter::domain::pricing::PricePlan;
+    use creditmeter::store::plans;
+    let app = spawn_app_at(fixed("2026-03-02T12:00:00Z"));
+    let org = app.seed_org("two plans", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 100_000, "2026-02-01T08:00:00Z");
+    let utc = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 2, d).unwrap();
+    // Published on 5 Feb, in force from 15 Feb: 1.00 per 1,000 credits, one tier.
+    let plan = |currency: &str| {
+        PricePlan::from_toml(&format!(
+            "currency = \"{currency}\"\nblock = 1000\n[[tiers]]\nprice = \"1.00\"\n"
+        ))
+        .unwrap()
+    };
+    let published_at = utc("2026-02-05T00:00:00Z");
+    plans::publish(&mut app.conn(), &plan("USD"), day(15), published_at).unwrap();
+    // One currency: a plan in another is refused with its reason.
+    let refused = plans::publish(&mut app.conn(), &plan("EUR"), day(20), published_at);
+    assert!(
+        matches!(refused, Err(plans::PublishError::Currency { .. })),
+        "{refused:?}"
+    );
+    // 52,500 free, then 10,000 additional credits on each side: 1.40 on the default plan, 10.00
+    // on the new one.
+    app.record(
+        org.org_id,
+        &[
+            ("2026-02-10T10:00:00Z", 62_500),
+            ("2026-02-20T10:00:00Z", 62_500),
+        ],
+    );
+    let issued =
+        creditmeter::billing::close_due(&mut app.conn(), utc("2026-03-02T12:00:00Z"), None)
+            .unwrap();
+    let number = format!("CM-{}-20260201", org.org_id);
+    assert_eq!(issued, [number.clone()]);
+    assert_eq!(statements_of(&app, org.org_id)[0].3, 1140);
+    let session = app.sign_in(&org.admin);
+    let statement = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
+    let details = app.get_bytes(
+        "/apis/credits/details.pdf?from=2026-02-01&to=2026-02-28",
+        &session,
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("statement-two-plans.pdf"), &statement).unwrap();
+    for bytes in [statement, details] {
+        let Some(pages) = pdf_pages(&bytes) else {
+            return;
+        };
+        let text = pages.join("\n");
+        assert!(
+            text.contains("Price plan of 1 Feb 2026 - 14 Feb 2026 (14 days)")
+                && text.contains("Price plan of 15 Feb 2026 - 28 Feb 2026 (14 days)")
+                && text.contains("0.14")
+                && text.contains("1.00")
+                && text.contains("USD 11.40"),
+            "{text}"
+        );
+        assert!(!text.contains("Price plan in force"), "{text}");
+    }
+}

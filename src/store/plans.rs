@@ -17,6 +17,10 @@ pub enum PublishError {
     NotInFuture(NaiveDate, NaiveDate),
     #[error("a plan already takes effect on {0}")]
     Exists(NaiveDate),
+    #[error(
+        "the plan is in {new} but prices are in {current}: a billing period priced in two currencies could not be added up, so a plan keeps the currency of the plans before it"
+    )]
+    Currency { current: String, new: String },
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
 }
@@ -73,6 +77,20 @@ pub fn publish(
             .get_result(conn)?;
         if taken > 0 {
             return Err(PublishError::Exists(effective_from));
+        }
+        let latest: Option<String> = price_plans::table
+            .order(price_plans::effective_from.desc())
+            .select(price_plans::plan_json)
+            .first(conn)
+            .optional()?;
+        if let Some(latest) = latest {
+            let current = decode(&latest)?.currency;
+            if current != plan.currency {
+                return Err(PublishError::Currency {
+                    current,
+                    new: plan.currency.clone(),
+                });
+            }
         }
         Ok(diesel::insert_into(price_plans::table)
             .values((

@@ -665,7 +665,7 @@ fn r6_a_statement_priced_by_two_plans_shows_each_plan_with_its_days() {
         creditmeter::billing::close_due(&mut app.conn(), utc("2026-03-02T12:00:00Z"), None)
             .unwrap();
     let number = format!("CM-{}-20260201", org.org_id);
-    assert_eq!(issued, [number.clone()]);
+    assert_eq!(issued, std::slice::from_ref(&number));
     assert_eq!(statements_of(&app, org.org_id)[0].3, 1140);
     let session = app.sign_in(&org.admin);
     let statement = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);

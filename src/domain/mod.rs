@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod allowance;
 pub mod calendar;
+pub mod event;
 pub mod money;
 pub mod pricing;
 pub mod projection;

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::db::DbConn;
 use crate::domain::admission::{self, DayBudget, Decision, OrgRules, Spend};
 pub use crate::domain::admission::{FUTURE_TOLERANCE_HOURS, Kind, Refusal};
+use crate::domain::event::{EventId, UsageEvent};
 use crate::domain::pricing::{PlanSchedule, PricePlan};
 use crate::store::orgs;
 use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert};
@@ -31,6 +32,22 @@ pub struct UsageRequest {
     pub operation: String,
     pub client: String,
     pub user: String,
+}
+
+impl UsageRequest {
+    /// A checked event of an org, for the ledger.
+    pub fn new(org_id: i64, kind: Kind, event: UsageEvent) -> Self {
+        UsageRequest {
+            org_id,
+            kind,
+            event_id: event.id.map(EventId::into_string),
+            occurred_at: event.occurred_at,
+            credits: event.credits.get(),
+            operation: event.operation.into_string(),
+            client: event.client.into_string(),
+            user: event.user.into_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

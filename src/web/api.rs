@@ -15,8 +15,8 @@ use std::sync::atomic::Ordering;
 use super::range::parse_range;
 use super::{AppError, AppState};
 use crate::domain::calendar;
+use crate::domain::event::{EventFields, RawCredits, UsageEvent};
 use crate::domain::money;
-use crate::domain::types::Credits;
 use crate::ledger::{Kind, Outcome, Refusal, UsageRequest};
 use crate::report::{credits, details};
 use crate::secrets;
@@ -28,7 +28,6 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 
 /// Most events in one `/usage` request.
 pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
-const MAX_TEXT: usize = 200;
 
 /// The org an API token belongs to. A bad token is 401 and says nothing about whether an org exists.
 pub struct ApiOrg {
@@ -88,39 +87,6 @@ impl FromRequest for ApiOrg {
     }
 }
 
-fn check_text(field: &str, value: Option<String>, default: &str) -> Result<String, AppError> {
-    match value {
-        None => Ok(default.to_string()),
-        Some(v) if v.chars().count() > MAX_TEXT || v.chars().any(char::is_control) => {
-            Err(AppError::invalid(format!(
-                "{field} must be at most {MAX_TEXT} characters without control characters"
-            )))
-        }
-        Some(v) if v.trim().is_empty() => Ok(default.to_string()),
-        Some(v) => Ok(v),
-    }
-}
-
-fn check_id(value: Option<String>) -> Result<Option<String>, AppError> {
-    match value {
-        None => Ok(None),
-        Some(v)
-            if v.is_empty() || v.chars().count() > MAX_TEXT || v.chars().any(char::is_control) =>
-        {
-            Err(AppError::invalid(format!(
-                "id must be 1 to {MAX_TEXT} characters without control characters"
-            )))
-        }
-        Some(v) => Ok(Some(v)),
-    }
-}
-
-fn check_credits(value: i64) -> Result<i64, AppError> {
-    Credits::new(value)
-        .map(Credits::get)
-        .map_err(|e| AppError::invalid(e.to_string()))
-}
-
 #[derive(Deserialize)]
 struct ConsumeBody {
     credits: i64,
@@ -138,17 +104,18 @@ pub async fn consume(
 ) -> Result<HttpResponse, AppError> {
     let parsed: ConsumeBody = serde_json::from_slice(&body)
         .map_err(|e| AppError::invalid(format!("invalid body: {e}")))?;
-    let request = UsageRequest {
-        org_id: org.org_id,
-        kind: Kind::Live,
-        event_id: check_id(parsed.id)?,
-        occurred_at: state.clock.now(),
-        credits: check_credits(parsed.credits)?,
-        operation: check_text("operation", parsed.operation, "unspecified")?,
-        client: check_text("client", parsed.client, "unspecified")?,
-        user: check_text("user", parsed.user, "")?,
+    let now = state.clock.now();
+    let fields = EventFields {
+        id: parsed.id.as_deref(),
+        timestamp: None,
+        credits: RawCredits::Number(parsed.credits),
+        operation: parsed.operation.as_deref(),
+        client: parsed.client.as_deref(),
+        user: parsed.user.as_deref(),
     };
-    let now = request.occurred_at;
+    let event =
+        UsageEvent::parse(fields, Kind::Live, now).map_err(|e| AppError::invalid(e.to_string()))?;
+    let request = UsageRequest::new(org.org_id, Kind::Live, event);
     let outcome = state
         .writer
         .submit(vec![request])
@@ -252,40 +219,27 @@ fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageReques
         )));
     }
     events
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, e)| {
-            let at = |m: String| {
-                AppError::invalid(format!(
-                    "event {} ({:?}): {m}",
-                    i + 1,
-                    e.id.chars().take(40).collect::<String>()
-                ))
+            let fields = EventFields {
+                id: Some(&e.id),
+                timestamp: Some(&e.timestamp),
+                credits: RawCredits::Number(e.credits),
+                operation: e.operation.as_deref(),
+                client: e.client.as_deref(),
+                user: e.user.as_deref(),
             };
-            let occurred_at = DateTime::parse_from_rfc3339(e.timestamp.trim())
-                .map_err(|_| {
-                    at(format!(
-                        "timestamp {:?} is not an RFC 3339 time",
-                        e.timestamp
+            // Metered events carry their own time; `now` is not used.
+            let event = UsageEvent::parse(fields, Kind::Metered, DateTime::<Utc>::MIN_UTC)
+                .map_err(|m| {
+                    AppError::invalid(format!(
+                        "event {} ({:?}): {m}",
+                        i + 1,
+                        e.id.chars().take(40).collect::<String>()
                     ))
-                })?
-                .with_timezone(&Utc);
-            Ok(UsageRequest {
-                org_id,
-                kind: Kind::Metered,
-                event_id: Some(
-                    check_id(Some(e.id.clone()))
-                        .map_err(|x| at(x.to_string()))?
-                        .unwrap_or_default(),
-                ),
-                occurred_at,
-                credits: check_credits(e.credits).map_err(|x| at(x.to_string()))?,
-                operation: check_text("operation", e.operation.clone(), "unspecified")
-                    .map_err(|x| at(x.to_string()))?,
-                client: check_text("client", e.client.clone(), "unspecified")
-                    .map_err(|x| at(x.to_string()))?,
-                user: check_text("user", e.user.clone(), "").map_err(|x| at(x.to_string()))?,
-            })
+                })?;
+            Ok(UsageRequest::new(org_id, Kind::Metered, event))
         })
         .collect()
 }

@@ -646,3 +646,34 @@ fn serve_prunes_raw_events_past_the_audit_window() {
         ]
     );
 }
+
+/// Stored values that break their rules (a zone that is not one, an unknown edition or role, a
+/// statement whose lines cannot be read) fail loudly with a 500 and a logged reason, never a
+/// silent default (UTC, Free, User, an empty statement); other orgs are unaffected.
+#[test]
+fn corrupt_rows_fail_loudly_instead_of_falling_back() {
+    use diesel::RunQueryDsl;
+    let (app, org_id, token) = setup();
+    let other = app.seed_org("other", Edition::Standard, "UTC");
+    let other_token = app.token(other.org_id);
+    for corruption in [
+        format!("UPDATE orgs SET timezone = 'Mars/Olympus' WHERE id = {org_id}"),
+        format!("UPDATE orgs SET edition = 'platinum' WHERE id = {org_id}"),
+    ] {
+        diesel::sql_query(&corruption)
+            .execute(&mut *app.conn())
+            .unwrap();
+        let r = app.api("GET", "/api/v1/credits", &token, "");
+        assert_eq!(r.status, 500, "{corruption}: {}", r.body);
+        assert_eq!(r.json()["error"], "INTERNAL");
+        assert!(!r.body.contains("Mars") && !r.body.contains("platinum"));
+        let ok = app.api("GET", "/api/v1/credits", &other_token, "");
+        assert_eq!(ok.status, 200, "another org is unaffected");
+        diesel::sql_query(format!(
+            "UPDATE orgs SET timezone = 'UTC', edition = 'standard' WHERE id = {org_id}"
+        ))
+        .execute(&mut *app.conn())
+        .unwrap();
+    }
+    assert_eq!(app.api("GET", "/api/v1/credits", &token, "").status, 200);
+}

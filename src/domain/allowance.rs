@@ -90,6 +90,14 @@ impl FromStr for Edition {
     }
 }
 
+/// A stored edition that is not one: an error, never a silent `Free`.
+impl TryFrom<String> for Edition {
+    type Error = UnknownEdition;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
 impl fmt::Display for Edition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -86,11 +86,12 @@ impl Credits {
     }
 }
 
-/// An inclusive range of org-local days, at most 366 long (SPEC §3).
+/// An inclusive range of org-local days, at most 366 long (SPEC §3). Its fields are private: a
+/// range is only made by `new` or `ending_on`, so it is always valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DayRange {
-    pub from: NaiveDate,
-    pub to: NaiveDate,
+    from: NaiveDate,
+    to: NaiveDate,
 }
 
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -130,6 +131,16 @@ impl DayRange {
     pub fn ending_on(last: NaiveDate, days: i64) -> Self {
         let from = last - chrono::Duration::days(days.clamp(1, MAX_RANGE_DAYS) - 1);
         DayRange { from, to: last }
+    }
+
+    /// The first day.
+    pub fn from(&self) -> NaiveDate {
+        self.from
+    }
+
+    /// The last day (included).
+    pub fn to(&self) -> NaiveDate {
+        self.to
     }
 
     pub fn days(&self) -> impl Iterator<Item = NaiveDate> + use<> {
@@ -184,7 +195,7 @@ mod tests {
         assert!(DayRange::parse_date("2026-02-30").is_err());
         assert!(DayRange::parse_date("20260201").is_err());
         assert_eq!(
-            DayRange::ending_on(d("2026-03-30"), 30).from,
+            DayRange::ending_on(d("2026-03-30"), 30).from(),
             d("2026-03-01")
         );
         assert_eq!(DayRange::ending_on(d("2026-03-30"), 30).days().count(), 30);

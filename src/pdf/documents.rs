@@ -100,8 +100,8 @@ pub fn details_document(report: &DetailsReport) -> StatementDoc {
         org_name: report.org_name.clone(),
         range: format!(
             "{} - {} ({} days)",
-            human_date(days.range.from),
-            human_date(days.range.to),
+            human_date(days.range.from()),
+            human_date(days.range.to()),
             days.range.day_count()
         ),
         billing_period: report

@@ -11,13 +11,35 @@ use crate::domain::admission::{LimitChange, OrgRules};
 use crate::domain::allowance::{self, Allowance, AllowanceChange, Edition, free_credits_on};
 use crate::domain::calendar;
 
+/// A stored time zone name, read into a `Tz` or refused: never a silent UTC.
+#[derive(diesel::deserialize::FromSqlRow)]
+pub struct ZoneName(String);
+
+impl ZoneName {
+    pub fn try_into(self) -> Result<Tz, calendar::UnknownZone> {
+        calendar::parse_zone(&self.0)
+    }
+}
+
+impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for ZoneName
+where
+    DB: diesel::backend::Backend,
+    String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        String::from_sql(bytes).map(ZoneName)
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = orgs)]
 pub struct OrgRow {
     pub id: i64,
     pub name: String,
-    pub timezone: String,
-    pub edition: String,
+    #[diesel(deserialize_as = ZoneName)]
+    pub timezone: Tz,
+    #[diesel(deserialize_as = String)]
+    pub edition: Edition,
     pub licences: i64,
     pub add_on_credits: i64,
     pub additional_limit: i64,
@@ -27,13 +49,12 @@ pub struct OrgRow {
 }
 
 impl OrgRow {
-    /// The org's zone; values are validated when written, so the fallback is never expected.
     pub fn zone(&self) -> Tz {
-        calendar::parse_zone(&self.timezone).unwrap_or(chrono_tz::UTC)
+        self.timezone
     }
 
     pub fn edition(&self) -> Edition {
-        self.edition.parse().unwrap_or(Edition::Free)
+        self.edition
     }
 
     /// The allowance as configured now (it applies from the next local day, R11).
@@ -217,29 +238,30 @@ pub fn allowance_history(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<Allo
             allowance_changes::add_on_credits,
         ))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|(effective_from, edition, licences, add_on_credits)| {
             allowance_change(effective_from, &edition, licences, add_on_credits)
         })
-        .collect())
+        .collect()
 }
 
-/// An `allowance_changes` row as the domain's change.
+/// An `allowance_changes` row as the domain's change; an unknown edition is an error.
 fn allowance_change(
     effective_from: NaiveDate,
     edition: &str,
     licences: i64,
     add_on_credits: i64,
-) -> AllowanceChange {
-    AllowanceChange {
+) -> QueryResult<AllowanceChange> {
+    Ok(AllowanceChange {
         effective_from,
         allowance: Allowance {
-            edition: edition.parse().unwrap_or(Edition::Free),
+            edition: edition
+                .parse()
+                .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?,
             licences,
             add_on_credits,
         },
-    }
+    })
 }
 
 /// The daily free credits of one org-local day (R1, R11).
@@ -342,7 +364,7 @@ pub fn rules_of(
                 &edition,
                 licences,
                 add_on_credits,
-            ));
+            )?);
         }
     }
     let limits: Vec<(i64, NaiveDateTime, i64)> = limit_changes::table

@@ -73,7 +73,7 @@ pub fn days_in(
 
 /// Every day of the range, with a zero row where nothing was used.
 pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Vec<DayRow>> {
-    let stored: BTreeMap<NaiveDate, DayRow> = days_in(conn, org_id, range.from, range.to)?
+    let stored: BTreeMap<NaiveDate, DayRow> = days_in(conn, org_id, range.from(), range.to())?
         .into_iter()
         .map(|r| (r.local_day, r))
         .collect();
@@ -250,8 +250,8 @@ pub struct Breakdown {
 pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Breakdown> {
     let rows: Vec<BreakdownRow> = daily_breakdown::table
         .filter(daily_breakdown::org_id.eq(org_id))
-        .filter(daily_breakdown::local_day.ge(range.from))
-        .filter(daily_breakdown::local_day.le(range.to))
+        .filter(daily_breakdown::local_day.ge(range.from()))
+        .filter(daily_breakdown::local_day.le(range.to()))
         .select(BreakdownRow::as_select())
         .load(conn)?;
     let mut by_operation: BTreeMap<String, (i64, i64)> = BTreeMap::new();

@@ -62,20 +62,29 @@ impl fmt::Display for Role {
     }
 }
 
+/// A stored role that is not one: an error, never a silent `User`.
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct UserRow {
     pub id: i64,
     pub org_id: i64,
     pub email: String,
-    pub role: String,
+    #[diesel(deserialize_as = String)]
+    pub role: Role,
     pub password_hash: String,
     pub created_at: NaiveDateTime,
 }
 
 impl UserRow {
     pub fn role(&self) -> Role {
-        self.role.parse().unwrap_or(Role::User)
+        self.role
     }
 }
 

@@ -393,8 +393,8 @@ pub async fn daily(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({
-        "from": range.from.to_string(),
-        "to": range.to.to_string(),
+        "from": range.from().to_string(),
+        "to": range.to().to_string(),
         "currency": currency,
         "days": lines,
         "total_amount": money::format_minor(days.totals.amount_minor, currency),

@@ -87,7 +87,7 @@ async fn render_tab(
     let tab = CreditsTab {
         chrome: Chrome::new(&signed_in, "credits"),
         today: human_date(data.today.local_day),
-        zone: signed_in.org.timezone.clone(),
+        zone: signed_in.org.zone().name().to_string(),
         edition: signed_in.org.edition().label(),
         free_allowance: group_thousands(b.free_allowance),
         used_today: group_thousands(used_today),

@@ -96,8 +96,8 @@ fn figures(report: &DetailsReport) -> Figures {
     Figures {
         range_text: format!(
             "{} – {} ({} days)",
-            human_date(range.from),
-            human_date(range.to),
+            human_date(range.from()),
+            human_date(range.to()),
             range.day_count()
         ),
         query: range_query(range),
@@ -143,7 +143,7 @@ pub async fn details_page(
         error: None,
         from: String::new(),
         to: String::new(),
-        zone: signed_in.org.timezone.clone(),
+        zone: signed_in.org.zone().name().to_string(),
         figures: None,
         last_30_query: range_query(DayRange::ending_on(today, 30)),
         period_query,
@@ -162,8 +162,8 @@ pub async fn details_page(
     let report = state
         .db(move |conn| Ok(details::details(conn, &org, range, now)?))
         .await?;
-    view.from = range.from.to_string();
-    view.to = range.to.to_string();
+    view.from = range.from().to_string();
+    view.to = range.to().to_string();
     view.figures = Some(figures(&report));
     page(StatusCode::OK, &view)
 }
@@ -188,8 +188,8 @@ fn file_name(report: &DetailsReport, extension: &str) -> String {
     format!(
         "creditmeter-{}-{}-{}.{extension}",
         slug(&report.org_name),
-        report.days.range.from,
-        report.days.range.to
+        report.days.range.from(),
+        report.days.range.to()
     )
 }
 

@@ -42,5 +42,5 @@ pub fn parse_range(query: &str, today: NaiveDate) -> Result<DayRange, String> {
 
 /// The query string of a range, for links.
 pub fn range_query(range: DayRange) -> String {
-    format!("from={}&to={}", range.from, range.to)
+    format!("from={}&to={}", range.from(), range.to())
 }

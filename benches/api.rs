@@ -2,10 +2,12 @@
 //!   (a) POST /api/v1/consume with group commit, 64 connections;
 //!   (b) the same with batching off (one synchronous=FULL transaction per call);
 //!   (c) GET /api/v1/ping, authenticated and touching nothing: the HTTP ceiling;
-//!   (d) POST /api/v1/usage as NDJSON in batches of 10,000 events.
+//!   (d) POST /api/v1/usage as NDJSON in batches of 10,000 events;
+//!   (e) GET /api/v1/credits, the read a gateway may make before every call;
+//!   (f) GET /healthz, one database round trip on the blocking pool: (e)'s baseline (issue 14).
 //!
-//! (a), (b) and (c) are measured in interleaved rounds and compared within each round; the median
-//! round is the figure.
+//! (a), (b), (c), (e) and (f) are measured in interleaved rounds and compared within each round;
+//! the median round is the figure.
 //!
 //!     cargo bench --bench api          (BENCH_SECONDS=5 BENCH_ROUNDS=9 for longer runs)
 
@@ -142,6 +144,19 @@ fn main() {
         let label = "(c) authenticated no-op /ping";
         load::run(label, grouped.port, connections, duration, &ping)
     };
+    let credits = load::get_request(
+        "/api/v1/credits",
+        &format!("Authorization: Bearer {}\r\n", grouped.token),
+    );
+    let healthz = load::get_request("/healthz", "");
+    let run_e = || {
+        let label = "(e) GET /api/v1/credits";
+        load::run(label, grouped.port, connections, duration, &credits)
+    };
+    let run_f = || {
+        let label = "(f) GET /healthz";
+        load::run(label, grouped.port, connections, duration, &healthz)
+    };
 
     // For profiling one phase alone: BENCH_ONLY=a or BENCH_ONLY=c.
     match std::env::var("BENCH_ONLY").as_deref() {
@@ -151,6 +166,8 @@ fn main() {
         }
         Ok("b") => return run_b().print(),
         Ok("c") => return run_c().print(),
+        Ok("e") => return run_e().print(),
+        Ok("f") => return run_f().print(),
         _ => {}
     }
     // The machine is shared and noisy (the no-op baseline alone was seen to swing by 25% between
@@ -162,6 +179,7 @@ fn main() {
     let mut ab = Vec::new();
     let mut ac = Vec::new();
     let mut p99 = Vec::new();
+    let mut ef = Vec::new();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         let a = run_a();
@@ -170,10 +188,16 @@ fn main() {
         b.print();
         let c = run_c();
         c.print();
+        let e = run_e();
+        e.print();
+        let f = run_f();
+        f.print();
         assert!(
-            a.errors == 0 && b.errors == 0 && c.errors == 0,
+            a.errors == 0 && b.errors == 0 && c.errors == 0 && e.errors == 0 && f.errors == 0,
             "errors during the run"
         );
+        println!("    (e)/(f) = {:.0}%", 100.0 * e.rps() / f.rps());
+        ef.push(100.0 * e.rps() / f.rps());
         println!(
             "    (a)/(b) = {:.1}x   (a)/(c) = {:.0}%   p99 of (a) = {:.2} ms",
             a.rps() / b.rps(),
@@ -188,6 +212,10 @@ fn main() {
         p99.push(a.p99_ms);
     }
     load::print_batches(grouped.port, "(a)");
+    println!(
+        "median of {rounds} rounds: (e)/(f) = {:.0}% (target >= 50%)",
+        median(&mut ef)
+    );
     println!(
         "median of {rounds} rounds: (a)/(b) = {:.1}x (target >= 10x); (a)/(c) = {:.0}% (target >= 50%); p99 of (a) = {:.2} ms (target < 10 ms)",
         median(&mut ab),

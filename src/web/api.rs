@@ -342,16 +342,26 @@ struct UsageResult<'a> {
     reason: Option<&'static str>,
 }
 
-/// `GET /api/v1/credits`: the org's today.
+/// `GET /api/v1/credits`: the org's today, from the read cache when this process has not written
+/// for the org since (see `web::cache`).
 pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse, AppError> {
     let now = state.clock.now();
     let org_id = org.org_id;
-    let today = state
-        .db(move |conn| {
-            let org = orgs::find(conn, org_id)?.ok_or(AppError::Unauthorized)?;
-            Ok(credits::today(conn, &org, now)?)
-        })
-        .await?;
+    let today = match state
+        .cache
+        .today(org_id, calendar::local_day(now, org.zone))
+    {
+        Ok(today) => today,
+        Err(generation) => {
+            let today = state
+                .db(move |conn| {
+                    let org = orgs::find(conn, org_id)?.ok_or(AppError::Unauthorized)?;
+                    Ok(credits::today(conn, &org, now)?)
+                })
+                .await?;
+            state.cache.put_today(org_id, generation, today)
+        }
+    };
     let budget = today.budget;
     Ok(HttpResponse::Ok().json(json!({
         "day": today.local_day.to_string(),

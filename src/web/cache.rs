@@ -1,7 +1,8 @@
-//! A short-lived in-process cache for the dashboard's hot reads: signed-in sessions and each org's
-//! Credits-tab figures. Writes made by this process (limit changes, sign-out, admitted usage)
-//! invalidate at once; writes by other processes (CLI, other servers on PostgreSQL) show within the
-//! TTL, one second by default.
+//! A short-lived in-process cache for the hot reads: signed-in sessions, API tokens, each org's
+//! Credits-tab figures and its today (`GET /api/v1/credits`, which a gateway may call before every
+//! request). Writes made by this process (limit changes, sign-out, admitted usage) invalidate at
+//! once; writes by other processes (CLI, other servers on PostgreSQL) show within the TTL, one
+//! second by default.
 
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::report::credits::{CreditsSummary, Today};
 use crate::store::orgs::OrgRow;
 use crate::store::users::UserRow;
 
@@ -23,8 +25,15 @@ pub struct SessionEntry {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A map whose entries expire after a TTL. Each key has a generation, raised when the key is
+/// invalidated: a value read from the database before an invalidation is not put after it.
 struct TtlMap<K, V> {
-    entries: Mutex<HashMap<K, (Instant, Arc<V>)>>,
+    entries: Mutex<HashMap<K, Slot<V>>>,
+}
+
+struct Slot<V> {
+    generation: u64,
+    value: Option<(Instant, Arc<V>)>,
 }
 
 impl<K: Eq + Hash, V> TtlMap<K, V> {
@@ -34,51 +43,96 @@ impl<K: Eq + Hash, V> TtlMap<K, V> {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Slot<V>>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn get(&self, key: &K, ttl: Duration) -> Option<Arc<V>> {
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key)
+        self.lock()
+            .get(key)
+            .and_then(|slot| slot.value.as_ref())
             .filter(|(at, _)| at.elapsed() < ttl)
             .map(|(_, v)| v.clone())
     }
 
+    /// The key's generation now; pass it to `put_unless_invalidated` after reading the value.
+    fn generation(&self, key: &K) -> u64 {
+        self.lock().get(key).map_or(0, |slot| slot.generation)
+    }
+
     fn put(&self, key: K, value: V, ttl: Duration) -> Arc<V> {
         let value = Arc::new(value);
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-        }
-        map.insert(key, (Instant::now(), value.clone()));
+        let mut map = self.lock();
+        Self::prune(&mut map, ttl);
+        let slot = map.entry(key).or_insert(Slot {
+            generation: 0,
+            value: None,
+        });
+        slot.value = Some((Instant::now(), value.clone()));
         value
+    }
+
+    /// Put a value read when the key had `generation`, unless it was invalidated since.
+    fn put_unless_invalidated(&self, key: K, generation: u64, value: V, ttl: Duration) -> Arc<V> {
+        let value = Arc::new(value);
+        let mut map = self.lock();
+        Self::prune(&mut map, ttl);
+        let slot = map.entry(key).or_insert(Slot {
+            generation: 0,
+            value: None,
+        });
+        if slot.generation == generation {
+            slot.value = Some((Instant::now(), value.clone()));
+        }
+        value
+    }
+
+    fn prune(map: &mut HashMap<K, Slot<V>>, ttl: Duration) {
+        if map.len() > 10_000 {
+            map.retain(|_, slot| {
+                slot.value
+                    .as_ref()
+                    .is_some_and(|(at, _)| at.elapsed() < ttl)
+            });
+        }
     }
 
     fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
     where
         K: std::borrow::Borrow<Q>,
     {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(key);
+        if let Some(slot) = self.lock().get_mut(key) {
+            slot.generation += 1;
+            slot.value = None;
+        }
     }
 
     fn remove_where(&self, keep: impl Fn(&K, &V) -> bool) {
-        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        map.retain(|k, (_, v)| keep(k, v));
+        for (key, slot) in self.lock().iter_mut() {
+            if slot.value.as_ref().is_some_and(|(_, v)| !keep(key, v)) {
+                slot.generation += 1;
+                slot.value = None;
+            }
+        }
     }
 }
 
-pub struct ReadCache<C> {
+pub struct ReadCache {
     ttl: Duration,
     sessions: TtlMap<String, SessionEntry>,
-    credits: TtlMap<i64, C>,
+    credits: TtlMap<i64, CreditsSummary>,
+    today: TtlMap<i64, Today>,
     /// API token hash → (org id, org time zone).
     tokens: TtlMap<String, (i64, chrono_tz::Tz)>,
 }
 
-impl<C> ReadCache<C> {
+impl ReadCache {
     pub fn new(ttl: Duration) -> Self {
         ReadCache {
             ttl,
             sessions: TtlMap::new(),
             credits: TtlMap::new(),
+            today: TtlMap::new(),
             tokens: TtlMap::new(),
         }
     }
@@ -98,12 +152,35 @@ impl<C> ReadCache<C> {
         self.sessions.remove(cookie_hash);
     }
 
-    pub fn credits(&self, org_id: i64) -> Option<Arc<C>> {
-        self.credits.get(&org_id, self.ttl)
+    /// An org's cached Credits-tab figures, or the generation to put fresh ones with.
+    pub fn credits(&self, org_id: i64) -> Result<Arc<CreditsSummary>, u64> {
+        self.credits
+            .get(&org_id, self.ttl)
+            .ok_or_else(|| self.credits.generation(&org_id))
     }
 
-    pub fn put_credits(&self, org_id: i64, value: C) -> Arc<C> {
-        self.credits.put(org_id, value, self.ttl)
+    pub fn put_credits(
+        &self,
+        org_id: i64,
+        generation: u64,
+        value: CreditsSummary,
+    ) -> Arc<CreditsSummary> {
+        self.credits
+            .put_unless_invalidated(org_id, generation, value, self.ttl)
+    }
+
+    /// An org's cached today if it is still the org's `local_day`, or the generation to put a
+    /// fresh one with.
+    pub fn today(&self, org_id: i64, local_day: chrono::NaiveDate) -> Result<Arc<Today>, u64> {
+        self.today
+            .get(&org_id, self.ttl)
+            .filter(|today| today.local_day == local_day)
+            .ok_or_else(|| self.today.generation(&org_id))
+    }
+
+    pub fn put_today(&self, org_id: i64, generation: u64, value: Today) -> Arc<Today> {
+        self.today
+            .put_unless_invalidated(org_id, generation, value, self.ttl)
     }
 
     pub fn token(&self, token_hash: &String) -> Option<Arc<(i64, chrono_tz::Tz)>> {
@@ -121,11 +198,34 @@ impl<C> ReadCache<C> {
     /// Usage was admitted for an org: its Credits-tab figures are out of date.
     pub fn invalidate_credits(&self, org_id: i64) {
         self.credits.remove(&org_id);
+        self.today.remove(&org_id);
     }
 
     /// Drop everything cached about an org (its sessions carry the org row too).
     pub fn invalidate_org(&self, org_id: i64) {
         self.credits.remove(&org_id);
+        self.today.remove(&org_id);
         self.sessions.remove_where(|_, s| s.org.id != org_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_read_before_an_invalidation_is_not_put_after_it() {
+        let map: TtlMap<i64, &str> = TtlMap::new();
+        let ttl = Duration::from_secs(60);
+        let before = map.generation(&1);
+        map.put(1, "old", ttl);
+        // A write of this process: the read that started before it must not be cached.
+        map.remove(&1);
+        map.put_unless_invalidated(1, before, "read before the write", ttl);
+        assert_eq!(map.get(&1, ttl), None);
+        let after = map.generation(&1);
+        map.put_unless_invalidated(1, after, "read after the write", ttl);
+        assert_eq!(map.get(&1, ttl).as_deref(), Some(&"read after the write"));
+        assert_eq!(map.get(&1, Duration::ZERO), None, "expired");
     }
 }

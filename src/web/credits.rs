@@ -63,13 +63,13 @@ async fn render_tab(
     let org = signed_in.org.clone();
     let now = state.clock.now();
     let data = match state.cache.credits(org.id) {
-        Some(data) => data,
-        None => {
+        Ok(data) => data,
+        Err(generation) => {
             let org_id = org.id;
             let data = state
                 .db(move |conn| Ok(credits::summary(conn, &org, now)?))
                 .await?;
-            state.cache.put_credits(org_id, data)
+            state.cache.put_credits(org_id, generation, data)
         }
     };
     let b = data.today.budget;

@@ -32,7 +32,7 @@ pub struct AppState {
     pub clock: Clock,
     pub secure_cookies: bool,
     pub throttle: session::SignInThrottle,
-    pub cache: cache::ReadCache<crate::report::credits::CreditsSummary>,
+    pub cache: cache::ReadCache,
     pub writer: Arc<Writer>,
     pub metrics: Metrics,
 }

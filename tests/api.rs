@@ -677,3 +677,39 @@ fn corrupt_rows_fail_loudly_instead_of_falling_back() {
     }
     assert_eq!(app.api("GET", "/api/v1/credits", &token, "").status, 200);
 }
+
+#[test]
+fn metrics_have_latency_histograms_by_route_and_the_writer_figures() {
+    let (app, _, token) = setup();
+    assert_eq!(consume(&app, &token, json!({"credits": 1})).status, 200);
+    assert_eq!(
+        app.api("GET", "/api/v1/no-such-call", &token, "").status,
+        404
+    );
+    let r = common::http::request(app.port, "GET", "/metrics", &[], b"");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    for expected in [
+        "creditmeter_admissions_total{result=\"allowed\"} 1\n",
+        "# TYPE creditmeter_http_request_duration_seconds histogram\n",
+        "creditmeter_http_request_duration_seconds_count{route=\"/api/v1/consume\",method=\"POST\",status=\"200\"} 1\n",
+        // An unknown path is counted under its scope's default route, not under its own name.
+        "creditmeter_http_request_duration_seconds_count{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n",
+        "creditmeter_admission_duration_seconds_count 1\n",
+        "creditmeter_writer_batches_total 1\n",
+        "creditmeter_writer_batch_requests_count 1\n",
+        "creditmeter_writer_batch_duration_seconds_bucket{le=\"+Inf\"} 1\n",
+        "creditmeter_writer_largest_batch_calls 1\n",
+    ] {
+        assert!(
+            r.body.contains(expected),
+            "{expected:?} missing:\n{}",
+            r.body
+        );
+    }
+    assert!(!r.body.contains("no-such-call"));
+}

@@ -7,11 +7,15 @@
 //! long. Containment: when a transaction of several jobs fails, each job is tried again alone, so
 //! only the job that caused the failure is answered with an error.
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 use super::{LedgerCache, Outcome, UsageRequest, apply_batch_cached};
@@ -80,22 +84,43 @@ pub enum WriterError {
     Batch(String),
 }
 
-/// Counters for /metrics.
-#[derive(Default)]
+/// The writer's metrics, registered by `web::metrics` for `GET /metrics`.
 pub struct WriterStats {
-    pub batches: AtomicU64,
-    pub jobs: AtomicU64,
-    pub events: AtomicU64,
-    pub failed_batches: AtomicU64,
-    pub largest_batch_requests: AtomicU64,
+    pub batches: Counter,
+    pub jobs: Counter,
+    pub events: Counter,
+    pub failed_batches: Counter,
+    pub largest_batch_requests: Gauge,
+    /// Seconds from a batch's start to its commit.
+    pub batch_seconds: Histogram,
+    /// Usage requests per committed transaction.
+    pub batch_requests: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            batches: Counter::default(),
+            jobs: Counter::default(),
+            events: Counter::default(),
+            failed_batches: Counter::default(),
+            largest_batch_requests: Gauge::default(),
+            // 50 µs to about 3 s.
+            batch_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
+            // 1 to 8,192 requests.
+            batch_requests: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+        }
+    }
 }
 
 impl WriterStats {
     /// A committed transaction of `jobs` jobs (or slices of jobs) and `requests` requests.
-    fn record_commit(&self, jobs: usize, requests: usize) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.jobs.fetch_add(jobs as u64, Ordering::Relaxed);
-        self.events.fetch_add(requests as u64, Ordering::Relaxed);
+    fn record_commit(&self, jobs: usize, requests: usize, started: Instant) {
+        self.batches.inc();
+        self.jobs.inc_by(jobs as u64);
+        self.events.inc_by(requests as u64);
+        self.batch_seconds.observe(started.elapsed().as_secs_f64());
+        self.batch_requests.observe(requests as f64);
     }
 }
 
@@ -289,10 +314,12 @@ fn commit_batch(
         .collect();
     stats
         .largest_batch_requests
-        .fetch_max(requests.len() as u64, Ordering::Relaxed);
+        .inner()
+        .fetch_max(requests.len() as i64, Ordering::Relaxed);
+    let started = Instant::now();
     let failure = match apply_batch_cached(&mut conn.conn, clock.now(), &requests, cache) {
         Ok(outcomes) => {
-            stats.record_commit(slices.len(), requests.len());
+            stats.record_commit(slices.len(), requests.len(), started);
             drop(requests);
             let mut outcomes = outcomes.into_iter();
             for slice in slices {
@@ -304,7 +331,7 @@ fn commit_batch(
         Err(failure) => failure,
     };
     drop(requests);
-    stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+    stats.failed_batches.inc();
     let reconnected = conn.heal(&failure.error);
     if failure.commit_unknown || (slices.len() == 1 && !reconnected) {
         for slice in slices {
@@ -315,15 +342,16 @@ fn commit_batch(
     tracing::warn!(error = %failure, jobs = slices.len(), "usage batch failed; trying each job alone");
     for slice in slices {
         let alone = requests_of(pending, slice);
+        let started = Instant::now();
         match apply_batch_cached(&mut conn.conn, clock.now(), &alone, cache) {
             Ok(outcomes) => {
-                stats.record_commit(1, alone.len());
+                stats.record_commit(1, alone.len(), started);
                 drop(alone);
                 pending[slice.job].outcomes.extend(outcomes);
             }
             Err(failure) => {
                 drop(alone);
-                stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                stats.failed_batches.inc();
                 conn.heal(&failure.error);
                 fail(&mut pending[slice.job], &failure.error);
             }

@@ -10,7 +10,6 @@ use chrono_tz::Tz;
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::atomic::Ordering;
 
 use super::range::parse_range;
 use super::{AppError, AppState};
@@ -116,6 +115,7 @@ pub async fn consume(
     let event =
         UsageEvent::parse(fields, Kind::Live, now).map_err(|e| AppError::invalid(e.to_string()))?;
     let request = UsageRequest::new(org.org_id, Kind::Live, event);
+    let submitted = std::time::Instant::now();
     let outcome = state
         .writer
         .submit(vec![request])
@@ -128,10 +128,7 @@ pub async fn consume(
         | Outcome::Duplicate {
             budget: Some(budget),
         } => {
-            state
-                .metrics
-                .admissions_allowed
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.admission(true, submitted.elapsed());
             // The hot path: written out rather than built as a JSON value.
             let (free, additional) = (budget.free_remaining(), budget.additional_remaining());
             let body = format!(
@@ -146,10 +143,7 @@ pub async fn consume(
             reason: Refusal::LimitExceeded(hit),
             budget,
         } => {
-            state
-                .metrics
-                .admissions_refused
-                .fetch_add(1, Ordering::Relaxed);
+            state.metrics.admission(false, submitted.elapsed());
             let total = budget.map_or(0, |b| b.free_remaining() + b.additional_remaining());
             Ok(HttpResponse::TooManyRequests()
                 .insert_header((CREDITS_REMAINING, HeaderValue::from(total)))
@@ -311,14 +305,7 @@ pub async fn report_usage(
     })
     .await?
     .map_err(AppError::internal)?;
-    state
-        .metrics
-        .events_accepted
-        .fetch_add(accepted, Ordering::Relaxed);
-    state
-        .metrics
-        .events_refused
-        .fetch_add(refused, Ordering::Relaxed);
+    state.metrics.metered(accepted, refused);
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, APPLICATION_JSON))
         .body(body))

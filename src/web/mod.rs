@@ -9,6 +9,7 @@ pub mod chrome;
 pub mod credits;
 pub mod details;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 pub mod range;
 pub mod respond;
@@ -16,11 +17,10 @@ pub mod session;
 pub mod statements;
 
 use actix_web::http::header;
-use actix_web::middleware::{DefaultHeaders, ErrorHandlers};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlers, from_fn};
 use actix_web::{HttpResponse, web};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::Clock;
 use crate::db::{DbConn, DbPool};
@@ -34,23 +34,14 @@ pub struct AppState {
     pub throttle: session::SignInThrottle,
     pub cache: cache::ReadCache,
     pub writer: Arc<Writer>,
-    pub metrics: Metrics,
-}
-
-/// Counters for `GET /metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    pub admissions_allowed: AtomicU64,
-    pub admissions_refused: AtomicU64,
-    pub events_accepted: AtomicU64,
-    pub events_refused: AtomicU64,
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, writer: Arc<Writer>, clock: Clock, secure_cookies: bool) -> Self {
         AppState {
+            metrics: metrics::Metrics::new(&writer.stats),
             writer,
-            metrics: Metrics::default(),
             pool,
             clock,
             secure_cookies,
@@ -84,6 +75,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(ErrorHandlers::new().default_handler(error::json_errors))
+            .wrap(from_fn(metrics::time_requests))
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .route("/consume", web::post().to(api::consume))
             .route("/usage", web::post().to(api::report_usage))
@@ -101,6 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
                     .add((header::REFERRER_POLICY, "same-origin")),
             )
+            .wrap(from_fn(metrics::time_requests))
             .route("/", web::get().to(home))
             .route("/login", web::get().to(auth::login_form))
             .route("/login", web::post().to(auth::login))
@@ -126,7 +119,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(statements::pdf),
             )
             .route("/healthz", web::get().to(healthz))
-            .route("/metrics", web::get().to(metrics))
+            .route("/metrics", web::get().to(metrics::serve))
             .route("/static/app.css", web::get().to(stylesheet))
             .route("/static/ping.txt", web::get().to(ping))
             .default_service(web::to(not_found)),
@@ -170,38 +163,4 @@ async fn ping() -> HttpResponse {
 
 async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::NotFound)
-}
-
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let w = &state.writer.stats;
-    let m = &state.metrics;
-    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let body = format!(
-        "# HELP creditmeter_admissions_total Consume calls by result.\n# TYPE creditmeter_admissions_total counter\n\
-         creditmeter_admissions_total{{result=\"allowed\"}} {}\ncreditmeter_admissions_total{{result=\"refused\"}} {}\n\
-         # HELP creditmeter_usage_events_total Metered events by result.\n# TYPE creditmeter_usage_events_total counter\n\
-         creditmeter_usage_events_total{{result=\"accepted\"}} {}\ncreditmeter_usage_events_total{{result=\"refused\"}} {}\n\
-         # HELP creditmeter_writer_batches_total Transactions committed by the usage writer.\n# TYPE creditmeter_writer_batches_total counter\n\
-         creditmeter_writer_batches_total {}\n\
-         # HELP creditmeter_writer_jobs_total Jobs (HTTP calls, imports), or slices of a large job, carried by those transactions.\n# TYPE creditmeter_writer_jobs_total counter\n\
-         creditmeter_writer_jobs_total {}\n\
-         # HELP creditmeter_writer_events_total Usage requests carried by those transactions.\n# TYPE creditmeter_writer_events_total counter\n\
-         creditmeter_writer_events_total {}\n\
-         # HELP creditmeter_writer_failed_batches_total Batches rolled back.\n# TYPE creditmeter_writer_failed_batches_total counter\n\
-         creditmeter_writer_failed_batches_total {}\n\
-         # HELP creditmeter_writer_largest_batch_calls Most usage requests in one transaction so far.\n# TYPE creditmeter_writer_largest_batch_calls gauge\n\
-         creditmeter_writer_largest_batch_calls {}\n",
-        get(&m.admissions_allowed),
-        get(&m.admissions_refused),
-        get(&m.events_accepted),
-        get(&m.events_refused),
-        get(&w.batches),
-        get(&w.jobs),
-        get(&w.events),
-        get(&w.failed_batches),
-        get(&w.largest_batch_requests),
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(body)
 }

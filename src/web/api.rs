@@ -8,10 +8,13 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::range::parse_range;
+use super::schema::{
+    Admitted, ConsumeBody, Daily, DayAmount, ErrorBody, EventStatus, Pong, Refused, Today,
+    UsageAnswer, UsageEventBody, UsageResult,
+};
 use super::{AppError, AppState};
 use crate::domain::calendar;
 use crate::domain::event::{EventFields, RawCredits, UsageEvent};
@@ -86,16 +89,25 @@ impl FromRequest for ApiOrg {
     }
 }
 
-#[derive(Deserialize)]
-struct ConsumeBody {
-    credits: i64,
-    id: Option<String>,
-    operation: Option<String>,
-    client: Option<String>,
-    user: Option<String>,
-}
-
 /// `POST /api/v1/consume`: spend credits now, atomically, or refuse the call whole (R4).
+#[utoipa::path(
+    post,
+    path = "/api/v1/consume",
+    summary = "Spend credits now, atomically: free credits first, then additional credits up to the limit",
+    request_body = ConsumeBody,
+    responses(
+        (status = 200, description = "Admitted", body = Admitted,
+            headers(("X-API-Credits-Remaining" = i64, description = "Free plus additional credits left today"))),
+        (status = 429, description = "Refused whole: the day's free credits plus the additional limit would be passed", body = Refused,
+            headers(
+                ("Retry-After" = i64, description = "Seconds until the org's next local day"),
+                ("X-API-Credits-Remaining" = i64, description = "Free plus additional credits left today"))),
+        (status = 400, description = "Malformed body or credits out of range; nothing recorded", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 409, description = "The call cannot be placed (its reason is the error code)", body = ErrorBody),
+        (status = 503, description = "Not recorded; retry", body = ErrorBody),
+    )
+)]
 pub async fn consume(
     state: Data<AppState>,
     org: ApiOrg,
@@ -129,7 +141,8 @@ pub async fn consume(
             budget: Some(budget),
         } => {
             state.metrics.admission(true, submitted.elapsed());
-            // The hot path: written out rather than built as a JSON value.
+            // The hot path: written out rather than serialized (`schema::Admitted`; a test reads it
+            // back as one).
             let (free, additional) = (budget.free_remaining(), budget.additional_remaining());
             let body = format!(
                 "{{\"allowed\":true,\"free_remaining\":{free},\"additional_remaining\":{additional}}}"
@@ -170,16 +183,6 @@ pub async fn consume(
             Err(AppError::internal("a duplicate consume without a budget"))
         }
     }
-}
-
-#[derive(Deserialize)]
-struct UsageEventBody {
-    id: String,
-    timestamp: String,
-    credits: i64,
-    operation: Option<String>,
-    client: Option<String>,
-    user: Option<String>,
 }
 
 /// Parse a `/usage` body (JSON array, or NDJSON) into requests; any bad event makes it all 400.
@@ -239,6 +242,22 @@ fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageReques
 }
 
 /// `POST /api/v1/usage`: record usage that already happened (R12), one result per event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage",
+    summary = "Record usage that already happened (R12): admitted in timestamp order with the limit in force at each event's time",
+    request_body(content(
+        (Vec<UsageEventBody> = "application/json"),
+        (UsageEventBody = "application/x-ndjson"),
+    ), description = "At most 100,000 events: a JSON array, or one event per line (NDJSON)"),
+    responses(
+        (status = 200, description = "One result per event, in the request's order", body = UsageAnswer),
+        (status = 400, description = "Malformed body; nothing recorded", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+        (status = 413, description = "Body over 64 MiB; nothing recorded", body = ErrorBody),
+        (status = 503, description = "Not recorded; retry (what was recorded counts once)", body = ErrorBody),
+    )
+)]
 pub async fn report_usage(
     req: HttpRequest,
     state: Data<AppState>,
@@ -278,9 +297,9 @@ pub async fn report_usage(
         let mut results: Vec<Option<UsageResult>> = (0..ids.len()).map(|_| None).collect();
         for (position, outcome) in order.into_iter().zip(outcomes) {
             let (status, reason) = match outcome {
-                Outcome::Accepted { .. } => ("accepted", None),
-                Outcome::Duplicate { .. } => ("duplicate", None),
-                Outcome::Refused { reason, .. } => ("refused", Some(reason.code())),
+                Outcome::Accepted { .. } => (EventStatus::Accepted, None),
+                Outcome::Duplicate { .. } => (EventStatus::Duplicate, None),
+                Outcome::Refused { reason, .. } => (EventStatus::Refused, Some(reason.code())),
             };
             results[position] = Some(UsageResult {
                 id: &ids[position],
@@ -288,17 +307,17 @@ pub async fn report_usage(
                 reason,
             });
         }
-        let count = |status: &str| {
+        let count = |wanted: fn(&EventStatus) -> bool| {
             results
                 .iter()
                 .flatten()
-                .filter(|r| r.status == status)
+                .filter(|r| wanted(&r.status))
                 .count() as u64
         };
         let answer = UsageAnswer {
-            accepted: count("accepted"),
-            duplicates: count("duplicate"),
-            refused: count("refused"),
+            accepted: count(|s| matches!(s, EventStatus::Accepted)),
+            duplicates: count(|s| matches!(s, EventStatus::Duplicate)),
+            refused: count(|s| matches!(s, EventStatus::Refused)),
             results: results.into_iter().flatten().collect(),
         };
         serde_json::to_vec(&answer).map(|body| (body, answer.accepted, answer.refused))
@@ -311,24 +330,15 @@ pub async fn report_usage(
         .body(body))
 }
 
-/// The answer to `POST /api/v1/usage`.
-#[derive(serde::Serialize)]
-struct UsageAnswer<'a> {
-    accepted: u64,
-    duplicates: u64,
-    refused: u64,
-    results: Vec<UsageResult<'a>>,
-}
-
-/// One event's result, in the request's order.
-#[derive(serde::Serialize)]
-struct UsageResult<'a> {
-    id: &'a str,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
-
+#[utoipa::path(
+    get,
+    path = "/api/v1/credits",
+    summary = "The org's credits for its current local day",
+    responses(
+        (status = 200, description = "Today", body = Today),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+    )
+)]
 /// `GET /api/v1/credits`: the org's today, from the read cache when this process has not written
 /// for the org since (see `web::cache`).
 pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse, AppError> {
@@ -350,18 +360,32 @@ pub async fn credits(state: Data<AppState>, org: ApiOrg) -> Result<HttpResponse,
         }
     };
     let budget = today.budget;
-    Ok(HttpResponse::Ok().json(json!({
-        "day": today.local_day.to_string(),
-        "free_allowance": budget.free_allowance,
-        "used": budget.free_used + budget.additional_used,
-        "free_remaining": budget.free_remaining(),
-        "additional_limit": budget.additional_limit,
-        "additional_used": budget.additional_used,
-        "additional_remaining": budget.additional_remaining(),
-    })))
+    Ok(HttpResponse::Ok().json(Today {
+        day: today.local_day.to_string(),
+        free_allowance: budget.free_allowance,
+        used: budget.free_used + budget.additional_used,
+        free_remaining: budget.free_remaining(),
+        additional_limit: budget.additional_limit,
+        additional_used: budget.additional_used,
+        additional_remaining: budget.additional_remaining(),
+    }))
 }
 
 /// `GET /api/v1/usage/daily?from=&to=`: the View details data.
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage/daily",
+    summary = "Per-day usage and amounts; no parameters = the last 30 days, today included",
+    params(
+        ("from" = Option<String>, Query, format = Date, description = "First day, YYYY-MM-DD (with to)"),
+        ("to" = Option<String>, Query, format = Date, description = "Last day, YYYY-MM-DD (with from); at most 366 days"),
+    ),
+    responses(
+        (status = 200, description = "Days", body = Daily),
+        (status = 400, description = "Malformed dates, from after to, or more than 366 days", body = ErrorBody),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+    )
+)]
 pub async fn daily(
     req: HttpRequest,
     state: Data<AppState>,
@@ -377,30 +401,39 @@ pub async fn daily(
         .db(move |conn| Ok(details::days(conn, org_id, range, today)?))
         .await?;
     let currency = &days.currency;
-    let lines: Vec<_> = days
-        .lines
-        .iter()
-        .map(|l| {
-            json!({
-                "day": l.local_day.to_string(),
-                "credits": l.credits,
-                "additional": l.additional,
-                "amount": money::format_minor(l.amount_minor, currency),
+    Ok(HttpResponse::Ok().json(Daily {
+        from: range.from().to_string(),
+        to: range.to().to_string(),
+        currency: currency.clone(),
+        days: days
+            .lines
+            .iter()
+            .map(|l| DayAmount {
+                day: l.local_day.to_string(),
+                credits: l.credits,
+                additional: l.additional,
+                amount: money::format_minor(l.amount_minor, currency),
             })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "from": range.from().to_string(),
-        "to": range.to().to_string(),
-        "currency": currency,
-        "days": lines,
-        "total_amount": money::format_minor(days.totals.amount_minor, currency),
-    })))
+            .collect(),
+        total_amount: money::format_minor(days.totals.amount_minor, currency),
+    }))
 }
 
 /// `GET /api/v1/ping`: authenticated, touches nothing; the HTTP ceiling of the benchmarks.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ping",
+    summary = "Checks the token and does nothing else",
+    responses(
+        (status = 200, description = "Token accepted", body = Pong),
+        (status = 401, description = "Missing or unknown token", body = ErrorBody),
+    )
+)]
 pub async fn ping(org: ApiOrg) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "ok": true, "org": org.org_id }))
+    HttpResponse::Ok().json(Pong {
+        ok: true,
+        org: org.org_id,
+    })
 }
 
 pub async fn not_found() -> Result<HttpResponse, AppError> {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod range;
 pub mod respond;
+pub mod schema;
 pub mod session;
 pub mod statements;
 

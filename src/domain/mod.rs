@@ -2,6 +2,7 @@
 //! Everything here takes `now` or a `local_day` as an argument, which makes the rules testable
 //! across months and time zones.
 
+pub mod access;
 pub mod admission;
 pub mod allowance;
 pub mod calendar;

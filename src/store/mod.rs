@@ -10,6 +10,12 @@ pub mod users;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
+/// One round trip to the database (the health check).
+pub fn ping(conn: &mut crate::db::DbConn) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("SELECT 1")
+}
+
 /// Timestamps are stored in UTC without an offset.
 pub fn db_time(instant: DateTime<Utc>) -> NaiveDateTime {
     instant.naive_utc()

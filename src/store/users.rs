@@ -2,73 +2,12 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use std::fmt;
-use std::str::FromStr;
 
 use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::{api_tokens, sessions, users};
+pub use crate::domain::access::{Role, UnknownRole};
 use crate::secrets;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    SuperAdmin,
-    Admin,
-    User,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("unknown role {0:?}: use super_admin, admin or user")]
-pub struct UnknownRole(pub String);
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::SuperAdmin => "super_admin",
-            Role::Admin => "admin",
-            Role::User => "user",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::SuperAdmin => "Super admin",
-            Role::Admin => "Admin",
-            Role::User => "User",
-        }
-    }
-
-    /// Super admins and admins see the Credits tab.
-    pub fn sees_credits(self) -> bool {
-        matches!(self, Role::SuperAdmin | Role::Admin)
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "super_admin" => Ok(Role::SuperAdmin),
-            "admin" => Ok(Role::Admin),
-            "user" => Ok(Role::User),
-            other => Err(UnknownRole(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stored role that is not one: an error, never a silent `User`.
-impl TryFrom<String> for Role {
-    type Error = UnknownRole;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]

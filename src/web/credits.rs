@@ -45,7 +45,7 @@ struct CreditsTab {
     additional_used_raw: i64,
     additional_max: i64,
     can_edit: bool,
-    edit_note: Option<&'static str>,
+    edit_note: Option<String>,
     form_value: String,
     form_error: Option<String>,
     flash: Option<String>,
@@ -83,7 +83,7 @@ async fn render_tab(
         amount_so_far: display_amount(billing.amount_so_far_minor, &billing.currency),
     });
     let used_today = b.free_used + b.additional_used;
-    let edit_note = signed_in.limit_change_refusal();
+    let edit_note = signed_in.limit_change_refusal().map(|r| r.to_string());
     let tab = CreditsTab {
         chrome: Chrome::new(&signed_in, "credits"),
         today: human_date(data.today.local_day),
@@ -164,7 +164,7 @@ pub async fn set_limit(
     signed_in.require_credits_access()?;
     signed_in.check_csrf(&form.csrf_token)?;
     if let Some(reason) = signed_in.limit_change_refusal() {
-        return Err(AppError::Forbidden(reason.into()));
+        return Err(AppError::Forbidden(reason.to_string()));
     }
     let limit = match AdditionalLimit::parse(&form.additional_limit) {
         Ok(limit) => limit,

@@ -134,12 +134,8 @@ async fn home() -> HttpResponse {
 }
 
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    use diesel::connection::SimpleConnection;
     state
-        .db(|conn| {
-            conn.batch_execute("SELECT 1")
-                .map_err(|e| AppError::Unavailable(e.into()))
-        })
+        .db(|conn| crate::store::ping(conn).map_err(|e| AppError::Unavailable(e.into())))
         .await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")

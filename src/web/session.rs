@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::cache::SessionEntry;
 use super::{AppError, AppState};
-use crate::domain::allowance::Edition;
+use crate::domain::access::{self, LimitChangeRefused};
 use crate::secrets;
 use crate::store::orgs::{self, OrgRow};
 use crate::store::users::{self, Role, UserRow};
@@ -44,17 +44,9 @@ impl SignedIn {
         }
     }
 
-    /// Only a super admin of a paid edition may change the additional limit (R2).
-    pub fn limit_change_refusal(&self) -> Option<&'static str> {
-        if self.role() != Role::SuperAdmin {
-            Some("Only a super admin can change the additional credit limit.")
-        } else if self.org.edition() == Edition::Free {
-            Some(
-                "The Free edition does not include additional credits. Upgrade to a paid edition to buy them.",
-            )
-        } else {
-            None
-        }
+    /// Why this user may not change the additional limit, if they may not (R2).
+    pub fn limit_change_refusal(&self) -> Option<LimitChangeRefused> {
+        access::may_change_limit(self.role(), self.org.edition()).err()
     }
 
     pub fn check_csrf(&self, given: &str) -> Result<(), AppError> {

@@ -1,8 +1,6 @@
-//! A minimal HTTP/1.1 client for tests: one request per connection, no redirects followed, every
-//! header visible. Enough for the server under test and for ChromeDriver.
+//! The tests' HTTP client (ureq): no redirects followed, every header visible, any status an
+//! answer. For the server under test and for ChromeDriver.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -42,6 +40,22 @@ impl Response {
     }
 }
 
+/// One agent for every test: no redirects followed (tests look at 303s), 4xx and 5xx are answers
+/// rather than errors, and no body size limit (a PDF of 366 days).
+fn agent() -> &'static ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into()
+    })
+}
+
+/// Send a request to 127.0.0.1:`port` and read the whole answer. A GET or HEAD goes without a
+/// body whatever `body` holds (an HTTP client may not send one).
 pub fn request(
     port: u16,
     method: &str,
@@ -49,76 +63,7 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    parse(&read_response(&mut stream))
-}
-
-/// Read one response: the head, then `Content-Length` bytes, or chunks, or up to EOF.
-fn read_response(stream: &mut TcpStream) -> Vec<u8> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-            let length = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            let chunked = head.contains("transfer-encoding: chunked");
-            let body_len = raw.len() - split - 4;
-            match (length, chunked) {
-                (Some(n), _) if body_len >= n => return raw,
-                (None, true) if raw.ends_with(b"0\r\n\r\n") => return raw,
-                _ => {}
-            }
-        }
-        let n = stream.read(&mut buf).expect("read response");
-        if n == 0 {
-            return raw;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-}
-
-fn parse(raw: &[u8]) -> Response {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
+    let (status, headers, body) = request_bytes(port, method, path, headers, body);
     Response {
         status,
         headers,
@@ -126,20 +71,45 @@ fn parse(raw: &[u8]) -> Response {
     }
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&data[..end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        let start = end + 2;
-        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
-        data = &data[(start + size + 2).min(data.len())..];
+/// `request`, with the body as bytes (PDFs).
+pub fn request_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1:{port}{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
-    out
+    let body = if matches!(method, "GET" | "HEAD") {
+        Vec::new()
+    } else {
+        body.to_vec()
+    };
+    let mut response = agent()
+        .run(builder.body(body).expect("a request"))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let bytes = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()
+        .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
+    (response.status().as_u16(), headers, bytes)
 }
 
 /// `application/x-www-form-urlencoded` encoding of form fields.

@@ -367,18 +367,8 @@ impl TestApp {
 impl TestApp {
     /// The raw body of a signed-in GET (PDFs are binary; the test client reads text).
     pub fn get_bytes(&self, path: &str, session: &Session) -> Vec<u8> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: cm_session={}\r\n\r\n",
-            session.cookie
-        )
-        .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).unwrap();
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        raw[split + 4..].to_vec()
+        let cookie = format!("cm_session={}", session.cookie);
+        http::request_bytes(self.port, "GET", path, &[("Cookie", &cookie)], b"").2
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use creditmeter::db::{self, DatabaseUrl};
 use diesel::RunQueryDsl;
 
-#[path = "../tests/common/serve.rs"]
+#[path = "../tests/it/common/serve.rs"]
 mod serve;
 
 /// A `creditmeter serve` process on the database, with or without group commit.

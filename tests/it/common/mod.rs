@@ -1,6 +1,5 @@
 //! Test helpers: a real server on a random port with a temporary database, seeding through the
 //! library, and signing in as a browser would.
-#![allow(dead_code)]
 
 pub mod http;
 pub mod serve;
@@ -30,59 +29,78 @@ pub struct TestApp {
 
 pub const PASSWORD: &str = "correct-horse-battery";
 
-/// Start the server on 127.0.0.1:0 with a fresh SQLite file, on its own thread.
-pub fn spawn_app() -> TestApp {
-    spawn_app_at(Clock::Real)
-}
-
-pub fn spawn_app_at(clock: Clock) -> TestApp {
-    spawn_app_with(clock, None)
-}
-
-/// With the server's own closer of billing periods running every `close_every`.
-pub fn spawn_app_with(clock: Clock, close_every: Option<std::time::Duration>) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let database = DatabaseUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("test.db").display()
-    ))
-    .unwrap();
-    spawn_app_on(database, clock, close_every, dir)
-}
-
-/// A server on a given database (the PostgreSQL tests); `dir` lives as long as the app.
-pub fn spawn_app_on(
-    database: DatabaseUrl,
+/// How to start a test server: `TestApp::builder().clock(fixed("...")).spawn()`.
+pub struct TestAppBuilder {
     clock: Clock,
     close_every: Option<std::time::Duration>,
-    dir: tempfile::TempDir,
-) -> TestApp {
-    let pool = db::connect(&database, 8).expect("database");
-    let settings = Settings {
-        bind: "127.0.0.1:0".into(),
-        database,
-        clock,
-        secure_cookies: false,
-        workers: Some(2),
-        group_commit: true,
-        close_every,
-        event_retention_days: None,
-    };
-    let (tx, rx) = mpsc::channel();
-    let server_pool = pool.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let app = Application::build_with_pool(settings, server_pool).expect("server builds");
-            tx.send(app.port()).unwrap();
-            app.run().await
-        })
-    });
-    let port = rx.recv().expect("server starts");
-    TestApp {
-        port,
-        pool,
-        clock,
-        _dir: dir,
+    database: Option<(DatabaseUrl, tempfile::TempDir)>,
+}
+
+impl TestApp {
+    /// A server on 127.0.0.1:0 with a fresh SQLite file and the real clock, unless told otherwise.
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            clock: Clock::Real,
+            close_every: None,
+            database: None,
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// A fixed "now" (see `fixed`), for billing across months.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The server's own closer of billing periods, running every `every`.
+    pub fn close_every(mut self, every: std::time::Duration) -> Self {
+        self.close_every = Some(every);
+        self
+    }
+
+    /// Another database (the PostgreSQL tests); `dir` lives as long as the app.
+    pub fn database(mut self, database: DatabaseUrl, dir: tempfile::TempDir) -> Self {
+        self.database = Some((database, dir));
+        self
+    }
+
+    /// Start the server on its own thread and wait until it listens.
+    pub fn spawn(self) -> TestApp {
+        let (database, dir) = self.database.unwrap_or_else(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            (DatabaseUrl::parse(&url).unwrap(), dir)
+        });
+        let pool = db::connect(&database, 8).expect("database");
+        let settings = Settings {
+            bind: "127.0.0.1:0".into(),
+            database,
+            clock: self.clock,
+            secure_cookies: false,
+            workers: Some(2),
+            group_commit: true,
+            close_every: self.close_every,
+            event_retention_days: None,
+        };
+        let (tx, rx) = mpsc::channel();
+        let server_pool = pool.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let app =
+                    Application::build_with_pool(settings, server_pool).expect("server builds");
+                tx.send(app.port()).unwrap();
+                app.run().await
+            })
+        });
+        let port = rx.recv().expect("server starts");
+        TestApp {
+            port,
+            pool,
+            clock: self.clock,
+            _dir: dir,
+        }
     }
 }
 

@@ -1,10 +1,10 @@
 //! End-to-end in headless Chromium: sign in, set a limit through the form, read billing details.
 //! Screenshots land in target/screenshots/ at 1280 and 375 px.
 
-mod common;
+use crate::common;
 
 use chrono::{Duration, Months};
-use common::webdriver;
+use common::{TestApp, webdriver};
 use creditmeter::domain::allowance::Edition;
 use creditmeter::domain::calendar;
 use creditmeter::ledger::{self, Kind, UsageRequest};
@@ -14,7 +14,7 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     let Some(browser) = webdriver::start(1280, 1300) else {
         return;
     };
-    let app = common::spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Professional, "America/New_York");
     let base = format!("http://127.0.0.1:{}", app.port);
 

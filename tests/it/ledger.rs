@@ -3,7 +3,7 @@
 //! mid-load, refused ids that come again, events the ledger cannot place, a noisy tenant; and
 //! (in `model`) a reference model of R4/R9/R11/R12 that the real servers are checked against.
 
-mod common;
+use crate::common;
 #[path = "ledger/model.rs"]
 mod model;
 

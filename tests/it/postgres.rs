@@ -2,7 +2,7 @@
 //! each run creates and drops a database of its own), and says so when it is skipped.
 //! `.ci/run` starts a throwaway local server for it.
 
-mod common;
+use crate::common;
 
 use common::TempDatabase;
 use creditmeter::db::DatabaseUrl;
@@ -16,12 +16,10 @@ fn the_product_works_on_postgresql() {
         return;
     };
     let database = DatabaseUrl::parse(&temp.url).unwrap();
-    let app = common::spawn_app_on(
-        database,
-        common::fixed("2026-03-10T12:00:00Z"),
-        None,
-        tempfile::tempdir().unwrap(),
-    );
+    let app = common::TestApp::builder()
+        .clock(common::fixed("2026-03-10T12:00:00Z"))
+        .database(database, tempfile::tempdir().unwrap())
+        .spawn();
     let org = app.seed_org("pg", Edition::Standard, "Europe/Berlin"); // 52,500 free
     let token = app.token(org.org_id);
 

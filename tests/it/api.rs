@@ -1,9 +1,9 @@
 //! The gateway's JSON API over HTTP: status codes and bodies of SPEC §4, R4, R9, R12, bad input,
 //! generated bodies, concurrency, and a crash with SIGKILL.
 
-mod common;
+use crate::common;
 
-use common::{TestApp, fixed, spawn_app_at};
+use common::{TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ const NOW: &str = "2026-03-10T12:00:00Z";
 
 /// A standard org with 10 licences (52,500 free credits a day), UTC, and its token.
 fn setup() -> (TestApp, i64, String) {
-    let app = spawn_app_at(fixed(NOW));
+    let app = TestApp::builder().clock(fixed(NOW)).spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let token = app.token(org.org_id);
     (app, org.org_id, token)

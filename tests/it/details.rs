@@ -1,9 +1,9 @@
 //! View details and its CSV over HTTP: every day row and the total, in UTC and in a far zone,
 //! across a month end and a DST change; totals against the rows for random ranges; bad ranges.
 
-mod common;
+use crate::common;
 
-use common::{DetailRow, TestApp, day_rows, fixed, spawn_app_at};
+use common::{DetailRow, TestApp, day_rows, fixed};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
 
@@ -19,7 +19,9 @@ fn rows_of(
 
 #[test]
 fn every_day_row_and_the_total_in_utc_across_a_month_end() {
-    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T18:00:00Z"))
+        .spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC"); // 52,500 free credits a day
     app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
     app.record(
@@ -102,7 +104,9 @@ fn every_day_row_and_the_total_in_utc_across_a_month_end() {
 #[test]
 fn days_follow_a_far_zone_across_its_dst_change() {
     // Auckland leaves daylight saving on 5 Apr 2026 at 03:00 (UTC+13 → UTC+12): that day lasts 25 hours.
-    let app = spawn_app_at(fixed("2026-04-06T03:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-04-06T03:00:00Z"))
+        .spawn();
     let org = app.seed_org("kiwi", Edition::Professional, "Pacific/Auckland"); // 55,000 free
     app.set_limit_at(org.org_id, 100_000, "2026-04-01T00:00:00Z");
     app.record(
@@ -135,7 +139,9 @@ fn days_follow_a_far_zone_across_its_dst_change() {
 
 #[test]
 fn bad_ranges_answer_4xx_with_a_message() {
-    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T18:00:00Z"))
+        .spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.admin);
     for (query, message) in [
@@ -192,7 +198,9 @@ proptest! {
 fn shared() -> &'static (TestApp, common::Session) {
     static SHARED: std::sync::OnceLock<(TestApp, common::Session)> = std::sync::OnceLock::new();
     SHARED.get_or_init(|| {
-        let app = spawn_app_at(fixed("2026-03-31T12:00:00Z"));
+        let app = TestApp::builder()
+            .clock(fixed("2026-03-31T12:00:00Z"))
+            .spawn();
         let org = app.seed_org("prop", Edition::Enterprise, "America/Sao_Paulo"); // 60,000 free
         app.set_limit_at(org.org_id, 500_000, "2025-12-01T00:00:00Z");
         let days: Vec<(String, i64)> = (0..89)
@@ -248,7 +256,9 @@ fn pdf_pages(bytes: &[u8]) -> Option<Vec<String>> {
 
 #[test]
 fn the_pdf_statement_has_every_day_and_the_total() {
-    let app = spawn_app_at(fixed("2026-03-02T18:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T18:00:00Z"))
+        .spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
     app.record(
@@ -403,7 +413,9 @@ fn statements_of(app: &TestApp, org_id: i64) -> Vec<(String, String, String, i64
 
 #[test]
 fn r7_periods_anchored_on_the_29th_to_31st_close_on_clamped_dates() {
-    let app = spawn_app_at(fixed("2026-04-01T12:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-04-01T12:00:00Z"))
+        .spawn();
     let mut orgs = Vec::new();
     for (slug, day) in [("d29", 29), ("d30", 30), ("d31", 31)] {
         let org = app.seed_org(slug, Edition::Standard, "UTC");
@@ -445,7 +457,9 @@ fn r7_periods_anchored_on_the_29th_to_31st_close_on_clamped_dates() {
 
 #[test]
 fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
-    let app = spawn_app_at(fixed("2026-03-02T12:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T12:00:00Z"))
+        .spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     app.set_limit_at(org.org_id, 100_000, "2026-02-01T08:00:00Z");
     app.record(
@@ -602,10 +616,10 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
 
 #[test]
 fn r7_the_server_closes_due_periods_by_itself() {
-    let app = common::spawn_app_with(
-        fixed("2026-03-02T12:00:00Z"),
-        Some(std::time::Duration::from_millis(100)),
-    );
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T12:00:00Z"))
+        .close_every(std::time::Duration::from_millis(100))
+        .spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     app.set_limit_at(org.org_id, 1_000, "2026-02-01T08:00:00Z");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -628,7 +642,9 @@ fn r7_the_server_closes_due_periods_by_itself() {
 fn r6_a_statement_priced_by_two_plans_shows_each_plan_with_its_days() {
     use creditmeter::domain::pricing::PricePlan;
     use creditmeter::store::plans;
-    let app = spawn_app_at(fixed("2026-03-02T12:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T12:00:00Z"))
+        .spawn();
     let org = app.seed_org("two plans", Edition::Standard, "UTC");
     app.set_limit_at(org.org_id, 100_000, "2026-02-01T08:00:00Z");
     let utc = |t: &str| {

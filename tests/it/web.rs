@@ -1,8 +1,8 @@
 //! The dashboard over HTTP: a real server on a random port with a temporary database.
 
-mod common;
+use crate::common;
 
-use common::{Session, TestApp, fixed, spawn_app, spawn_app_at};
+use common::{Session, TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
 
@@ -22,7 +22,7 @@ fn assert_security_headers(r: &common::Response) {
 
 #[test]
 fn signed_out_visitors_are_sent_to_sign_in() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     for page in PAGES {
         let r = app.get(page, None);
@@ -49,7 +49,7 @@ fn signed_out_visitors_are_sent_to_sign_in() {
 
 #[test]
 fn a_plain_user_gets_403_on_every_page_and_form() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.user);
     for page in PAGES {
@@ -70,7 +70,7 @@ fn a_plain_user_gets_403_on_every_page_and_form() {
 
 #[test]
 fn an_admin_reads_everything_but_cannot_change_the_limit() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.admin);
     let tab = app.get("/apis/credits", Some(&session));
@@ -97,7 +97,9 @@ fn an_admin_reads_everything_but_cannot_change_the_limit() {
 
 #[test]
 fn r2_a_super_admin_sets_the_limit_and_sees_billing_details() {
-    let app = spawn_app_at(fixed("2026-01-31T15:00:00Z"));
+    let app = TestApp::builder()
+        .clock(fixed("2026-01-31T15:00:00Z"))
+        .spawn();
     let org = app.seed_org("acme", Edition::Professional, "UTC");
     let session = app.sign_in(&org.super_admin);
     let before = app.get("/apis/credits", Some(&session));
@@ -160,7 +162,7 @@ fn r2_a_super_admin_sets_the_limit_and_sees_billing_details() {
 
 #[test]
 fn r2_forms_without_the_right_csrf_token_change_nothing() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.super_admin);
     for token in [None, Some("wrong"), Some("")] {
@@ -192,7 +194,7 @@ fn r2_forms_without_the_right_csrf_token_change_nothing() {
 
 #[test]
 fn r2_invalid_limits_get_a_message_and_change_nothing() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.super_admin);
     for (value, message) in [
@@ -222,7 +224,7 @@ fn r2_invalid_limits_get_a_message_and_change_nothing() {
 
 #[test]
 fn r2_a_free_edition_org_cannot_set_a_limit() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("tiny", Edition::Free, "UTC");
     let session = app.sign_in(&org.super_admin);
     let tab = app.get("/apis/credits", Some(&session));
@@ -244,7 +246,7 @@ fn r2_a_free_edition_org_cannot_set_a_limit() {
 
 #[test]
 fn one_orgs_users_never_see_another_orgs_data() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let a = app.seed_org("alpha", Edition::Enterprise, "Europe/Berlin");
     let b = app.seed_org("beta", Edition::Standard, "UTC");
     let sa = app.sign_in(&a.super_admin);
@@ -273,7 +275,7 @@ fn one_orgs_users_never_see_another_orgs_data() {
 
 #[test]
 fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let (wrong, s1) = app.try_sign_in(&org.super_admin, "not-the-password");
     let (unknown, s2) = app.try_sign_in("nobody@nowhere.example", "not-the-password");
@@ -288,7 +290,7 @@ fn a_wrong_password_and_an_unknown_email_get_the_same_answer() {
 
 #[test]
 fn sign_in_needs_the_form_token_and_is_throttled() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let r = app.post_form(
         "/login",
@@ -309,7 +311,7 @@ fn sign_in_needs_the_form_token_and_is_throttled() {
 
 #[test]
 fn signing_out_ends_the_session() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.admin);
     let r = app.post_signed("/logout", &session, &[("csrf_token", &session.csrf)]);
@@ -325,7 +327,7 @@ fn signing_out_ends_the_session() {
 
 #[test]
 fn unknown_pages_and_malformed_forms_are_4xx() {
-    let app = spawn_app();
+    let app = TestApp::builder().spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let session = app.sign_in(&org.super_admin);
     assert_eq!(app.get("/no/such/page", Some(&session)).status, 404);
@@ -371,7 +373,7 @@ proptest! {
 fn shared() -> &'static (TestApp, i64, Session) {
     static SHARED: std::sync::OnceLock<(TestApp, i64, Session)> = std::sync::OnceLock::new();
     SHARED.get_or_init(|| {
-        let app = spawn_app();
+        let app = TestApp::builder().spawn();
         let org = app.seed_org("gen", Edition::Standard, "UTC");
         let session = app.sign_in(&org.super_admin);
         (app, org.org_id, session)

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{DetailRow, TestApp, day_rows, fixed};
+use common::{DetailRow, TestApp, day_rows, fixed, step};
 use creditmeter::domain::allowance::Edition;
 use proptest::prelude::*;
 
@@ -515,103 +515,124 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
             .load(&mut *app.conn())
             .unwrap()
     };
-    assert_eq!(keys(&app).len(), 3);
-    assert_eq!(close(), number);
-    assert_eq!(close(), "", "closing twice issues once");
-    // The closed period's idempotency keys stay one period longer (a consume retried past the
-    // billing date lands in the next period); they go when that period is closed in turn.
-    assert_eq!(keys(&app).len(), 3);
-    // 80,000 additional (6.80) + 12,500 additional (3.50 + 0.06 × ... = 1.75): 8.55.
-    let issued = statements_of(&app, org.org_id);
-    assert_eq!(
-        issued,
-        [(
-            number.clone(),
-            "2026-02-01".to_string(),
-            "2026-03-01".to_string(),
-            855
-        )]
-    );
-    let frozen = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
-        .unwrap()
-        .unwrap();
-    assert_eq!(frozen.lines().unwrap().len(), 28);
-    assert_eq!(
+    let frozen = step("closing twice from the CLI issues one statement", || {
+        assert_eq!(keys(&app).len(), 3);
+        assert_eq!(close(), number);
+        assert_eq!(close(), "", "closing twice issues once");
+        // The closed period's idempotency keys stay one period longer (a consume retried past the
+        // billing date lands in the next period); they go when that period is closed in turn.
+        assert_eq!(keys(&app).len(), 3);
+        // 80,000 additional (6.80) + 12,500 additional (3.50 + 0.06 × ... = 1.75): 8.55.
+        let issued = statements_of(&app, org.org_id);
+        assert_eq!(
+            issued,
+            [(
+                number.clone(),
+                "2026-02-01".to_string(),
+                "2026-03-01".to_string(),
+                855
+            )]
+        );
+        let frozen =
+            creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
+                .unwrap()
+                .unwrap();
+        assert_eq!(frozen.lines().unwrap().len(), 28);
+        assert_eq!(
+            frozen
+                .lines()
+                .unwrap()
+                .iter()
+                .map(|l| l.amount_minor)
+                .sum::<i64>(),
+            frozen.total_minor
+        );
         frozen
-            .lines()
-            .unwrap()
-            .iter()
-            .map(|l| l.amount_minor)
-            .sum::<i64>(),
-        frozen.total_minor
+    });
+
+    step(
+        "R8: usage for a day of the issued statement is refused and changes nothing",
+        || {
+            let token = app.token(org.org_id);
+            let body = serde_json::json!([
+                {"id": "late", "timestamp": "2026-02-20T10:00:00Z", "credits": 10},
+                {"id": "fine", "timestamp": "2026-03-01T11:00:00Z", "credits": 10},
+                // A retry of an event of the closed period, whose key is gone: still never counted twice.
+                {"id": "seed-2026-02-10T10:00:00Z-0", "timestamp": "2026-02-10T10:00:00Z", "credits": 132500}
+            ]);
+            let r = app
+                .api("POST", "/api/v1/usage", &token, &body.to_string())
+                .json();
+            assert_eq!(
+                r["results"][0],
+                serde_json::json!({"id": "late", "status": "refused", "reason": "PERIOD_CLOSED"})
+            );
+            assert_eq!(r["results"][1]["status"], "accepted");
+            assert_eq!(r["results"][2]["reason"], "PERIOD_CLOSED");
+            assert_eq!(app.day_totals(org.org_id, "2026-02-20"), (0, 0));
+            let again =
+                creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(
+                (again.total_minor, again.lines_json),
+                (frozen.total_minor, frozen.lines_json.clone())
+            );
+        },
     );
 
-    // R8: usage for a day of the issued statement is refused and changes nothing.
-    let token = app.token(org.org_id);
-    let body = serde_json::json!([
-        {"id": "late", "timestamp": "2026-02-20T10:00:00Z", "credits": 10},
-        {"id": "fine", "timestamp": "2026-03-01T11:00:00Z", "credits": 10},
-        // A retry of an event of the closed period, whose key is gone: still never counted twice.
-        {"id": "seed-2026-02-10T10:00:00Z-0", "timestamp": "2026-02-10T10:00:00Z", "credits": 132500}
-    ]);
-    let r = app
-        .api("POST", "/api/v1/usage", &token, &body.to_string())
-        .json();
-    assert_eq!(
-        r["results"][0],
-        serde_json::json!({"id": "late", "status": "refused", "reason": "PERIOD_CLOSED"})
+    let session = step(
+        "the list page, and another org cannot see the statement",
+        || {
+            let session = app.sign_in(&org.admin);
+            let page = app.get("/apis/credits/statements", Some(&session));
+            assert_eq!(page.status, 200);
+            assert!(
+                page.body.contains(&format!("data-number=\"{number}\""))
+                    && page.body.contains("USD 8.55")
+            );
+            assert_eq!(
+                app.get("/apis/credits/statements/CM-999-1.pdf", Some(&session))
+                    .status,
+                404
+            );
+            let other = app.seed_org("other", Edition::Standard, "UTC");
+            let stranger = app.sign_in(&other.admin);
+            assert_eq!(
+                app.get(
+                    &format!("/apis/credits/statements/{number}.pdf"),
+                    Some(&stranger)
+                )
+                .status,
+                404,
+                "another org's statement"
+            );
+            session
+        },
     );
-    assert_eq!(r["results"][1]["status"], "accepted");
-    assert_eq!(r["results"][2]["reason"], "PERIOD_CLOSED");
-    assert_eq!(app.day_totals(org.org_id, "2026-02-20"), (0, 0));
-    let again = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (again.total_minor, again.lines_json),
-        (frozen.total_minor, frozen.lines_json.clone())
+    step(
+        "closing the next period drops February's keys; March's stay",
+        || {
+            assert_eq!(
+                close_at("2026-04-02T12:00:00Z"),
+                format!("CM-{}-20260301", org.org_id)
+            );
+            assert_eq!(keys(&app), ["fine", "seed-2026-03-01T10:00:00Z-2"]);
+        },
     );
-
-    // The list page and the statement's PDF.
-    let session = app.sign_in(&org.admin);
-    let page = app.get("/apis/credits/statements", Some(&session));
-    assert_eq!(page.status, 200);
-    assert!(
-        page.body.contains(&format!("data-number=\"{number}\"")) && page.body.contains("USD 8.55")
-    );
-    assert_eq!(
-        app.get("/apis/credits/statements/CM-999-1.pdf", Some(&session))
-            .status,
-        404
-    );
-    let other = app.seed_org("other", Edition::Standard, "UTC");
-    let stranger = app.sign_in(&other.admin);
-    assert_eq!(
-        app.get(
-            &format!("/apis/credits/statements/{number}.pdf"),
-            Some(&stranger)
-        )
-        .status,
-        404,
-        "another org's statement"
-    );
-    // Closing the next period drops February's keys; March's stay until April's is closed.
-    assert_eq!(
-        close_at("2026-04-02T12:00:00Z"),
-        format!("CM-{}-20260301", org.org_id)
-    );
-    assert_eq!(keys(&app), ["fine", "seed-2026-03-01T10:00:00Z-2"]);
-    let bytes = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
-    let Some(pages) = pdf_pages(&bytes) else {
-        return;
-    };
-    let text = pages.join("\n");
-    assert!(
-        text.contains(&format!("Statement {number}"))
-            && text.contains("USD 8.55")
-            && text.contains("10 Feb 2026")
-            && text.contains("28 Feb 2026")
-    );
+    step("the statement's PDF", || {
+        let bytes = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
+        let Some(pages) = pdf_pages(&bytes) else {
+            return;
+        };
+        let text = pages.join("\n");
+        assert!(
+            text.contains(&format!("Statement {number}"))
+                && text.contains("USD 8.55")
+                && text.contains("10 Feb 2026")
+                && text.contains("28 Feb 2026")
+        );
+    });
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::TempDatabase;
+use common::{TempDatabase, step};
 use creditmeter::db::DatabaseUrl;
 use creditmeter::domain::allowance::Edition;
 use diesel::RunQueryDsl;
@@ -20,129 +20,151 @@ fn the_product_works_on_postgresql() {
         .clock(common::fixed("2026-03-10T12:00:00Z"))
         .database(database, tempfile::tempdir().unwrap())
         .spawn();
+    let app = std::sync::Arc::new(app);
     let org = app.seed_org("pg", Edition::Standard, "Europe/Berlin"); // 52,500 free
     let token = app.token(org.org_id);
-
-    // Admission: free first, then refused whole; idempotent.
+    let session = app.sign_in(&org.super_admin);
     let consume =
         |body: serde_json::Value| app.api("POST", "/api/v1/consume", &token, &body.to_string());
-    assert_eq!(
-        consume(json!({"credits": 52_000, "id": "a"})).json()["free_remaining"],
-        500
-    );
-    assert_eq!(consume(json!({"credits": 52_000, "id": "a"})).status, 200);
-    assert_eq!(consume(json!({"credits": 501})).status, 429);
 
-    // The limit through the form; additional credits and their price.
-    let session = app.sign_in(&org.super_admin);
-    let r = app.post_signed(
-        "/apis/credits/limit",
-        &session,
-        &[
-            ("additional_limit", "100000"),
-            ("csrf_token", &session.csrf),
-        ],
-    );
-    assert_eq!(r.status, 303);
-    let r = app
-        .api(
-            "POST",
-            "/api/v1/usage",
-            &token,
-            &json!([{"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500},
-                {"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500}])
-            .to_string(),
-        )
-        .json();
-    assert_eq!(
-        (r["accepted"].clone(), r["duplicates"].clone()),
-        (json!(1), json!(1))
-    );
-    assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (132_500, 80_000));
-    let page = app.get(
-        "/apis/credits/details?from=2026-03-09&to=2026-03-10",
-        Some(&session),
-    );
-    assert_eq!(
-        common::text_of_id(&page.body, "total-amount").as_deref(),
-        Some("6.80")
+    step(
+        "admission: free first, then refused whole; idempotent",
+        || {
+            assert_eq!(
+                consume(json!({"credits": 52_000, "id": "a"})).json()["free_remaining"],
+                500
+            );
+            assert_eq!(consume(json!({"credits": 52_000, "id": "a"})).status, 200);
+            assert_eq!(consume(json!({"credits": 501})).status, 429);
+        },
     );
 
-    // Concurrency across the writer: exactly the remaining credits.
-    let app = std::sync::Arc::new(app);
-    let handles: Vec<_> = (0..16)
-        .map(|c| {
-            let (app, token) = (app.clone(), token.clone());
-            std::thread::spawn(move || {
-                (0..20)
-                    .filter(|i| {
-                        let body = json!({"credits": 1_000, "id": format!("c{c}-{i}")}).to_string();
-                        app.api("POST", "/api/v1/consume", &token, &body).status == 200
+    step(
+        "the limit through the form; additional credits and their price",
+        || {
+            let r = app.post_signed(
+                "/apis/credits/limit",
+                &session,
+                &[
+                    ("additional_limit", "100000"),
+                    ("csrf_token", &session.csrf),
+                ],
+            );
+            assert_eq!(r.status, 303);
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/usage",
+                    &token,
+                    &json!([{"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500},
+                    {"id": "m1", "timestamp": "2026-03-10T12:00:00Z", "credits": 80_500}])
+                    .to_string(),
+                )
+                .json();
+            assert_eq!(
+                (r["accepted"].clone(), r["duplicates"].clone()),
+                (json!(1), json!(1))
+            );
+            assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (132_500, 80_000));
+            let page = app.get(
+                "/apis/credits/details?from=2026-03-09&to=2026-03-10",
+                Some(&session),
+            );
+            assert_eq!(
+                common::text_of_id(&page.body, "total-amount").as_deref(),
+                Some("6.80")
+            );
+        },
+    );
+
+    step(
+        "concurrent consumes spend exactly the remaining credits",
+        || {
+            let handles: Vec<_> = (0..16)
+                .map(|c| {
+                    let (app, token) = (app.clone(), token.clone());
+                    std::thread::spawn(move || {
+                        (0..20)
+                            .filter(|i| {
+                                let body = json!({"credits": 1_000, "id": format!("c{c}-{i}")})
+                                    .to_string();
+                                app.api("POST", "/api/v1/consume", &token, &body).status == 200
+                            })
+                            .count()
                     })
+                })
+                .collect();
+            let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+            assert_eq!(allowed, 20, "20,000 additional credits were left");
+            assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (152_500, 100_000));
+        },
+    );
+
+    step(
+        "statements: close past periods once, refuse late usage, list them",
+        || {
+            app.set_limit_at(org.org_id, 100_000, "2026-01-01T08:00:00Z");
+            let mut conn = app.conn();
+            diesel::sql_query(format!(
+                "UPDATE orgs SET billing_anchor = '2026-01-01' WHERE id = {}",
+                org.org_id
+            ))
+            .execute(&mut *conn)
+            .unwrap();
+            let issued = creditmeter::billing::close_due(&mut conn, app.clock.now(), None).unwrap();
+            assert_eq!(issued.len(), 2);
+            assert!(
+                creditmeter::billing::close_due(&mut conn, app.clock.now(), None)
+                    .unwrap()
+                    .is_empty()
+            );
+            let r = app
+                .api(
+                    "POST",
+                    "/api/v1/usage",
+                    &token,
+                    &json!([{"id": "late", "timestamp": "2026-02-10T10:00:00Z", "credits": 1}])
+                        .to_string(),
+                )
+                .json();
+            assert_eq!(r["results"][0]["reason"], "PERIOD_CLOSED");
+            assert_eq!(
+                app.get("/apis/credits/statements", Some(&session)).status,
+                200
+            );
+        },
+    );
+
+    step(
+        "growth: closed periods' keys are gone; the audit window is pruned",
+        || {
+            let mut conn = app.conn();
+            let keys_before_march: i64 = {
+                use creditmeter::db::schema::usage_keys::dsl;
+                use diesel::prelude::*;
+                dsl::usage_keys
+                    .filter(dsl::org_id.eq(org.org_id))
+                    .filter(dsl::local_day.lt(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()))
                     .count()
-            })
-        })
-        .collect();
-    let allowed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(allowed, 20, "20,000 additional credits were left");
-    assert_eq!(app.day_totals(org.org_id, "2026-03-10"), (152_500, 100_000));
-
-    // Statements: close a past period, refuse late usage, list it.
-    app.set_limit_at(org.org_id, 100_000, "2026-01-01T08:00:00Z");
-    let mut conn = app.conn();
-    diesel::sql_query(format!(
-        "UPDATE orgs SET billing_anchor = '2026-01-01' WHERE id = {}",
-        org.org_id
-    ))
-    .execute(&mut *conn)
-    .unwrap();
-    let issued = creditmeter::billing::close_due(&mut conn, app.clock.now(), None).unwrap();
-    assert_eq!(issued.len(), 2);
-    assert!(
-        creditmeter::billing::close_due(&mut conn, app.clock.now(), None)
-            .unwrap()
-            .is_empty()
+                    .get_result(&mut *conn)
+                    .unwrap()
+            };
+            assert_eq!(keys_before_march, 0);
+            let events = |conn: &mut creditmeter::db::DbConn| -> i64 {
+                use creditmeter::db::schema::usage_events::dsl;
+                use diesel::prelude::*;
+                dsl::usage_events.count().get_result(conn).unwrap()
+            };
+            let before = events(&mut conn);
+            assert!(before > 0);
+            let far_future = chrono::NaiveDate::from_ymd_opt(2100, 1, 1)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap();
+            let pruned = creditmeter::store::usage::prune_events(&mut conn, far_future).unwrap();
+            assert_eq!((pruned as i64, events(&mut conn)), (before, 0));
+        },
     );
-    let r = app
-        .api(
-            "POST",
-            "/api/v1/usage",
-            &token,
-            &json!([{"id": "late", "timestamp": "2026-02-10T10:00:00Z", "credits": 1}]).to_string(),
-        )
-        .json();
-    assert_eq!(r["results"][0]["reason"], "PERIOD_CLOSED");
-    assert_eq!(
-        app.get("/apis/credits/statements", Some(&session)).status,
-        200
-    );
-
-    // Growth: the closed periods' keys went with the statements; the audit window is pruned.
-    let mut conn = app.conn();
-    let keys_before_march: i64 = {
-        use creditmeter::db::schema::usage_keys::dsl;
-        use diesel::prelude::*;
-        dsl::usage_keys
-            .filter(dsl::org_id.eq(org.org_id))
-            .filter(dsl::local_day.lt(chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap()))
-            .count()
-            .get_result(&mut *conn)
-            .unwrap()
-    };
-    assert_eq!(keys_before_march, 0);
-    let events = |conn: &mut creditmeter::db::DbConn| -> i64 {
-        use creditmeter::db::schema::usage_events::dsl;
-        use diesel::prelude::*;
-        dsl::usage_events.count().get_result(conn).unwrap()
-    };
-    let before = events(&mut conn);
-    assert!(before > 0);
-    let far_future = chrono::NaiveDate::from_ymd_opt(2100, 1, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap();
-    let pruned = creditmeter::store::usage::prune_events(&mut conn, far_future).unwrap();
-    assert_eq!((pruned as i64, events(&mut conn)), (before, 0));
 }
 
 /// The binary carries its own libpq and OpenSSL (nothing to install): a database URL with

@@ -104,6 +104,13 @@ impl TestAppBuilder {
     }
 }
 
+/// One named step of a long scenario. Its name goes to the test's output, so a failure says which
+/// step it was in.
+pub fn step<T>(name: &str, body: impl FnOnce() -> T) -> T {
+    eprintln!("step: {name}");
+    body()
+}
+
 pub fn fixed(rfc3339: &str) -> Clock {
     Clock::Fixed(
         DateTime::parse_from_rfc3339(rfc3339)

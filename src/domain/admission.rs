@@ -252,6 +252,43 @@ mod tests {
     }
 
     #[test]
+    fn r12_the_limit_in_force_at_a_time() {
+        use chrono::TimeZone;
+        let at = |h| Utc.with_ymd_and_hms(2026, 3, 10, h, 0, 0).unwrap();
+        let history = [
+            LimitChange {
+                at: at(8),
+                new_limit: 10_000,
+            },
+            LimitChange {
+                at: at(12),
+                new_limit: 0,
+            },
+            LimitChange {
+                at: at(12),
+                new_limit: 30_000,
+            },
+        ];
+        assert_eq!(
+            limit_in_force(&history, at(7)),
+            0,
+            "before the first change"
+        );
+        assert_eq!(
+            limit_in_force(&history, at(8)),
+            10_000,
+            "from the change's instant"
+        );
+        assert_eq!(limit_in_force(&history, at(11)), 10_000);
+        assert_eq!(
+            limit_in_force(&history, at(12)),
+            30_000,
+            "the later of two at one instant"
+        );
+        assert_eq!(limit_in_force(&[], at(12)), 0);
+    }
+
+    #[test]
     fn r4_free_first_then_additional_then_refused_whole() {
         let mut day = budget(100, 50);
         assert_eq!(

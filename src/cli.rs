@@ -591,15 +591,19 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
     use std::io::IsTerminal;
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let (mut rows, bad) = import::parse(&text, args.org_id)
+    let (rows, bad) = import::parse(&text, args.org_id)
         .map_err(|b| anyhow!("{} line {}: {}", args.file.display(), b.line, b.reason))?;
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
     for b in &bad {
         eprintln!("line {}: {}", b.line, b.reason);
     }
-    // The whole file is one report: admitted in timestamp order (R12).
-    rows.sort_by_key(|r| r.request.occurred_at);
+    // The whole file is one report (R12).
+    let times: Vec<_> = rows.iter().map(|r| r.request.occurred_at).collect();
+    let rows: Vec<import::Row> = crate::domain::admission::admission_order(&times)
+        .into_iter()
+        .map(|i| rows[i].clone())
+        .collect();
     let total = rows.len();
     let progress = std::io::stderr().is_terminal();
     let mut summary = import::Summary::default();

@@ -48,13 +48,33 @@ pub fn records(text: &str) -> Result<Vec<(usize, Vec<String>)>, BadRow> {
         line
     };
     let mut out = Vec::new();
+    let mut starts = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| BadRow {
             line: e.position().map_or(1, |p| p.line() as usize),
             reason: e.to_string(),
         })?;
         let offset = record.position().map_or(0, |p| p.byte() as usize);
+        starts.push(offset.min(bytes.len()));
         out.push((line_of(offset), record.iter().map(str::to_string).collect()));
+    }
+    // The reader is lenient where RFC 4180 is not: a quote that is never closed takes the rest of
+    // the file into one field, and a quote inside an unquoted field is kept as text. In a valid
+    // record quotes come in pairs (around a field, and doubled inside it), so a record with an odd
+    // number of them refuses the file, with its line.
+    starts.push(bytes.len());
+    for (i, window) in starts.windows(2).enumerate() {
+        let quotes = bytes[window[0]..window[1]]
+            .iter()
+            .filter(|b| **b == b'"')
+            .count();
+        if quotes % 2 == 1 {
+            return Err(BadRow {
+                line: out[i].0,
+                reason: "a quote is not closed, or a quote inside a field is not doubled (\"\")"
+                    .into(),
+            });
+        }
     }
     Ok(out)
 }
@@ -156,6 +176,16 @@ mod tests {
         assert_eq!(recs[2].0, 4);
         assert_eq!(recs[2].1[3], "two\nlines");
         assert_eq!(recs[3].0, 6);
+    }
+
+    #[test]
+    fn unbalanced_quotes_refuse_the_file_with_their_line() {
+        let unclosed = "id,timestamp,credits\na,2026-01-01T00:00:00Z,1\n\"b,2026-01-01T00:00:00Z,1\nc,2026-01-01T00:00:00Z,1\n";
+        assert_eq!(records(unclosed).unwrap_err().line, 3);
+        let stray = "id,timestamp,credits\na,2026-01-01T00:00:00Z,1\nb\"x,2026-01-01T00:00:00Z,1\n";
+        assert_eq!(records(stray).unwrap_err().line, 3);
+        let fine = "id,timestamp,credits\n\"a \"\"q\"\"\",2026-01-01T00:00:00Z,1\n";
+        assert_eq!(records(fine).unwrap()[1].1[0], "a \"q\"");
     }
 
     #[test]

@@ -127,6 +127,15 @@ pub fn latest_placeable_day(now: DateTime<Utc>) -> NaiveDate {
     (now + Duration::hours(FUTURE_TOLERANCE_HOURS + 14)).date_naive()
 }
 
+/// R12: the order in which the events of one report (a `/usage` request, an imported file) are
+/// admitted: by timestamp, events of the same instant in the order they were sent. Positions into
+/// `occurred`.
+pub fn admission_order(occurred: &[DateTime<Utc>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..occurred.len()).collect();
+    order.sort_by_key(|&i| occurred[i]);
+    order
+}
+
 /// A change of the additional limit: in force from `at` on (R2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitChange {
@@ -249,6 +258,14 @@ mod tests {
             additional_limit,
             additional_used: 0,
         }
+    }
+
+    #[test]
+    fn r12_events_of_one_report_are_admitted_in_timestamp_order() {
+        use chrono::TimeZone;
+        let at = |h| Utc.with_ymd_and_hms(2026, 3, 10, h, 0, 0).unwrap();
+        assert_eq!(admission_order(&[at(9), at(7), at(9), at(8)]), [1, 3, 0, 2]);
+        assert!(admission_order(&[]).is_empty());
     }
 
     #[test]

@@ -65,11 +65,15 @@ impl Label {
         default: &str,
     ) -> Result<Self, EventError> {
         match raw {
-            Some(value) if !value.trim().is_empty() => {
+            Some(value) => {
                 check_text(field, value)?;
-                Ok(Label(value.to_string()))
+                if value.trim().is_empty() {
+                    Ok(Label(default.to_string()))
+                } else {
+                    Ok(Label(value.to_string()))
+                }
             }
-            _ => Ok(Label(default.to_string())),
+            None => Ok(Label(default.to_string())),
         }
     }
 

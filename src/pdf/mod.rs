@@ -253,7 +253,6 @@ fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
     );
 }
 
-/// Lay out the statement and return the PDF file.
 /// A plan's heading, caption and slab table from `y` down; returns the `y` below it.
 fn slab_table(c: &mut Canvas, mut y: f32, plan: &PlanSection) -> f32 {
     c.text(MARGIN, y, 12.0, true, grey(0.1), &plan.heading);
@@ -284,6 +283,7 @@ fn slab_table(c: &mut Canvas, mut y: f32, plan: &PlanSection) -> f32 {
     y
 }
 
+/// Lay out the statement and return the PDF file.
 pub fn render(doc: &StatementDoc) -> Vec<u8> {
     let bottom = FOOTER_Y + 30.0;
     let mut pages: Vec<Canvas> = Vec::new();

@@ -112,10 +112,11 @@ pub fn details(
                 .iter()
                 .map(|d| (d.local_day, d.amount_minor))
                 .collect();
+            let charged = super::charged_in_period(conn, org.id, period)?;
             Some(Projection {
                 period,
-                so_far_minor: so_far.iter().map(|(_, amount)| amount).sum(),
-                projected_minor: project_period_total(&so_far, today, period),
+                so_far_minor: charged,
+                projected_minor: project_period_total(&so_far, today, period).max(charged),
             })
         }
         None => None,

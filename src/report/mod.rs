@@ -69,19 +69,32 @@ fn plans_of(conn: &mut DbConn, lines: &[DayLine]) -> QueryResult<(Vec<PricedBy>,
     Ok((priced, currency))
 }
 
-/// The one currency of a report's plans. Plans never change currency (`plans::publish` refuses
-/// it), so a report that finds two reads data it cannot add up, and says so.
-fn one_currency<'a>(mut currencies: impl Iterator<Item = &'a str>) -> QueryResult<String> {
-    let first = currencies
-        .next()
-        .ok_or_else(|| corrupt("a report without days has no currency".into()))?
-        .to_string();
-    match currencies.find(|c| *c != first) {
-        None => Ok(first),
-        Some(other) => Err(corrupt(format!(
-            "the days are priced in {first} and {other}: amounts in two currencies cannot be added up"
-        ))),
+/// The currency of a report: its plans' one currency. Plans cannot change currency since
+/// `plans::publish` refuses it; a database that switched currency before that check keeps working
+/// and shows the currency of its last plan, as statements of that time were issued in, with a
+/// warning in the log.
+fn one_currency<'a>(currencies: impl Iterator<Item = &'a str>) -> QueryResult<String> {
+    let currencies: Vec<&str> = currencies.collect();
+    let last = currencies
+        .last()
+        .ok_or_else(|| corrupt("a report without days has no currency".into()))?;
+    if let Some(other) = currencies.iter().find(|c| *c != last) {
+        tracing::warn!(
+            currencies = %format!("{other}, {last}"),
+            "days priced by plans in two currencies (published before plans kept one currency)"
+        );
     }
+    Ok(last.to_string())
+}
+
+/// What a billing period has charged so far: every day of it that has usage, days reported ahead
+/// of today included (the Credits tab and View details say the same).
+fn charged_in_period(
+    conn: &mut DbConn,
+    org_id: i64,
+    period: crate::domain::calendar::BillingPeriod,
+) -> QueryResult<i64> {
+    crate::store::usage::amount_between(conn, org_id, period.start, period.end)
 }
 
 /// Stored data that breaks a rule it was written under: a loud error, never a silent default.

@@ -72,12 +72,13 @@ pub fn by_number(
             })
         })
         .collect::<QueryResult<Vec<_>>>()?;
-    let (plans, currency) = plans_of(conn, &lines)?;
+    // An issued statement keeps the currency it was issued in, whatever its plans say (R8).
+    let (plans, _) = plans_of(conn, &lines)?;
     let totals = Totals::of(&lines);
-    if currency != row.currency || totals.amount_minor != row.total_minor {
+    if totals.amount_minor != row.total_minor {
         return Err(corrupt(format!(
-            "statement {} says {} {} but its lines add up to {} {}",
-            row.number, row.currency, row.total_minor, currency, totals.amount_minor
+            "statement {} says {} but its lines add up to {}",
+            row.number, row.total_minor, totals.amount_minor
         )));
     }
     Ok(Some(StatementReport {

@@ -64,13 +64,19 @@ pub fn publish(
     effective_from: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<i64, PublishError> {
-    let latest = crate::domain::admission::latest_placeable_day(now);
-    if effective_from <= latest {
-        return Err(PublishError::NotInFuture(effective_from, latest));
-    }
     let json = serde_json::to_string(plan)
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
     crate::db::write_transaction(conn, |conn| {
+        // One publication at a time (on SQLite the write transaction is already alone): the checks
+        // below hold when the plan commits.
+        if let DbConn::Postgresql(c) = conn {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute("LOCK TABLE price_plans IN EXCLUSIVE MODE")?;
+        }
+        let latest = crate::domain::admission::latest_placeable_day(now);
+        if effective_from <= latest {
+            return Err(PublishError::NotInFuture(effective_from, latest));
+        }
         let taken: i64 = price_plans::table
             .filter(price_plans::effective_from.eq(effective_from))
             .count()

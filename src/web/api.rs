@@ -16,6 +16,7 @@ use super::schema::{
     UsageAnswer, UsageEventBody, UsageResult,
 };
 use super::{AppError, AppState};
+use crate::domain::admission;
 use crate::domain::calendar;
 use crate::domain::event::{EventFields, RawCredits, UsageEvent};
 use crate::domain::money;
@@ -274,10 +275,9 @@ pub async fn report_usage(
     let org_id = org.org_id;
     let (order, ids, sorted) = actix_web::web::block(move || {
         let requests = parse_usage(org_id, &body, ndjson)?;
-        // Within one request, events are admitted in timestamp order; results keep the request's
-        // order.
-        let mut order: Vec<usize> = (0..requests.len()).collect();
-        order.sort_by_key(|&i| requests[i].occurred_at);
+        // Results keep the request's order.
+        let times: Vec<_> = requests.iter().map(|r| r.occurred_at).collect();
+        let order = admission::admission_order(&times);
         let ids: Vec<String> = requests
             .iter()
             .map(|r| r.event_id.clone().unwrap_or_default())

@@ -25,94 +25,110 @@ pub struct SessionEntry {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A map whose entries expire after a TTL. Each key has a generation, raised when the key is
-/// invalidated: a value read from the database before an invalidation is not put after it.
+/// A map whose entries expire after a TTL. Invalidations are numbered: a reader takes the number
+/// before it reads the database (`generation`) and its value is put only if the key was not
+/// invalidated since (`put_unless_invalidated`), so a value read before a write of this process is
+/// never cached after it.
 struct TtlMap<K, V> {
-    entries: Mutex<HashMap<K, Slot<V>>>,
+    inner: Mutex<Inner<K, V>>,
+}
+
+struct Inner<K, V> {
+    slots: HashMap<K, Slot<V>>,
+    /// Invalidations so far.
+    invalidations: u64,
+    /// `invalidations` when slots were last pruned (a pruned slot forgets when it was invalidated).
+    pruned_at: u64,
 }
 
 struct Slot<V> {
-    generation: u64,
+    /// The number of the key's last invalidation.
+    invalidated: u64,
     value: Option<(Instant, Arc<V>)>,
 }
 
 impl<K: Eq + Hash, V> TtlMap<K, V> {
     fn new() -> Self {
         TtlMap {
-            entries: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                invalidations: 0,
+                pruned_at: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Slot<V>>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<K, V>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, key: &K, ttl: Duration) -> Option<Arc<V>> {
         self.lock()
+            .slots
             .get(key)
             .and_then(|slot| slot.value.as_ref())
             .filter(|(at, _)| at.elapsed() < ttl)
             .map(|(_, v)| v.clone())
     }
 
-    /// The key's generation now; pass it to `put_unless_invalidated` after reading the value.
-    fn generation(&self, key: &K) -> u64 {
-        self.lock().get(key).map_or(0, |slot| slot.generation)
+    /// Take before reading what `put_unless_invalidated` will put.
+    fn generation(&self) -> u64 {
+        self.lock().invalidations
     }
 
-    fn put(&self, key: K, value: V, ttl: Duration) -> Arc<V> {
-        let value = Arc::new(value);
-        let mut map = self.lock();
-        Self::prune(&mut map, ttl);
-        let slot = map.entry(key).or_insert(Slot {
-            generation: 0,
-            value: None,
-        });
-        slot.value = Some((Instant::now(), value.clone()));
-        value
-    }
-
-    /// Put a value read when the key had `generation`, unless it was invalidated since.
+    /// Put a value read after `generation` was taken, unless the key was invalidated since.
     fn put_unless_invalidated(&self, key: K, generation: u64, value: V, ttl: Duration) -> Arc<V> {
         let value = Arc::new(value);
-        let mut map = self.lock();
-        Self::prune(&mut map, ttl);
-        let slot = map.entry(key).or_insert(Slot {
-            generation: 0,
-            value: None,
-        });
-        if slot.generation == generation {
+        let mut inner = self.lock();
+        inner.prune(ttl);
+        let fresh = match inner.slots.get(&key) {
+            Some(slot) => slot.invalidated <= generation,
+            None => inner.pruned_at <= generation,
+        };
+        if fresh {
+            let slot = inner.slots.entry(key).or_insert(Slot {
+                invalidated: 0,
+                value: None,
+            });
             slot.value = Some((Instant::now(), value.clone()));
         }
         value
     }
 
-    fn prune(map: &mut HashMap<K, Slot<V>>, ttl: Duration) {
-        if map.len() > 10_000 {
-            map.retain(|_, slot| {
+    fn remove(&self, key: K) {
+        let mut inner = self.lock();
+        inner.invalidations += 1;
+        let number = inner.invalidations;
+        let slot = inner.slots.entry(key).or_insert(Slot {
+            invalidated: 0,
+            value: None,
+        });
+        slot.invalidated = number;
+        slot.value = None;
+    }
+
+    fn remove_where(&self, keep: impl Fn(&K, &V) -> bool) {
+        let mut inner = self.lock();
+        inner.invalidations += 1;
+        let number = inner.invalidations;
+        for (key, slot) in inner.slots.iter_mut() {
+            if slot.value.as_ref().is_some_and(|(_, v)| !keep(key, v)) {
+                slot.invalidated = number;
+                slot.value = None;
+            }
+        }
+    }
+}
+
+impl<K: Eq + Hash, V> Inner<K, V> {
+    fn prune(&mut self, ttl: Duration) {
+        if self.slots.len() > 10_000 {
+            self.slots.retain(|_, slot| {
                 slot.value
                     .as_ref()
                     .is_some_and(|(at, _)| at.elapsed() < ttl)
             });
-        }
-    }
-
-    fn remove<Q: Hash + Eq + ?Sized>(&self, key: &Q)
-    where
-        K: std::borrow::Borrow<Q>,
-    {
-        if let Some(slot) = self.lock().get_mut(key) {
-            slot.generation += 1;
-            slot.value = None;
-        }
-    }
-
-    fn remove_where(&self, keep: impl Fn(&K, &V) -> bool) {
-        for (key, slot) in self.lock().iter_mut() {
-            if slot.value.as_ref().is_some_and(|(_, v)| !keep(key, v)) {
-                slot.generation += 1;
-                slot.value = None;
-            }
+            self.pruned_at = self.invalidations;
         }
     }
 }
@@ -144,19 +160,30 @@ impl ReadCache {
             .filter(|s| s.expires_at > now)
     }
 
-    pub fn put_session(&self, cookie_hash: String, entry: SessionEntry) -> Arc<SessionEntry> {
-        self.sessions.put(cookie_hash, entry, self.ttl)
+    /// The generation to put a session read from the database with.
+    pub fn session_generation(&self) -> u64 {
+        self.sessions.generation()
+    }
+
+    pub fn put_session(
+        &self,
+        cookie_hash: String,
+        generation: u64,
+        entry: SessionEntry,
+    ) -> Arc<SessionEntry> {
+        self.sessions
+            .put_unless_invalidated(cookie_hash, generation, entry, self.ttl)
     }
 
     pub fn forget_session(&self, cookie_hash: &str) {
-        self.sessions.remove(cookie_hash);
+        self.sessions.remove(cookie_hash.to_string());
     }
 
     /// An org's cached Credits-tab figures, or the generation to put fresh ones with.
     pub fn credits(&self, org_id: i64) -> Result<Arc<CreditsSummary>, u64> {
         self.credits
             .get(&org_id, self.ttl)
-            .ok_or_else(|| self.credits.generation(&org_id))
+            .ok_or_else(|| self.credits.generation())
     }
 
     pub fn put_credits(
@@ -175,7 +202,7 @@ impl ReadCache {
         self.today
             .get(&org_id, self.ttl)
             .filter(|today| today.local_day == local_day)
-            .ok_or_else(|| self.today.generation(&org_id))
+            .ok_or_else(|| self.today.generation())
     }
 
     pub fn put_today(&self, org_id: i64, generation: u64, value: Today) -> Arc<Today> {
@@ -192,19 +219,21 @@ impl ReadCache {
         token_hash: String,
         org: (i64, chrono_tz::Tz),
     ) -> Arc<(i64, chrono_tz::Tz)> {
-        self.tokens.put(token_hash, org, self.ttl)
+        let generation = self.tokens.generation();
+        self.tokens
+            .put_unless_invalidated(token_hash, generation, org, self.ttl)
     }
 
     /// Usage was admitted for an org: its Credits-tab figures are out of date.
     pub fn invalidate_credits(&self, org_id: i64) {
-        self.credits.remove(&org_id);
-        self.today.remove(&org_id);
+        self.credits.remove(org_id);
+        self.today.remove(org_id);
     }
 
     /// Drop everything cached about an org (its sessions carry the org row too).
     pub fn invalidate_org(&self, org_id: i64) {
-        self.credits.remove(&org_id);
-        self.today.remove(&org_id);
+        self.credits.remove(org_id);
+        self.today.remove(org_id);
         self.sessions.remove_where(|_, s| s.org.id != org_id);
     }
 }
@@ -217,15 +246,27 @@ mod tests {
     fn a_value_read_before_an_invalidation_is_not_put_after_it() {
         let map: TtlMap<i64, &str> = TtlMap::new();
         let ttl = Duration::from_secs(60);
-        let before = map.generation(&1);
-        map.put(1, "old", ttl);
-        // A write of this process: the read that started before it must not be cached.
-        map.remove(&1);
+        // The first read of a key, with a write of this process while it reads.
+        let before = map.generation();
+        map.remove(1);
         map.put_unless_invalidated(1, before, "read before the write", ttl);
         assert_eq!(map.get(&1, ttl), None);
-        let after = map.generation(&1);
+        let after = map.generation();
         map.put_unless_invalidated(1, after, "read after the write", ttl);
         assert_eq!(map.get(&1, ttl).as_deref(), Some(&"read after the write"));
         assert_eq!(map.get(&1, Duration::ZERO), None, "expired");
+        // Another key's write does not hold this one back.
+        let read = map.generation();
+        map.remove(2);
+        map.put_unless_invalidated(3, read, "other key", ttl);
+        assert_eq!(map.get(&3, ttl).as_deref(), Some(&"other key"));
+        // After pruning, a read older than the prune is not put (its invalidation is forgotten).
+        let old = map.generation();
+        for key in 100..10_102 {
+            map.remove(key);
+        }
+        map.put_unless_invalidated(4, map.generation(), "prunes", ttl);
+        map.put_unless_invalidated(5, old, "older than the prune", ttl);
+        assert_eq!(map.get(&5, ttl), None);
     }
 }

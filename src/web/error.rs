@@ -83,6 +83,7 @@ impl AppError {
             AppError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             AppError::Writer(WriterError::Overloaded) => "OVERLOADED",
             AppError::Pool(_) | AppError::Unavailable(_) | AppError::Writer(_) => "UNAVAILABLE",
+            AppError::Database(e) if is_unavailable(e) => "UNAVAILABLE",
             AppError::Database(_)
             | AppError::Template(_)
             | AppError::Blocking(_)
@@ -101,10 +102,11 @@ impl AppError {
                     .into()
             }
             AppError::Pool(_) | AppError::Unavailable(_) => {
-                "The service is briefly unavailable; nothing was changed. Retry in a moment.".into()
+                "The service is briefly unavailable; nothing was recorded. Retry in a moment."
+                    .into()
             }
             e if e.status_code().is_server_error() => {
-                "The request could not be completed; nothing was changed.".into()
+                "The request could not be completed; nothing was recorded.".into()
             }
             e => e.to_string(),
         }
@@ -130,19 +132,29 @@ impl AppError {
         if matches!(self, AppError::Unauthorized | AppError::SignInRequired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        response.json(json!({ "error": self.code(), "message": self.public_message() }))
+        let message = match self {
+            AppError::NotFound => "There is no such API call.".to_string(),
+            other => other.public_message(),
+        };
+        response.json(json!({ "error": self.code(), "message": message }))
     }
 }
 
 /// A database error that means the database is out of reach rather than the query wrong.
 fn is_unavailable(e: &diesel::result::Error) -> bool {
     use diesel::result::{DatabaseErrorKind, Error};
-    matches!(
-        e,
+    match e {
         Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
-            | Error::BrokenTransactionManager
-    )
+        | Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
+        | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _)
+        | Error::BrokenTransactionManager => true,
+        // SQLite's busy timeout ran out: another connection holds the write lock.
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked") || message.contains("database is busy")
+        }
+        _ => false,
+    }
 }
 
 #[derive(Template)]
@@ -226,13 +238,23 @@ pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
                 _ => "INVALID_REQUEST",
             };
             let message = if status.is_server_error() {
-                "The request could not be completed; nothing was changed.".to_string()
+                "The request could not be completed; nothing was recorded.".to_string()
             } else {
                 error.to_string()
             };
             HttpResponse::build(status).json(json!({ "error": code, "message": message }))
         }
     };
+    // Keep what the scope added to every answer (nosniff, a challenge), not the old body's type.
+    let mut json = json;
+    for (name, value) in res.response().headers() {
+        if name != header::CONTENT_TYPE
+            && name != header::CONTENT_LENGTH
+            && !json.headers().contains_key(name)
+        {
+            json.headers_mut().append(name.clone(), value.clone());
+        }
+    }
     let (req, _) = res.into_parts();
     let res: ServiceResponse<BoxBody> = ServiceResponse::new(req, json);
     Ok(ErrorHandlerResponse::Response(

@@ -70,20 +70,35 @@ impl AppState {
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
      img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// The JSON API's routes, from one list: the scope is built from it, and `API_ROUTES` names each
+/// (method, path) for the test that checks them against the OpenAPI document.
+macro_rules! api_routes {
+    ($(($method:ident, $path:literal, $handler:expr)),* $(,)?) => {
+        pub const API_ROUTES: &[(&str, &str)] = &[$((stringify!($method), concat!("/api/v1", $path))),*];
+
+        fn api_routes(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.route($path, web::$method().to($handler)))*
+        }
+    };
+}
+
+api_routes![
+    (post, "/consume", api::consume),
+    (post, "/usage", api::report_usage),
+    (get, "/credits", api::credits),
+    (get, "/usage/daily", api::daily),
+    (get, "/ping", api::ping),
+    (get, "/openapi.json", openapi::serve),
+];
+
 /// Every route of the application.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/api/v1")
+        api_routes(web::scope("/api/v1"))
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(from_fn(metrics::time_requests))
             .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
-            .route("/consume", web::post().to(api::consume))
-            .route("/usage", web::post().to(api::report_usage))
-            .route("/credits", web::get().to(api::credits))
-            .route("/usage/daily", web::get().to(api::daily))
-            .route("/ping", web::get().to(api::ping))
-            .route("/openapi.json", web::get().to(openapi::serve))
             .default_service(web::to(api::not_found)),
     );
     cfg.service(

@@ -83,6 +83,7 @@ impl FromRequest for SignedIn {
                 Some(entry) => entry,
                 None => {
                     let lookup = cookie_value.clone();
+                    let generation = state.cache.session_generation();
                     let entry = state
                         .db(move |conn| {
                             let found = users::session_user(conn, &lookup, now)?
@@ -98,7 +99,7 @@ impl FromRequest for SignedIn {
                             })
                         })
                         .await?;
-                    state.cache.put_session(cookie_hash, entry)
+                    state.cache.put_session(cookie_hash, generation, entry)
                 }
             };
             let SessionEntry {

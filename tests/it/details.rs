@@ -706,6 +706,29 @@ fn r6_a_statement_priced_by_two_plans_shows_each_plan_with_its_days() {
     assert_eq!(statements_of(&app, org.org_id)[0].3, 1140);
     let session = app.sign_in(&org.admin);
     let statement = app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session);
+    // A statement issued before lines carried their plan still prints, with the plans in force.
+    let legacy = {
+        use diesel::RunQueryDsl;
+        let row = creditmeter::store::statements::by_number(&mut app.conn(), org.org_id, &number)
+            .unwrap()
+            .unwrap();
+        let mut lines: serde_json::Value = serde_json::from_str(&row.lines_json).unwrap();
+        for line in lines.as_array_mut().unwrap() {
+            line.as_object_mut().unwrap().remove("plan_id");
+        }
+        diesel::sql_query(format!(
+            "UPDATE statements SET lines_json = '{}' WHERE id = {}",
+            lines, row.id
+        ))
+        .execute(&mut *app.conn())
+        .unwrap();
+        app.get_bytes(&format!("/apis/credits/statements/{number}.pdf"), &session)
+    };
+    assert_eq!(
+        pdf_pages(&legacy),
+        pdf_pages(&statement),
+        "the same text (the PDFs' random ids differ)"
+    );
     let details = app.get_bytes(
         "/apis/credits/details.pdf?from=2026-02-01&to=2026-02-28",
         &session,

@@ -16,6 +16,7 @@ use creditmeter::clock::Clock;
 use creditmeter::db::DbConn;
 use creditmeter::domain::allowance::{Allowance, Edition};
 use creditmeter::domain::pricing::PricePlan;
+use creditmeter::domain::types::OrgId;
 use creditmeter::startup::Settings;
 use creditmeter::store::usage::{self, BreakdownRow, DayRow, EventInsert};
 use creditmeter::store::{orgs, users};
@@ -36,6 +37,7 @@ fn generate_rollups(conn: &mut DbConn, today: NaiveDate) {
             for d in 0..DAYS {
                 let local_day = first_day(today) + Duration::days(d);
                 let additional = (org_id * 7_919 + d * 104_729) % 180_000;
+                let org_id = OrgId::new(org_id);
                 let row = DayRow {
                     org_id,
                     local_day,
@@ -71,7 +73,7 @@ fn generate_events(conn: &mut DbConn, today: NaiveDate, from: u64, to: u64) {
         let end = (next + 200_000).min(to);
         let events: Vec<EventInsert> = (next..end)
             .map(|n| {
-                let org_id = (n % ORGS as u64) as i64 + 1;
+                let org_id = OrgId::new((n % ORGS as u64) as i64 + 1);
                 let local_day =
                     first_day(today) + Duration::days(((n / ORGS as u64) % DAYS as u64) as i64);
                 EventInsert {
@@ -117,7 +119,7 @@ fn main() {
     }
     let today = now.date_naive();
     generate_rollups(&mut conn, today);
-    let org_id = 500;
+    let org_id = OrgId::new(500);
     let hash = creditmeter::secrets::hash_password("bench-password").unwrap();
     let user = users::add(
         &mut conn,

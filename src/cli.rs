@@ -1,6 +1,7 @@
 //! The `creditmeter` command line: argument definitions and the operator commands. Informational
 //! output goes to stderr so that stdout stays scriptable; every error is one line.
 
+use crate::domain::types::OrgId;
 use anyhow::{Context, Result, anyhow, bail};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
@@ -95,7 +96,7 @@ pub struct StatementsCloseArgs {
 pub struct ImportArgs {
     pub file: PathBuf,
     #[arg(long = "org", value_name = "ID")]
-    pub org_id: i64,
+    pub org_id: OrgId,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -158,7 +159,7 @@ pub struct OrgCreateArgs {
 #[derive(Debug, Args)]
 pub struct OrgUpdateArgs {
     #[arg(long = "org", value_name = "ID")]
-    pub org_id: i64,
+    pub org_id: OrgId,
     #[arg(long)]
     pub name: Option<String>,
     #[arg(long)]
@@ -188,7 +189,7 @@ pub enum UserCommand {
 #[derive(Debug, Args)]
 pub struct UserAddArgs {
     #[arg(long = "org", value_name = "ID")]
-    pub org_id: i64,
+    pub org_id: OrgId,
     #[arg(long)]
     pub email: String,
     /// super_admin, admin or user
@@ -210,7 +211,7 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
     #[arg(long = "org", value_name = "ID")]
-    pub org_id: i64,
+    pub org_id: OrgId,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -322,7 +323,7 @@ fn org_create(args: OrgCreateArgs, clock: Clock) -> Result<()> {
     Ok(())
 }
 
-fn require_org(conn: &mut DbConn, org_id: i64) -> Result<orgs::OrgRow> {
+fn require_org(conn: &mut DbConn, org_id: OrgId) -> Result<orgs::OrgRow> {
     orgs::find(conn, org_id)?.ok_or_else(|| anyhow!("no org with id {org_id}"))
 }
 

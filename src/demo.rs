@@ -2,6 +2,7 @@
 //! token, a limit first set 90 days ago and 90 days of usage recorded through the ledger's
 //! admission code, so the numbers obey the same rules as real traffic.
 
+use crate::domain::types::OrgId;
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
 use rand::rngs::StdRng;
@@ -44,7 +45,7 @@ pub struct DemoUser {
 }
 
 pub struct Demo {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub users: Vec<DemoUser>,
     /// A new token when the demo was created now; `None` when it existed already.
     pub token: Option<String>,
@@ -170,7 +171,7 @@ fn pick<'a>(rng: &mut StdRng, weighted: &[(&'a str, u32)]) -> &'a str {
 /// run into the limit. Business hours get most of the traffic. Today stops at `now`.
 fn day_of_usage(
     rng: &mut StdRng,
-    org_id: i64,
+    org_id: OrgId,
     local_day: NaiveDate,
     free: i64,
     limit: i64,

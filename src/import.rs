@@ -3,6 +3,7 @@
 //! the same rules as `/api/v1/usage` (R12), the whole file in timestamp order; every bad row is
 //! reported with its line number and reason, and the good rows are kept.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
@@ -80,7 +81,7 @@ pub fn records(text: &str) -> Result<Vec<(usize, Vec<String>)>, BadRow> {
 }
 
 /// Read the file's rows for `org_id`: good rows and bad rows (a bad header fails the whole file).
-pub fn parse(text: &str, org_id: i64) -> Result<(Vec<Row>, Vec<BadRow>), BadRow> {
+pub fn parse(text: &str, org_id: OrgId) -> Result<(Vec<Row>, Vec<BadRow>), BadRow> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut records = records(text)?.into_iter();
     let (header_line, header) = records.next().ok_or(BadRow {
@@ -199,7 +200,7 @@ mod tests {
                     w,2026-01-01T10:00:00Z\n\
                     ok2,2026-01-01T11:00:00+02:00,9\n\
                     bell\u{7},2026-01-01T10:00:00Z,5\n";
-        let (rows, bad) = parse(text, 7).unwrap();
+        let (rows, bad) = parse(text, OrgId::new(7)).unwrap();
         assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 8]);
         let lines: Vec<usize> = bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, [3, 4, 5, 6, 7, 9]);
@@ -209,12 +210,12 @@ mod tests {
         assert!(bad[2].reason.contains("whole number"));
         assert!(bad[4].reason.contains("2 fields"));
         assert!(
-            parse("a,b\n1,2\n", 1)
+            parse("a,b\n1,2\n", OrgId::new(1))
                 .unwrap_err()
                 .reason
                 .contains("id,timestamp,credits")
         );
-        assert!(parse("", 1).is_err());
+        assert!(parse("", OrgId::new(1)).is_err());
     }
 }
 
@@ -229,7 +230,7 @@ mod same_as_the_api {
         let text = "id,timestamp,credits,operation,client\n\
                     a,2026-01-01T10:00:00Z,5,search,\"tab\there\"\n\
                     b,2026-01-01T10:00:00Z,5,,\n";
-        let (rows, bad) = parse(text, 1).unwrap();
+        let (rows, bad) = parse(text, OrgId::new(1)).unwrap();
         assert_eq!(bad.len(), 1);
         assert_eq!(
             (bad[0].line, bad[0].reason.as_str()),
@@ -248,7 +249,7 @@ mod generated {
         #[test]
         fn any_text_is_read_or_refused_without_a_panic(text in "\\PC{0,300}", header in any::<bool>()) {
             let text = if header { format!("id,timestamp,credits\n{text}") } else { text };
-            if let Ok((rows, bad)) = parse(&text, 1) {
+            if let Ok((rows, bad)) = parse(&text, OrgId::new(1)) {
                 // Every record after the header is either a row or a bad row, never lost.
                 let records = records(text.strip_prefix('\u{feff}').unwrap_or(&text)).unwrap();
                 prop_assert_eq!(rows.len() + bad.len(), records.len() - 1);
@@ -264,7 +265,7 @@ mod generated {
             for (id, stamp, credits) in &cells {
                 text.push_str(&format!("{id},{stamp},{credits}\n"));
             }
-            let (rows, bad) = parse(&text, 1).unwrap();
+            let (rows, bad) = parse(&text, OrgId::new(1)).unwrap();
             let mut lines: Vec<usize> = rows.iter().map(|r| r.line).chain(bad.iter().map(|b| b.line)).collect();
             lines.sort();
             prop_assert_eq!(lines, (2..cells.len() + 2).collect::<Vec<_>>());

@@ -373,7 +373,7 @@ pub fn temp_database(
 pub fn unlimited_org(
     conn: &mut creditmeter::db::DbConn,
     now: chrono::DateTime<chrono::Utc>,
-) -> i64 {
+) -> creditmeter::domain::types::OrgId {
     use creditmeter::domain::allowance::{Allowance, Edition};
     let org = creditmeter::store::orgs::NewOrg {
         name: "Bench".into(),

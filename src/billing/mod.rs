@@ -2,6 +2,7 @@
 //! a statement of its frozen daily lines and their total. Closing again finds the statement issued
 //! and issues nothing; from then on the ledger refuses usage for the period's days.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 
@@ -28,7 +29,7 @@ pub fn close_due(
         let today = as_of.unwrap_or_else(|| org.local_day(now));
         for period in calendar::periods_due(anchor, closed_until.get(&org.id).copied(), today) {
             if let Some(number) = close_period(conn, org.id, anchor, period, now)? {
-                tracing::info!(org = org.id, %number, start = %period.start, end = %period.end, "statement issued");
+                tracing::info!(org = %org.id, %number, start = %period.start, end = %period.end, "statement issued");
                 issued.push(number);
             }
         }
@@ -42,7 +43,7 @@ pub fn close_due(
 /// CLI, or two servers) therefore issue it once.
 fn close_period(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     anchor: NaiveDate,
     period: calendar::BillingPeriod,
     now: DateTime<Utc>,

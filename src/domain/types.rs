@@ -86,6 +86,72 @@ impl Credits {
     }
 }
 
+/// An org's id, never mixed up with another number (a user's id, a count, a limit). Stored as a
+/// BIGINT; the Diesel derives map it, nothing here does I/O.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::BigInt)]
+#[serde(transparent)]
+pub struct OrgId(i64);
+
+impl OrgId {
+    pub const fn new(raw: i64) -> Self {
+        OrgId(raw)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for OrgId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for OrgId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(OrgId)
+    }
+}
+
+impl<DB> diesel::serialize::ToSql<diesel::sql_types::BigInt, DB> for OrgId
+where
+    DB: diesel::backend::Backend,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+{
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, DB>,
+    ) -> diesel::serialize::Result {
+        self.0.to_sql(out)
+    }
+}
+
+impl<DB> diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB> for OrgId
+where
+    DB: diesel::backend::Backend,
+    i64: diesel::deserialize::FromSql<diesel::sql_types::BigInt, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        i64::from_sql(bytes).map(OrgId)
+    }
+}
+
 /// An inclusive range of org-local days, at most 366 long (SPEC §3). Its fields are private: a
 /// range is only made by `new` or `ending_on`, so it is always valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 
 pub mod writer;
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 use std::collections::hash_map::Entry;
@@ -24,7 +25,7 @@ use crate::store::{db_time, plans};
 
 #[derive(Debug, Clone)]
 pub struct UsageRequest {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub kind: Kind,
     pub event_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
@@ -36,7 +37,7 @@ pub struct UsageRequest {
 
 impl UsageRequest {
     /// A checked event of an org, for the ledger.
-    pub fn new(org_id: i64, kind: Kind, event: UsageEvent) -> Self {
+    pub fn new(org_id: OrgId, kind: Kind, event: UsageEvent) -> Self {
         UsageRequest {
             org_id,
             kind,
@@ -77,10 +78,10 @@ pub enum Outcome {
 #[derive(Default)]
 pub struct LedgerCache {
     data_version: Option<i64>,
-    rules: HashMap<i64, Option<OrgRules>>,
+    rules: HashMap<OrgId, Option<OrgRules>>,
     /// On PostgreSQL, the `rules_version` each org's cached rules were read at.
-    rules_versions: HashMap<i64, i64>,
-    days: HashMap<(i64, NaiveDate), DayRow>,
+    rules_versions: HashMap<OrgId, i64>,
+    days: HashMap<(OrgId, NaiveDate), DayRow>,
     plans: HashMap<i64, PricePlan>,
     /// The plans' schedule, and the last day it can answer for: a plan is only published for a day
     /// after `admission::latest_placeable_day` of its publication, so a schedule read at `t`
@@ -202,11 +203,11 @@ struct Placed {
     places: Vec<Result<NaiveDate, Refusal>>,
     /// The keys this batch inserted (ids not admitted before), by org, with the day each was
     /// claimed with: the first day its id was placed on in the batch.
-    claimed: HashMap<i64, HashMap<String, NaiveDate>>,
+    claimed: HashMap<OrgId, HashMap<String, NaiveDate>>,
 }
 
 impl Placed {
-    fn claimed(&self, org_id: i64, id: &str) -> bool {
+    fn claimed(&self, org_id: OrgId, id: &str) -> bool {
         self.claimed
             .get(&org_id)
             .is_some_and(|ids| ids.contains_key(id))
@@ -222,13 +223,13 @@ fn read(
     requests: &[&UsageRequest],
     cache: &mut LedgerCache,
 ) -> QueryResult<Placed> {
-    let org_ids: BTreeSet<i64> = requests.iter().map(|r| r.org_id).collect();
+    let org_ids: BTreeSet<OrgId> = requests.iter().map(|r| r.org_id).collect();
     read_rules(conn, &org_ids.into_iter().collect::<Vec<_>>(), cache)?;
     let mut places = Vec::with_capacity(requests.len());
-    let mut days: BTreeMap<(i64, NaiveDate), i64> = BTreeMap::new();
-    let mut key_days: BTreeMap<(i64, String), NaiveDate> = BTreeMap::new();
+    let mut days: BTreeMap<(OrgId, NaiveDate), i64> = BTreeMap::new();
+    let mut key_days: BTreeMap<(OrgId, String), NaiveDate> = BTreeMap::new();
     // Per org: how many requests were refused for a closed period, and the first one's time.
-    let mut closed: BTreeMap<i64, (usize, DateTime<Utc>)> = BTreeMap::new();
+    let mut closed: BTreeMap<OrgId, (usize, DateTime<Utc>)> = BTreeMap::new();
     for request in requests {
         let place = place(conn, now, request, cache)?;
         match place {
@@ -253,14 +254,14 @@ fn read(
     // R8: usage for a closed period is refused and logged, once per org and batch (a caller can
     // send it by the hundred thousand).
     for (org, (count, first_at)) in closed {
-        tracing::warn!(org, count, first_at = %first_at, "usage refused: its billing period is closed");
+        tracing::warn!(org = %org, count, first_at = %first_at, "usage refused: its billing period is closed");
     }
 
-    let keys: Vec<(i64, &str, NaiveDate)> = key_days
+    let keys: Vec<(OrgId, &str, NaiveDate)> = key_days
         .iter()
         .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
         .collect();
-    let mut claimed: HashMap<i64, HashMap<String, NaiveDate>> = HashMap::new();
+    let mut claimed: HashMap<OrgId, HashMap<String, NaiveDate>> = HashMap::new();
     for key in usage::claim_keys(conn, &keys)? {
         let day = *key_days.get(&key).ok_or_else(|| {
             diesel::result::Error::QueryBuilderError("a claimed key that was not asked for".into())
@@ -268,7 +269,7 @@ fn read(
         claimed.entry(key.0).or_default().insert(key.1, day);
     }
 
-    let to_lock: Vec<(i64, NaiveDate, i64)> = days
+    let to_lock: Vec<(OrgId, NaiveDate, i64)> = days
         .into_iter()
         .filter(|(key, _)| !cache.days.contains_key(key))
         .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
@@ -282,7 +283,7 @@ fn read(
 /// Take the share lock on the orgs' rows and make sure the cache holds their current rules: on
 /// PostgreSQL those whose version moved (or that are not cached) are read again; on SQLite the
 /// cache is current already (`LedgerCache::revalidate`) and only what is missing is read.
-fn read_rules(conn: &mut DbConn, org_ids: &[i64], cache: &mut LedgerCache) -> QueryResult<()> {
+fn read_rules(conn: &mut DbConn, org_ids: &[OrgId], cache: &mut LedgerCache) -> QueryResult<()> {
     if let Some(versions) = orgs::lock_shared(conn, org_ids)? {
         for org_id in org_ids {
             match versions.get(org_id) {
@@ -298,7 +299,7 @@ fn read_rules(conn: &mut DbConn, org_ids: &[i64], cache: &mut LedgerCache) -> Qu
             }
         }
     }
-    let missing: Vec<i64> = org_ids
+    let missing: Vec<OrgId> = org_ids
         .iter()
         .copied()
         .filter(|id| !cache.rules.contains_key(id))
@@ -332,7 +333,7 @@ fn place(
         Err(refusal) => Err(refusal),
     };
     if let Err(refusal) = placed {
-        tracing::debug!(org = request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused");
+        tracing::debug!(org = %request.org_id, event = ?request.event_id, at = %request.occurred_at, reason = refusal.code(), "usage refused");
     }
     Ok(placed)
 }
@@ -341,11 +342,11 @@ fn place(
 #[derive(Default)]
 struct Writes<'r> {
     /// Day rows whose counters changed (the new values are in the cache).
-    days: BTreeSet<(i64, NaiveDate)>,
-    breakdown: BTreeMap<(i64, NaiveDate, &'r str, &'r str), (i64, i64)>,
+    days: BTreeSet<(OrgId, NaiveDate)>,
+    breakdown: BTreeMap<(OrgId, NaiveDate, &'r str, &'r str), (i64, i64)>,
     events: Vec<EventInsert>,
     /// The ids admitted in this batch, with their day.
-    admitted: HashMap<(i64, &'r str), NaiveDate>,
+    admitted: HashMap<(OrgId, &'r str), NaiveDate>,
 }
 
 /// Decide every placed request in arrival order (R4, R9, R11, R12).
@@ -480,7 +481,7 @@ impl<'r> Writes<'r> {
             )
             .collect();
         usage::write_batch(conn, &days, &breakdowns, &self.events)?;
-        let mut released: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+        let mut released: BTreeMap<OrgId, Vec<&str>> = BTreeMap::new();
         for (org_id, ids) in &placed.claimed {
             for (id, claimed_day) in ids {
                 match self.admitted.get(&(*org_id, id.as_str())) {

@@ -7,6 +7,7 @@
 //! long. Containment: when a transaction of several jobs fails, each job is tried again alone, so
 //! only the job that caused the failure is answered with an error.
 
+use crate::domain::types::OrgId;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -58,8 +59,8 @@ impl Job {
         }
     }
 
-    fn org_id(&self) -> i64 {
-        self.requests.first().map_or(0, |r| r.org_id)
+    fn org_id(&self) -> OrgId {
+        self.requests.first().map_or(OrgId::new(0), |r| r.org_id)
     }
 
     fn remaining(&self) -> usize {
@@ -238,7 +239,7 @@ struct Slice {
 fn next_batch(pending: &VecDeque<Job>, group_commit: bool, org_share: usize) -> Vec<Slice> {
     let mut slices = Vec::new();
     let mut total = 0;
-    let mut org_used: HashMap<i64, usize> = HashMap::new();
+    let mut org_used: HashMap<OrgId, usize> = HashMap::new();
     for (index, job) in pending.iter().enumerate() {
         let used = org_used.entry(job.org_id()).or_default();
         let count = job
@@ -368,7 +369,7 @@ fn requests_of<'a>(pending: &'a VecDeque<Job>, slice: &Slice) -> Vec<&'a UsageRe
 
 /// Answer a job with the error of its failed slice; it leaves the queue.
 fn fail(job: &mut Job, error: &diesel::result::Error) {
-    tracing::error!(error = %error, org = job.org_id(), requests = job.requests.len(), "usage not recorded");
+    tracing::error!(error = %error, org = %job.org_id(), requests = job.requests.len(), "usage not recorded");
     job.answer(Err(WriterError::Batch(error.to_string())));
 }
 
@@ -380,6 +381,7 @@ mod tests {
     const SHARE: usize = ORG_SHARE_SQLITE;
 
     fn job(org_id: i64, requests: usize) -> Job {
+        let org_id = OrgId::new(org_id);
         let request = UsageRequest {
             org_id,
             kind: Kind::Live,

@@ -1,6 +1,7 @@
 //! View details: the days of a range with their amounts and plans (the page, the CSV, the PDF and
 //! `/api/v1/usage/daily`), usage by operation and by client, and the current period's projection.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use diesel::QueryResult;
@@ -57,7 +58,7 @@ pub struct DetailsReport {
 /// The days of `range` for an org whose local today is `today`.
 pub fn days(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     range: DayRange,
     today: NaiveDate,
 ) -> QueryResult<Days> {

@@ -6,6 +6,7 @@ pub mod credits;
 pub mod details;
 pub mod statement;
 
+use crate::domain::types::OrgId;
 use chrono::NaiveDate;
 use diesel::QueryResult;
 
@@ -91,7 +92,7 @@ fn one_currency<'a>(currencies: impl Iterator<Item = &'a str>) -> QueryResult<St
 /// of today included (the Credits tab and View details say the same).
 fn charged_in_period(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     period: crate::domain::calendar::BillingPeriod,
 ) -> QueryResult<i64> {
     crate::store::usage::amount_between(conn, org_id, period.start, period.end)

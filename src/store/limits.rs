@@ -1,6 +1,7 @@
 //! The additional credit limit and its history (R2): each change is a row (who, when, old, new),
 //! which is the audit log, "the limit at time t" for metering (R12), and the billing anchor (R7).
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
@@ -15,7 +16,7 @@ use crate::domain::types::AdditionalLimit;
 #[diesel(table_name = limit_changes)]
 pub struct LimitChangeRow {
     pub id: i64,
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub changed_at: NaiveDateTime,
     pub changed_by: String,
     pub old_limit: i64,
@@ -32,7 +33,7 @@ impl LimitChangeRow {
 /// Returns the previous limit.
 pub fn set(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     new_limit: AdditionalLimit,
     changed_by: &str,
     now: DateTime<Utc>,
@@ -66,7 +67,7 @@ pub fn set(
 }
 
 /// The most recent changes first, for the audit page.
-pub fn recent(conn: &mut DbConn, org_id: i64, count: i64) -> QueryResult<Vec<LimitChangeRow>> {
+pub fn recent(conn: &mut DbConn, org_id: OrgId, count: i64) -> QueryResult<Vec<LimitChangeRow>> {
     limit_changes::table
         .filter(limit_changes::org_id.eq(org_id))
         .order((limit_changes::changed_at.desc(), limit_changes::id.desc()))

@@ -1,5 +1,6 @@
 //! Orgs: name, time zone, edition and allowance history (R1, R11), webhook.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
@@ -34,7 +35,7 @@ where
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = orgs)]
 pub struct OrgRow {
-    pub id: i64,
+    pub id: OrgId,
     pub name: String,
     #[diesel(deserialize_as = ZoneName)]
     pub timezone: Tz,
@@ -98,7 +99,7 @@ struct OrgInsert<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = allowance_changes)]
 struct AllowanceInsert<'a> {
-    org_id: i64,
+    org_id: OrgId,
     effective_from: NaiveDate,
     edition: &'a str,
     licences: i64,
@@ -106,9 +107,9 @@ struct AllowanceInsert<'a> {
     changed_at: NaiveDateTime,
 }
 
-pub fn create(conn: &mut DbConn, org: &NewOrg, now: DateTime<Utc>) -> QueryResult<i64> {
+pub fn create(conn: &mut DbConn, org: &NewOrg, now: DateTime<Utc>) -> QueryResult<OrgId> {
     crate::db::write_transaction(conn, |conn| {
-        let id: i64 = diesel::insert_into(orgs::table)
+        let id: OrgId = diesel::insert_into(orgs::table)
             .values(OrgInsert {
                 name: &org.name,
                 timezone: org.zone.name(),
@@ -133,7 +134,7 @@ pub fn create(conn: &mut DbConn, org: &NewOrg, now: DateTime<Utc>) -> QueryResul
     })
 }
 
-pub fn find(conn: &mut DbConn, org_id: i64) -> QueryResult<Option<OrgRow>> {
+pub fn find(conn: &mut DbConn, org_id: OrgId) -> QueryResult<Option<OrgRow>> {
     orgs::table
         .find(org_id)
         .select(OrgRow::as_select())
@@ -164,7 +165,7 @@ pub struct OrgUpdate {
 /// next local day (R11); name, zone and webhook at once.
 pub fn update(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     change: &OrgUpdate,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
@@ -227,7 +228,7 @@ pub fn update(
 }
 
 /// The org's allowance history, oldest first.
-pub fn allowance_history(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<AllowanceChange>> {
+pub fn allowance_history(conn: &mut DbConn, org_id: OrgId) -> QueryResult<Vec<AllowanceChange>> {
     let rows: Vec<(NaiveDate, String, i64, i64)> = allowance_changes::table
         .filter(allowance_changes::org_id.eq(org_id))
         .order((allowance_changes::effective_from, allowance_changes::id))
@@ -283,8 +284,8 @@ pub fn free_allowance_on(
 /// exist has no version.
 pub fn lock_shared(
     conn: &mut DbConn,
-    org_ids: &[i64],
-) -> QueryResult<Option<std::collections::HashMap<i64, i64>>> {
+    org_ids: &[OrgId],
+) -> QueryResult<Option<std::collections::HashMap<OrgId, i64>>> {
     match conn {
         DbConn::Postgresql(c) => Ok(Some(
             orgs::table
@@ -292,7 +293,7 @@ pub fn lock_shared(
                 .order(orgs::id)
                 .select((orgs::id, orgs::rules_version))
                 .for_share()
-                .load::<(i64, i64)>(c)?
+                .load::<(OrgId, i64)>(c)?
                 .into_iter()
                 .collect(),
         )),
@@ -302,7 +303,7 @@ pub fn lock_shared(
 
 /// Take the exclusive lock on an org's row until the transaction ends (PostgreSQL; see
 /// `lock_shared`): for closing a period while no usage batch of the org is in flight.
-pub fn lock_exclusive(conn: &mut DbConn, org_id: i64) -> QueryResult<()> {
+pub fn lock_exclusive(conn: &mut DbConn, org_id: OrgId) -> QueryResult<()> {
     if let DbConn::Postgresql(c) = conn {
         orgs::table
             .find(org_id)
@@ -317,18 +318,18 @@ pub fn lock_exclusive(conn: &mut DbConn, org_id: i64) -> QueryResult<()> {
 /// their number: zone, current limit and allowance, allowance and limit histories, closed periods.
 pub fn rules_of(
     conn: &mut DbConn,
-    org_ids: &[i64],
-) -> QueryResult<std::collections::HashMap<i64, OrgRules>> {
+    org_ids: &[OrgId],
+) -> QueryResult<std::collections::HashMap<OrgId, OrgRules>> {
     use crate::db::schema::{limit_changes, statements};
     let rows: Vec<OrgRow> = orgs::table
         .filter(orgs::id.eq_any(org_ids))
         .select(OrgRow::as_select())
         .load(conn)?;
-    let anchors: std::collections::HashMap<i64, Option<NaiveDate>> = rows
+    let anchors: std::collections::HashMap<OrgId, Option<NaiveDate>> = rows
         .iter()
         .map(|org| (org.id, org.billing_anchor))
         .collect();
-    let mut rules: std::collections::HashMap<i64, OrgRules> = rows
+    let mut rules: std::collections::HashMap<OrgId, OrgRules> = rows
         .into_iter()
         .map(|org| {
             let rules = OrgRules {
@@ -342,7 +343,7 @@ pub fn rules_of(
             (org.id, rules)
         })
         .collect();
-    let allowances: Vec<(i64, NaiveDate, String, i64, i64)> = allowance_changes::table
+    let allowances: Vec<(OrgId, NaiveDate, String, i64, i64)> = allowance_changes::table
         .filter(allowance_changes::org_id.eq_any(org_ids))
         .order((
             allowance_changes::org_id,
@@ -367,7 +368,7 @@ pub fn rules_of(
             )?);
         }
     }
-    let limits: Vec<(i64, NaiveDateTime, i64)> = limit_changes::table
+    let limits: Vec<(OrgId, NaiveDateTime, i64)> = limit_changes::table
         .filter(limit_changes::org_id.eq_any(org_ids))
         .order((
             limit_changes::org_id,
@@ -388,7 +389,7 @@ pub fn rules_of(
             });
         }
     }
-    let closed: Vec<(i64, NaiveDate, NaiveDate)> = statements::table
+    let closed: Vec<(OrgId, NaiveDate, NaiveDate)> = statements::table
         .filter(statements::org_id.eq_any(org_ids))
         .order((statements::org_id, statements::period_start))
         .select((

@@ -1,5 +1,6 @@
 //! Issued monthly statements (R7, R8): frozen lines and total per (org, period), never changed.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -11,9 +12,9 @@ use crate::db::schema::statements;
 /// For every org with a statement, the end of its last closed period.
 pub fn closed_until_by_org(
     conn: &mut DbConn,
-) -> QueryResult<std::collections::HashMap<i64, NaiveDate>> {
+) -> QueryResult<std::collections::HashMap<OrgId, NaiveDate>> {
     use diesel::dsl::max;
-    let rows: Vec<(i64, Option<NaiveDate>)> = statements::table
+    let rows: Vec<(OrgId, Option<NaiveDate>)> = statements::table
         .group_by(statements::org_id)
         .select((statements::org_id, max(statements::period_end)))
         .load(conn)?;
@@ -40,7 +41,7 @@ pub struct StatementLine {
 #[diesel(table_name = statements)]
 pub struct StatementRow {
     pub id: i64,
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub number: String,
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
@@ -59,13 +60,13 @@ impl StatementRow {
 }
 
 /// The statement number of an org's period: stable, so closing twice finds the same one.
-pub fn number_for(org_id: i64, period_start: NaiveDate) -> String {
+pub fn number_for(org_id: OrgId, period_start: NaiveDate) -> String {
     format!("CM-{org_id}-{}", period_start.format("%Y%m%d"))
 }
 
 pub fn find(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     period_start: NaiveDate,
 ) -> QueryResult<Option<StatementRow>> {
     statements::table
@@ -78,7 +79,7 @@ pub fn find(
 
 pub fn by_number(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     number: &str,
 ) -> QueryResult<Option<StatementRow>> {
     statements::table
@@ -89,7 +90,7 @@ pub fn by_number(
         .optional()
 }
 
-pub fn list(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<StatementRow>> {
+pub fn list(conn: &mut DbConn, org_id: OrgId) -> QueryResult<Vec<StatementRow>> {
     statements::table
         .filter(statements::org_id.eq(org_id))
         .order(statements::period_start.desc())
@@ -100,7 +101,7 @@ pub fn list(conn: &mut DbConn, org_id: i64) -> QueryResult<Vec<StatementRow>> {
 /// Insert an issued statement; the caller holds the write transaction and checked it is new.
 pub fn insert(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     period: (NaiveDate, NaiveDate),
     currency: &str,
     lines: &[StatementLine],

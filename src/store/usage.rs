@@ -2,6 +2,7 @@
 //! of events that came with an id (R9), and the raw events of the audit window. Pages read only the
 //! rollups.
 
+use crate::domain::types::OrgId;
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::backend::Backend;
 use diesel::prelude::*;
@@ -18,7 +19,7 @@ use crate::domain::types::DayRange;
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = daily_usage)]
 pub struct DayRow {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub local_day: NaiveDate,
     pub credits: i64,
     pub free_credits: i64,
@@ -34,7 +35,7 @@ impl DayRow {
     }
 
     /// A day without usage (and not yet charged, so no plan is pinned).
-    pub fn unused(org_id: i64, local_day: NaiveDate) -> Self {
+    pub fn unused(org_id: OrgId, local_day: NaiveDate) -> Self {
         DayRow {
             org_id,
             local_day,
@@ -47,7 +48,7 @@ impl DayRow {
     }
 }
 
-pub fn day(conn: &mut DbConn, org_id: i64, local_day: NaiveDate) -> QueryResult<Option<DayRow>> {
+pub fn day(conn: &mut DbConn, org_id: OrgId, local_day: NaiveDate) -> QueryResult<Option<DayRow>> {
     daily_usage::table
         .find((org_id, local_day))
         .select(DayRow::as_select())
@@ -58,7 +59,7 @@ pub fn day(conn: &mut DbConn, org_id: i64, local_day: NaiveDate) -> QueryResult<
 /// The days of a range that have a row (days without usage have none), in order.
 pub fn days_in(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     from: NaiveDate,
     to_inclusive: NaiveDate,
 ) -> QueryResult<Vec<DayRow>> {
@@ -72,7 +73,7 @@ pub fn days_in(
 }
 
 /// Every day of the range, with a zero row where nothing was used.
-pub fn every_day(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Vec<DayRow>> {
+pub fn every_day(conn: &mut DbConn, org_id: OrgId, range: DayRange) -> QueryResult<Vec<DayRow>> {
     let stored: BTreeMap<NaiveDate, DayRow> = days_in(conn, org_id, range.from(), range.to())?
         .into_iter()
         .map(|r| (r.local_day, r))
@@ -225,7 +226,7 @@ impl<Conn> RunQueryDsl<Conn> for AddBreakdowns<'_> {}
 #[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = daily_breakdown)]
 pub struct BreakdownRow {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub local_day: NaiveDate,
     pub operation: String,
     pub client: String,
@@ -247,7 +248,7 @@ pub struct Breakdown {
     pub by_client: Vec<(String, i64, i64)>,
 }
 
-pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult<Breakdown> {
+pub fn breakdown(conn: &mut DbConn, org_id: OrgId, range: DayRange) -> QueryResult<Breakdown> {
     let rows: Vec<BreakdownRow> = daily_breakdown::table
         .filter(daily_breakdown::org_id.eq(org_id))
         .filter(daily_breakdown::local_day.ge(range.from()))
@@ -278,7 +279,7 @@ pub fn breakdown(conn: &mut DbConn, org_id: i64, range: DayRange) -> QueryResult
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = usage_events)]
 pub struct EventInsert {
-    pub org_id: i64,
+    pub org_id: OrgId,
     /// The caller's id, if it gave one; such an event has a key in `usage_keys` too.
     pub event_id: Option<String>,
     pub local_day: NaiveDate,
@@ -295,9 +296,9 @@ pub struct EventInsert {
 /// Which of these (org, event id) pairs are stored already, looked up in chunks.
 pub fn existing_event_ids<'a>(
     conn: &mut DbConn,
-    keys: impl Iterator<Item = (i64, &'a str)>,
-) -> QueryResult<std::collections::HashSet<(i64, String)>> {
-    let mut by_org: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    keys: impl Iterator<Item = (OrgId, &'a str)>,
+) -> QueryResult<std::collections::HashSet<(OrgId, String)>> {
+    let mut by_org: BTreeMap<OrgId, Vec<&str>> = BTreeMap::new();
     for (org_id, id) in keys {
         by_org.entry(org_id).or_default().push(id);
     }
@@ -323,8 +324,8 @@ pub fn existing_event_ids<'a>(
 /// its second inserter never fails. The caller releases the keys of requests it then refuses.
 pub fn claim_keys(
     conn: &mut DbConn,
-    keys: &[(i64, &str, NaiveDate)],
-) -> QueryResult<HashSet<(i64, String)>> {
+    keys: &[(OrgId, &str, NaiveDate)],
+) -> QueryResult<HashSet<(OrgId, String)>> {
     let mut claimed = HashSet::with_capacity(keys.len());
     if keys.is_empty() {
         return Ok(claimed);
@@ -332,16 +333,16 @@ pub fn claim_keys(
     match conn {
         DbConn::Sqlite(c) => {
             for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-                claimed.extend(ClaimKeys(chunk).load::<(i64, String)>(c)?);
+                claimed.extend(ClaimKeys(chunk).load::<(OrgId, String)>(c)?);
             }
         }
-        DbConn::Postgresql(c) => claimed.extend(PgClaimKeys::of(keys).load::<(i64, String)>(c)?),
+        DbConn::Postgresql(c) => claimed.extend(PgClaimKeys::of(keys).load::<(OrgId, String)>(c)?),
     }
     Ok(claimed)
 }
 
 /// Give claimed keys back (their requests were refused): the ids stay unused.
-pub fn release_keys(conn: &mut DbConn, org_id: i64, ids: &[&str]) -> QueryResult<()> {
+pub fn release_keys(conn: &mut DbConn, org_id: OrgId, ids: &[&str]) -> QueryResult<()> {
     for chunk in ids.chunks(KEYS_PER_STATEMENT) {
         diesel::delete(
             usage_keys::table
@@ -355,7 +356,12 @@ pub fn release_keys(conn: &mut DbConn, org_id: i64, ids: &[&str]) -> QueryResult
 
 /// Move a claimed key to the day its request was admitted on (a batch can refuse an id on one day
 /// and admit it, later in the same batch, on another).
-pub fn move_key(conn: &mut DbConn, org_id: i64, id: &str, local_day: NaiveDate) -> QueryResult<()> {
+pub fn move_key(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    id: &str,
+    local_day: NaiveDate,
+) -> QueryResult<()> {
     diesel::update(usage_keys::table.find((org_id, id)))
         .set(usage_keys::local_day.eq(local_day))
         .execute(conn)?;
@@ -368,10 +374,10 @@ pub fn move_key(conn: &mut DbConn, org_id: i64, id: &str, local_day: NaiveDate) 
 /// batch on the same org-days wait, and what it returns is the last committed state (not the
 /// statement's snapshot), so each batch decides on what the previous one left. On SQLite the
 /// write transaction holds the database's one write lock already.
-pub fn lock_days(conn: &mut DbConn, days: &[(i64, NaiveDate, i64)]) -> QueryResult<Vec<DayRow>> {
+pub fn lock_days(conn: &mut DbConn, days: &[(OrgId, NaiveDate, i64)]) -> QueryResult<Vec<DayRow>> {
     let mut rows = Vec::with_capacity(days.len());
     for chunk in days.chunks(KEYS_PER_STATEMENT) {
-        let found: Vec<(i64, NaiveDate, i64, i64, i64, i64, i64)> =
+        let found: Vec<(OrgId, NaiveDate, i64, i64, i64, i64, i64)> =
             crate::on_backend!(conn, c => LockDays(chunk).load(c))?;
         rows.extend(found.into_iter().map(
             |(org_id, local_day, credits, free_credits, additional, amount_minor, plan_id)| {
@@ -401,9 +407,9 @@ struct PgClaimKeys<'a> {
 }
 
 impl<'a> PgClaimKeys<'a> {
-    fn of(keys: &[(i64, &'a str, NaiveDate)]) -> Self {
+    fn of(keys: &[(OrgId, &'a str, NaiveDate)]) -> Self {
         PgClaimKeys {
-            org_ids: keys.iter().map(|k| k.0).collect(),
+            org_ids: keys.iter().map(|k| k.0.get()).collect(),
             ids: keys.iter().map(|k| k.1).collect(),
             days: keys.iter().map(|k| k.2).collect(),
         }
@@ -452,7 +458,7 @@ struct PgEvents<'a> {
 impl<'a> PgEvents<'a> {
     fn of(events: &'a [EventInsert]) -> Self {
         PgEvents {
-            org_ids: events.iter().map(|e| e.org_id).collect(),
+            org_ids: events.iter().map(|e| e.org_id.get()).collect(),
             event_ids: events.iter().map(|e| e.event_id.as_deref()).collect(),
             days: events.iter().map(|e| e.local_day).collect(),
             occurred_at: events.iter().map(|e| e.occurred_at).collect(),
@@ -516,7 +522,7 @@ struct PgDays {
 impl PgDays {
     fn of(rows: &[&DayRow]) -> Self {
         PgDays {
-            org_ids: rows.iter().map(|r| r.org_id).collect(),
+            org_ids: rows.iter().map(|r| r.org_id.get()).collect(),
             days: rows.iter().map(|r| r.local_day).collect(),
             credits: rows.iter().map(|r| r.credits).collect(),
             free_credits: rows.iter().map(|r| r.free_credits).collect(),
@@ -539,7 +545,7 @@ struct PgBreakdowns<'a> {
 impl<'a> PgBreakdowns<'a> {
     fn of(rows: &'a [BreakdownRow]) -> Self {
         PgBreakdowns {
-            org_ids: rows.iter().map(|r| r.org_id).collect(),
+            org_ids: rows.iter().map(|r| r.org_id.get()).collect(),
             days: rows.iter().map(|r| r.local_day).collect(),
             operations: rows.iter().map(|r| r.operation.as_str()).collect(),
             clients: rows.iter().map(|r| r.client.as_str()).collect(),
@@ -612,8 +618,8 @@ impl RunQueryDsl<diesel::PgConnection> for PgWriteBatch<'_> {}
 /// Rows per key or day statement: three parameters each, far below both backends' limits.
 const KEYS_PER_STATEMENT: usize = 500;
 
-struct ClaimKeys<'a>(&'a [(i64, &'a str, NaiveDate)]);
-struct LockDays<'a>(&'a [(i64, NaiveDate, i64)]);
+struct ClaimKeys<'a>(&'a [(OrgId, &'a str, NaiveDate)]);
+struct LockDays<'a>(&'a [(OrgId, NaiveDate, i64)]);
 
 impl<DB> QueryFragment<DB> for ClaimKeys<'_>
 where
@@ -810,7 +816,7 @@ impl<R: SqliteRow> RunQueryDsl<diesel::SqliteConnection> for SqliteRows<'_, R> {
 /// see `billing::close_due`).
 pub fn forget_keys(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     from: NaiveDate,
     until: NaiveDate,
 ) -> QueryResult<usize> {
@@ -868,7 +874,7 @@ pub fn prune_events(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usi
 /// Sum of the rounded day charges of `[from, to_exclusive)`, in minor units.
 pub fn amount_between(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     from: NaiveDate,
     to_exclusive: NaiveDate,
 ) -> QueryResult<i64> {
@@ -889,7 +895,7 @@ mod tests {
     use chrono::{DateTime, TimeZone, Utc};
 
     /// One free credit, spent and recorded at `at`, in a UTC org.
-    fn event(org_id: i64, id: Option<&str>, at: DateTime<Utc>) -> EventInsert {
+    fn event(org_id: OrgId, id: Option<&str>, at: DateTime<Utc>) -> EventInsert {
         EventInsert {
             org_id,
             event_id: id.map(str::to_string),
@@ -932,7 +938,7 @@ mod tests {
                 event(org_id, (h % 10 == 0).then_some(id.as_str()), at)
             })
             .collect();
-        let keys: Vec<(i64, &str, NaiveDate)> = events
+        let keys: Vec<(OrgId, &str, NaiveDate)> = events
             .iter()
             .filter_map(|e| Some((e.org_id, e.event_id.as_deref()?, e.local_day)))
             .collect();

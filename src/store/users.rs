@@ -1,5 +1,6 @@
 //! Users and their roles, sign-in sessions, and API tokens (stored only as hashes).
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
@@ -13,7 +14,7 @@ use crate::secrets;
 #[diesel(table_name = users)]
 pub struct UserRow {
     pub id: i64,
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub email: String,
     #[diesel(deserialize_as = String)]
     pub role: Role,
@@ -30,7 +31,7 @@ impl UserRow {
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 struct UserInsert<'a> {
-    org_id: i64,
+    org_id: OrgId,
     email: &'a str,
     role: &'a str,
     password_hash: &'a str,
@@ -44,7 +45,7 @@ pub fn normalize_email(email: &str) -> String {
 
 pub fn add(
     conn: &mut DbConn,
-    org_id: i64,
+    org_id: OrgId,
     email: &str,
     role: Role,
     password_hash: &str,
@@ -70,7 +71,7 @@ pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<UserR
         .optional()
 }
 
-pub fn create_token(conn: &mut DbConn, org_id: i64, now: DateTime<Utc>) -> QueryResult<String> {
+pub fn create_token(conn: &mut DbConn, org_id: OrgId, now: DateTime<Utc>) -> QueryResult<String> {
     let token = secrets::new_api_token();
     diesel::insert_into(api_tokens::table)
         .values((
@@ -84,9 +85,9 @@ pub fn create_token(conn: &mut DbConn, org_id: i64, now: DateTime<Utc>) -> Query
 
 /// The org a presented API token belongs to. The lookup is by the token's SHA-256, so the time it
 /// takes says nothing about how much of a stored token matched.
-pub fn org_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<i64>> {
+pub fn org_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<OrgId>> {
     let hash = secrets::token_hash(token);
-    let found: Option<(i64, String)> = api_tokens::table
+    let found: Option<(OrgId, String)> = api_tokens::table
         .filter(api_tokens::token_hash.eq(&hash))
         .select((api_tokens::org_id, api_tokens::token_hash))
         .first(conn)

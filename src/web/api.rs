@@ -1,6 +1,7 @@
 //! The gateway's JSON API (SPEC §4): bearer-token auth, admission, metering, remaining credits and
 //! the daily usage. Errors are JSON `{"error", "message"}` with a 4xx status, never HTML.
 
+use crate::domain::types::OrgId;
 use actix_web::http::header;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::{Bytes, Data};
@@ -34,7 +35,7 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 100_000;
 
 /// The org an API token belongs to. A bad token is 401 and says nothing about whether an org exists.
 pub struct ApiOrg {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub zone: Tz,
 }
 
@@ -187,7 +188,7 @@ pub async fn consume(
 }
 
 /// Parse a `/usage` body (JSON array, or NDJSON) into requests; any bad event makes it all 400.
-fn parse_usage(org_id: i64, body: &[u8], ndjson: bool) -> Result<Vec<UsageRequest>, AppError> {
+fn parse_usage(org_id: OrgId, body: &[u8], ndjson: bool) -> Result<Vec<UsageRequest>, AppError> {
     let events: Vec<UsageEventBody> = if ndjson {
         let text =
             std::str::from_utf8(body).map_err(|_| AppError::invalid("the body is not UTF-8"))?;
@@ -432,7 +433,7 @@ pub async fn daily(
 pub async fn ping(org: ApiOrg) -> HttpResponse {
     HttpResponse::Ok().json(Pong {
         ok: true,
-        org: org.org_id,
+        org: org.org_id.get(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! once; writes by other processes (CLI, other servers on PostgreSQL) show within the TTL, one
 //! second by default.
 
+use crate::domain::types::OrgId;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -136,10 +137,10 @@ impl<K: Eq + Hash, V> Inner<K, V> {
 pub struct ReadCache {
     ttl: Duration,
     sessions: TtlMap<String, SessionEntry>,
-    credits: TtlMap<i64, CreditsSummary>,
-    today: TtlMap<i64, Today>,
+    credits: TtlMap<OrgId, CreditsSummary>,
+    today: TtlMap<OrgId, Today>,
     /// API token hash → (org id, org time zone).
-    tokens: TtlMap<String, (i64, chrono_tz::Tz)>,
+    tokens: TtlMap<String, (OrgId, chrono_tz::Tz)>,
 }
 
 impl ReadCache {
@@ -180,7 +181,7 @@ impl ReadCache {
     }
 
     /// An org's cached Credits-tab figures, or the generation to put fresh ones with.
-    pub fn credits(&self, org_id: i64) -> Result<Arc<CreditsSummary>, u64> {
+    pub fn credits(&self, org_id: OrgId) -> Result<Arc<CreditsSummary>, u64> {
         self.credits
             .get(&org_id, self.ttl)
             .ok_or_else(|| self.credits.generation())
@@ -188,7 +189,7 @@ impl ReadCache {
 
     pub fn put_credits(
         &self,
-        org_id: i64,
+        org_id: OrgId,
         generation: u64,
         value: CreditsSummary,
     ) -> Arc<CreditsSummary> {
@@ -198,40 +199,40 @@ impl ReadCache {
 
     /// An org's cached today if it is still the org's `local_day`, or the generation to put a
     /// fresh one with.
-    pub fn today(&self, org_id: i64, local_day: chrono::NaiveDate) -> Result<Arc<Today>, u64> {
+    pub fn today(&self, org_id: OrgId, local_day: chrono::NaiveDate) -> Result<Arc<Today>, u64> {
         self.today
             .get(&org_id, self.ttl)
             .filter(|today| today.local_day == local_day)
             .ok_or_else(|| self.today.generation())
     }
 
-    pub fn put_today(&self, org_id: i64, generation: u64, value: Today) -> Arc<Today> {
+    pub fn put_today(&self, org_id: OrgId, generation: u64, value: Today) -> Arc<Today> {
         self.today
             .put_unless_invalidated(org_id, generation, value, self.ttl)
     }
 
-    pub fn token(&self, token_hash: &String) -> Option<Arc<(i64, chrono_tz::Tz)>> {
+    pub fn token(&self, token_hash: &String) -> Option<Arc<(OrgId, chrono_tz::Tz)>> {
         self.tokens.get(token_hash, self.ttl)
     }
 
     pub fn put_token(
         &self,
         token_hash: String,
-        org: (i64, chrono_tz::Tz),
-    ) -> Arc<(i64, chrono_tz::Tz)> {
+        org: (OrgId, chrono_tz::Tz),
+    ) -> Arc<(OrgId, chrono_tz::Tz)> {
         let generation = self.tokens.generation();
         self.tokens
             .put_unless_invalidated(token_hash, generation, org, self.ttl)
     }
 
     /// Usage was admitted for an org: its Credits-tab figures are out of date.
-    pub fn invalidate_credits(&self, org_id: i64) {
+    pub fn invalidate_credits(&self, org_id: OrgId) {
         self.credits.remove(org_id);
         self.today.remove(org_id);
     }
 
     /// Drop everything cached about an org (its sessions carry the org row too).
-    pub fn invalidate_org(&self, org_id: i64) {
+    pub fn invalidate_org(&self, org_id: OrgId) {
         self.credits.remove(org_id);
         self.today.remove(org_id);
         self.sessions.remove_where(|_, s| s.org.id != org_id);

@@ -189,7 +189,7 @@ pub async fn set_limit(
         .db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?))
         .await?;
     state.cache.invalidate_org(org_id);
-    tracing::info!(org = org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
+    tracing::info!(org = %org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/apis/credits"))
         .cookie(session::cookie(

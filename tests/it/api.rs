@@ -5,13 +5,14 @@ use crate::common;
 
 use common::{TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
+use creditmeter::domain::types::OrgId;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const NOW: &str = "2026-03-10T12:00:00Z";
 
 /// A standard org with 10 licences (52,500 free credits a day), UTC, and its token.
-fn setup() -> (TestApp, i64, String) {
+fn setup() -> (TestApp, OrgId, String) {
     let app = TestApp::builder().clock(fixed(NOW)).spawn();
     let org = app.seed_org("acme", Edition::Standard, "UTC");
     let token = app.token(org.org_id);
@@ -500,8 +501,8 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     prop_oneof![shaped, anything]
 }
 
-fn shared() -> &'static (TestApp, i64, String) {
-    static SHARED: std::sync::OnceLock<(TestApp, i64, String)> = std::sync::OnceLock::new();
+fn shared() -> &'static (TestApp, OrgId, String) {
+    static SHARED: std::sync::OnceLock<(TestApp, OrgId, String)> = std::sync::OnceLock::new();
     SHARED.get_or_init(setup)
 }
 
@@ -595,7 +596,7 @@ fn sigterm_finishes_in_flight_calls_and_loses_nothing_acknowledged() {
 }
 
 /// A database file with one Ultimate org (no practical free limit) and its token.
-fn big_org_database(dir: &std::path::Path) -> (String, i64, String) {
+fn big_org_database(dir: &std::path::Path) -> (String, OrgId, String) {
     use creditmeter::db::{self, DatabaseUrl};
     let db_url = format!("sqlite://{}", dir.join("live.db").display());
     let mut conn = db::connect_one(&DatabaseUrl::parse(&db_url).unwrap()).unwrap();
@@ -618,7 +619,7 @@ fn big_org_database(dir: &std::path::Path) -> (String, i64, String) {
 }
 
 /// Every acknowledged id is stored.
-fn assert_all_recorded(db_url: &str, org_id: i64, acknowledged: &[String]) {
+fn assert_all_recorded(db_url: &str, org_id: OrgId, acknowledged: &[String]) {
     use creditmeter::db::{self, DatabaseUrl};
     let mut conn = db::connect_one(&DatabaseUrl::parse(db_url).unwrap()).unwrap();
     let stored = creditmeter::store::usage::existing_event_ids(

@@ -349,7 +349,7 @@ fn operator_sets_up_an_org_on_a_fresh_sqlite_file() {
 
     let url_parsed = creditmeter::db::DatabaseUrl::parse(&url).unwrap();
     let mut conn = creditmeter::db::connect_one(&url_parsed).unwrap();
-    let id: i64 = org_id.parse().unwrap();
+    let id: creditmeter::domain::types::OrgId = org_id.parse().unwrap();
     assert_eq!(
         creditmeter::store::users::org_for_token(&mut conn, &token).unwrap(),
         Some(id)

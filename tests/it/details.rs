@@ -5,6 +5,7 @@ use crate::common;
 
 use common::{DetailRow, TestApp, day_rows, fixed, step};
 use creditmeter::domain::allowance::Edition;
+use creditmeter::domain::types::OrgId;
 use proptest::prelude::*;
 
 fn rows_of(
@@ -395,7 +396,7 @@ fn a_366_day_pdf_has_several_pages_each_with_the_table_header() {
     .unwrap();
 }
 
-fn statements_of(app: &TestApp, org_id: i64) -> Vec<(String, String, String, i64)> {
+fn statements_of(app: &TestApp, org_id: OrgId) -> Vec<(String, String, String, i64)> {
     creditmeter::store::statements::list(&mut app.conn(), org_id)
         .unwrap()
         .into_iter()
@@ -424,7 +425,7 @@ fn r7_periods_anchored_on_the_29th_to_31st_close_on_clamped_dates() {
     }
     let issued = creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
     assert_eq!(issued.len(), 6);
-    let s = |org: i64, start: &str, end: &str| {
+    let s = |org: OrgId, start: &str, end: &str| {
         (
             format!("CM-{org}-{}", start.replace('-', "")),
             start.to_string(),

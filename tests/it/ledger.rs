@@ -4,6 +4,7 @@
 //! (in `model`) a reference model of R4/R9/R11/R12 that the real servers are checked against.
 
 use crate::common;
+use creditmeter::domain::types::OrgId;
 #[path = "ledger/model.rs"]
 mod model;
 
@@ -59,7 +60,7 @@ pub fn create_org(
     licences: i64,
     zone: &str,
     at: DateTime<Utc>,
-) -> (i64, String) {
+) -> (OrgId, String) {
     let org = creditmeter::store::orgs::NewOrg {
         name: format!("{edition} org"),
         zone: zone.parse().unwrap(),

@@ -1,6 +1,7 @@
 //! The dashboard over HTTP: a real server on a random port with a temporary database.
 
 use crate::common;
+use creditmeter::domain::types::OrgId;
 
 use common::{Session, TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
@@ -370,8 +371,8 @@ proptest! {
 }
 
 /// One server for the generated cases.
-fn shared() -> &'static (TestApp, i64, Session) {
-    static SHARED: std::sync::OnceLock<(TestApp, i64, Session)> = std::sync::OnceLock::new();
+fn shared() -> &'static (TestApp, OrgId, Session) {
+    static SHARED: std::sync::OnceLock<(TestApp, OrgId, Session)> = std::sync::OnceLock::new();
     SHARED.get_or_init(|| {
         let app = TestApp::builder().spawn();
         let org = app.seed_org("gen", Edition::Standard, "UTC");

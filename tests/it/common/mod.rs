@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use creditmeter::clock::Clock;
 use creditmeter::db::{self, DatabaseUrl, DbPool};
 use creditmeter::domain::allowance::{Allowance, Edition};
+use creditmeter::domain::types::OrgId;
 use creditmeter::startup::{Application, Settings};
 use creditmeter::store::orgs::{self, NewOrg};
 use creditmeter::store::users::{self, Role};
@@ -120,7 +121,7 @@ pub fn fixed(rfc3339: &str) -> Clock {
 }
 
 pub struct Seeded {
-    pub org_id: i64,
+    pub org_id: OrgId,
     pub super_admin: String,
     pub admin: String,
     pub user: String,
@@ -245,7 +246,7 @@ impl TestApp {
         )
     }
 
-    pub fn org_limit(&self, org_id: i64) -> i64 {
+    pub fn org_limit(&self, org_id: OrgId) -> i64 {
         orgs::find(&mut self.conn(), org_id)
             .unwrap()
             .unwrap()
@@ -269,7 +270,7 @@ pub fn text_of_id(html: &str, id: &str) -> Option<String> {
 }
 
 impl TestApp {
-    pub fn token(&self, org_id: i64) -> String {
+    pub fn token(&self, org_id: OrgId) -> String {
         users::create_token(&mut self.conn(), org_id, self.clock.now()).unwrap()
     }
 
@@ -296,12 +297,12 @@ impl TestApp {
         )
     }
 
-    pub fn set_limit(&self, org_id: i64, limit: i64) {
+    pub fn set_limit(&self, org_id: OrgId, limit: i64) {
         self.set_limit_at(org_id, limit, &self.clock.now().to_rfc3339());
     }
 
     /// Stored (credits, additional) of one org-day.
-    pub fn day_totals(&self, org_id: i64, day: &str) -> (i64, i64) {
+    pub fn day_totals(&self, org_id: OrgId, day: &str) -> (i64, i64) {
         let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap();
         creditmeter::store::usage::day(&mut self.conn(), org_id, day)
             .unwrap()
@@ -334,7 +335,7 @@ pub fn day_rows(html: &str) -> Vec<DetailRow> {
 }
 
 /// Set an org's limit as of `at`, as the limit form does (the history records it).
-pub fn set_limit(conn: &mut db::DbConn, org_id: i64, limit: i64, at: DateTime<Utc>) {
+pub fn set_limit(conn: &mut db::DbConn, org_id: OrgId, limit: i64, at: DateTime<Utc>) {
     let org = orgs::find(conn, org_id).unwrap().unwrap();
     creditmeter::store::limits::set(
         conn,
@@ -349,7 +350,7 @@ pub fn set_limit(conn: &mut db::DbConn, org_id: i64, limit: i64, at: DateTime<Ut
 
 impl TestApp {
     /// Set an org's limit as of `at` (RFC 3339), as the limit history records it.
-    pub fn set_limit_at(&self, org_id: i64, limit: i64, at: &str) {
+    pub fn set_limit_at(&self, org_id: OrgId, limit: i64, at: &str) {
         let at = DateTime::parse_from_rfc3339(at)
             .unwrap()
             .with_timezone(&Utc);
@@ -357,7 +358,7 @@ impl TestApp {
     }
 
     /// Record metered usage through the ledger: (RFC 3339 time, credits).
-    pub fn record(&self, org_id: i64, events: &[(&str, i64)]) {
+    pub fn record(&self, org_id: OrgId, events: &[(&str, i64)]) {
         use creditmeter::ledger::{self, Kind, UsageRequest};
         let requests: Vec<UsageRequest> = events
             .iter()

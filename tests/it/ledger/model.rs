@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use creditmeter::db::DbConn;
 use creditmeter::db::schema::{daily_breakdown, daily_usage, statements, usage_events, usage_keys};
 use creditmeter::domain::allowance::Edition;
+use creditmeter::domain::types::OrgId;
 use diesel::prelude::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -109,7 +110,7 @@ fn op(with_allowance_changes: bool) -> impl Strategy<Value = Op> {
 /// New York; their limit histories reach back before the workload.
 struct World {
     db: TestDb,
-    orgs: Vec<(i64, String)>,
+    orgs: Vec<(OrgId, String)>,
     servers: [Server; 2],
     model: Model,
 }

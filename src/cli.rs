@@ -485,13 +485,13 @@ fn quote(args: QuoteArgs) -> Result<()> {
     println!(
         "{} additional credits in one day, priced per {} credits:",
         group_thousands(quote.credits),
-        group_thousands(plan.block)
+        group_thousands(plan.block())
     );
     for line in &quote.lines {
         let flat = if line.flat.is_zero() {
             String::new()
         } else {
-            format!(" + flat {}", format_exact(line.flat, &plan.currency))
+            format!(" + flat {}", format_exact(line.flat, plan.currency()))
         };
         println!(
             "  tier {}: credits {:>11} to {:>11}  {:>11} x {} {}{}  = {}",
@@ -499,14 +499,14 @@ fn quote(args: QuoteArgs) -> Result<()> {
             group_thousands(line.from),
             group_thousands(line.to),
             group_thousands(line.credits),
-            plan.currency,
+            plan.currency(),
             line.price.normalize(),
             flat,
-            format_exact(line.amount, &plan.currency)
+            format_exact(line.amount, plan.currency())
         );
     }
-    println!("exact: {} {}", plan.currency, quote.exact.normalize());
-    println!("amount: {} {}", plan.currency, quote.amount);
+    println!("exact: {} {}", plan.currency(), quote.exact.normalize());
+    println!("amount: {} {}", plan.currency(), quote.amount);
     Ok(())
 }
 
@@ -516,8 +516,8 @@ fn plan_publish(args: PlanPublishArgs, clock: Clock) -> Result<()> {
     let id = plans::publish(&mut conn, &plan, args.effective, clock.now())?;
     eprintln!(
         "published plan {id} ({}, {} tiers) effective from {}",
-        plan.currency,
-        plan.tiers.len(),
+        plan.currency(),
+        plan.tiers().len(),
         args.effective
     );
     Ok(())
@@ -528,9 +528,9 @@ fn plan_check(args: PlanCheckArgs) -> Result<()> {
     eprintln!(
         "plan file {} is valid: {}, {} tiers, per {} credits",
         args.file.display(),
-        plan.currency,
-        plan.tiers.len(),
-        plan.block
+        plan.currency(),
+        plan.tiers().len(),
+        plan.block()
     );
     Ok(())
 }

@@ -15,25 +15,62 @@ pub const MAX_QUOTE_CREDITS: i64 = 1_000_000_000_000;
 /// `None` only on the last tier. The last tier also prices anything past its `up_to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tier {
-    pub up_to: Option<i64>,
+    up_to: Option<i64>,
     /// Price per `block` credits, in the plan's currency.
     #[serde(with = "rust_decimal::serde::str")]
-    pub price: Decimal,
+    price: Decimal,
     /// Charged once on a day whose credits enter this tier.
     #[serde(
         default,
         with = "rust_decimal::serde::str_option",
         skip_serializing_if = "Option::is_none"
     )]
-    pub flat: Option<Decimal>,
+    flat: Option<Decimal>,
 }
 
-/// A validated price plan: currency, block size, ordered tiers.
+impl Tier {
+    pub fn up_to(&self) -> Option<i64> {
+        self.up_to
+    }
+
+    pub fn price(&self) -> Decimal {
+        self.price
+    }
+
+    pub fn flat(&self) -> Option<Decimal> {
+        self.flat
+    }
+}
+
+/// A validated price plan: currency, block size, ordered tiers. Its fields are private and it is
+/// only made valid: by `default_plan`, `from_toml`, or deserializing, which validates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PlanData")]
 pub struct PricePlan {
-    pub currency: String,
-    pub block: i64,
-    pub tiers: Vec<Tier>,
+    currency: String,
+    block: i64,
+    tiers: Vec<Tier>,
+}
+
+/// A plan as stored, before it is validated.
+#[derive(Deserialize)]
+struct PlanData {
+    currency: String,
+    block: i64,
+    tiers: Vec<Tier>,
+}
+
+impl TryFrom<PlanData> for PricePlan {
+    type Error = PlanError;
+    fn try_from(data: PlanData) -> Result<Self, PlanError> {
+        let plan = PricePlan {
+            currency: data.currency,
+            block: data.block,
+            tiers: data.tiers,
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -85,6 +122,19 @@ fn decimal_from_toml(value: &toml::Value) -> Option<Decimal> {
 }
 
 impl PricePlan {
+    pub fn currency(&self) -> &str {
+        &self.currency
+    }
+
+    /// Credits per priced block (prices are per block).
+    pub fn block(&self) -> i64 {
+        self.block
+    }
+
+    pub fn tiers(&self) -> &[Tier] {
+        &self.tiers
+    }
+
     /// The default plan of SPEC R5, in USD per 1,000 credits.
     pub fn default_plan() -> Self {
         let tier = |up_to: i64, price: &str| Tier {
@@ -355,6 +405,16 @@ mod tests {
 
     fn amount(credits: i64) -> String {
         PricePlan::default_plan().quote(credits).amount.to_string()
+    }
+
+    #[test]
+    fn r6_a_stored_plan_is_validated_when_read() {
+        let stored = serde_json::to_string(&PricePlan::default_plan()).unwrap();
+        let read: PricePlan = serde_json::from_str(&stored).unwrap();
+        assert_eq!(read, PricePlan::default_plan());
+        let broken = stored.replace("\"block\":1000", "\"block\":0");
+        assert_ne!(broken, stored);
+        assert!(serde_json::from_str::<PricePlan>(&broken).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::report::{DayLine, PricedBy, Totals};
 /// The plan's slabs as people read them: ("1 to 25,000", "0.14"), ..., ("500,001 and above", ...).
 pub fn slab_rows(plan: &PricePlan) -> Vec<(String, String)> {
     let ranges = plan.tier_ranges();
-    plan.tiers
+    plan.tiers()
         .iter()
         .zip(ranges)
         .map(|(tier, (first, last))| {
@@ -23,9 +23,9 @@ pub fn slab_rows(plan: &PricePlan) -> Vec<(String, String)> {
                 Some(last) => format!("{} to {}", group_thousands(first), group_thousands(last)),
                 None => format!("{} and above", group_thousands(first)),
             };
-            let mut price = format_exact(tier.price, &plan.currency);
-            if let Some(flat) = tier.flat.filter(|f| !f.is_zero()) {
-                price = format!("{price} + {} flat", format_exact(flat, &plan.currency));
+            let mut price = format_exact(tier.price(), plan.currency());
+            if let Some(flat) = tier.flat().filter(|f| !f.is_zero()) {
+                price = format!("{price} + {} flat", format_exact(flat, plan.currency()));
             }
             (credits, price)
         })
@@ -54,12 +54,12 @@ fn plan_sections(plans: &[PricedBy]) -> Vec<PlanSection> {
                 slabs: slab_rows(plan),
                 caption: format!(
                     "Additional credits used in a day are priced on these slabs, pro rata per credit; slabs restart every day. Prices per {} credits.",
-                    group_thousands(plan.block)
+                    group_thousands(plan.block())
                 ),
                 price_header: format!(
                     "Price per {} ({})",
-                    group_thousands(plan.block),
-                    plan.currency
+                    group_thousands(plan.block()),
+                    plan.currency()
                 ),
             }
         })

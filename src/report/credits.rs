@@ -59,7 +59,7 @@ pub fn summary(conn: &mut DbConn, org: &OrgRow, now: DateTime<Utc>) -> QueryResu
             Some(Billing {
                 period,
                 amount_so_far_minor,
-                currency: plan.currency,
+                currency: plan.currency().to_string(),
             })
         }
         None => None,

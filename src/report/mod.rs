@@ -66,7 +66,7 @@ fn plans_of(conn: &mut DbConn, lines: &[DayLine]) -> QueryResult<(Vec<PricedBy>,
             days: found.days,
         });
     }
-    let currency = one_currency(priced.iter().map(|p| p.plan.currency.as_str()))?;
+    let currency = one_currency(priced.iter().map(|p| p.plan.currency()))?;
     Ok((priced, currency))
 }
 

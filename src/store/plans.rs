@@ -26,11 +26,8 @@ pub enum PublishError {
 }
 
 fn decode(json: &str) -> QueryResult<PricePlan> {
-    let plan: PricePlan = serde_json::from_str(json)
-        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-    plan.validate()
-        .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
-    Ok(plan)
+    // Deserializing validates the plan (`PricePlan`'s `TryFrom<PlanData>`).
+    serde_json::from_str(json).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
 /// Every plan's effective day and id: the schedule that says which plan prices which day.
@@ -90,11 +87,11 @@ pub fn publish(
             .first(conn)
             .optional()?;
         if let Some(latest) = latest {
-            let current = decode(&latest)?.currency;
-            if current != plan.currency {
+            let current = decode(&latest)?.currency().to_string();
+            if current != plan.currency() {
                 return Err(PublishError::Currency {
                     current,
-                    new: plan.currency.clone(),
+                    new: plan.currency().to_string(),
                 });
             }
         }

@@ -170,6 +170,8 @@ pub enum RangeError {
     Reversed { from: NaiveDate, to: NaiveDate },
     #[error("A range may span at most 366 days; {days} were asked for.")]
     TooLong { days: i64 },
+    #[error("{0} is outside the calendar: use a date from 0001-01-01 to 9999-12-31.")]
+    OutOfCalendar(NaiveDate),
 }
 
 impl DayRange {
@@ -189,8 +191,13 @@ impl DayRange {
         if trimmed.len() != 10 {
             return Err(RangeError::Malformed(input.chars().take(40).collect()));
         }
-        NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
-            .map_err(|_| RangeError::Malformed(input.chars().take(40).collect()))
+        let day = NaiveDate::parse_from_str(trimmed, "%Y-%m-%d")
+            .map_err(|_| RangeError::Malformed(input.chars().take(40).collect()))?;
+        // Both databases hold these years (PostgreSQL has no year 0).
+        if !(1..=9999).contains(&chrono::Datelike::year(&day)) {
+            return Err(RangeError::OutOfCalendar(day));
+        }
+        Ok(day)
     }
 
     /// The `days` days that end on `last` (inclusive).

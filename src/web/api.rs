@@ -107,6 +107,7 @@ impl FromRequest for ApiOrg {
         (status = 400, description = "Malformed body or credits out of range; nothing recorded", body = ErrorBody),
         (status = 401, description = "Missing or unknown token", body = ErrorBody),
         (status = 409, description = "The call cannot be placed (its reason is the error code)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB; nothing recorded", body = ErrorBody),
         (status = 503, description = "Not recorded; retry", body = ErrorBody),
     )
 )]

@@ -28,6 +28,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("There is no page at this address.")]
     NotFound,
+    /// The path exists with other methods, listed for the `Allow` header.
+    #[error("This call takes {0} only.")]
+    MethodNotAllowed(String),
     /// Input that cannot be used; `code` names the error in JSON answers.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -79,6 +82,7 @@ impl AppError {
             AppError::SignInRequired | AppError::Unauthorized => "UNAUTHORIZED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound => "NOT_FOUND",
+            AppError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
             AppError::BadRequest { code, .. } | AppError::Conflict { code, .. } => code,
             AppError::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             AppError::Writer(WriterError::Overloaded) => "OVERLOADED",
@@ -132,6 +136,9 @@ impl AppError {
         if matches!(self, AppError::Unauthorized | AppError::SignInRequired) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        if let AppError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
+        }
         let message = match self {
             AppError::NotFound => "There is no such API call.".to_string(),
             other => other.public_message(),
@@ -172,6 +179,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,

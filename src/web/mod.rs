@@ -72,23 +72,41 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 
 /// The JSON API's routes, from one list: the scope is built from it, and `API_ROUTES` names each
 /// (method, path) for the test that checks them against the OpenAPI document.
+/// Each route has the largest body it reads (`PayloadConfig`; past it, 413), and a route's path
+/// called with another method is 405 with `Allow`.
 macro_rules! api_routes {
-    ($(($method:ident, $path:literal, $handler:expr)),* $(,)?) => {
+    ($(($method:ident, $path:literal, $handler:expr, $body_limit:expr)),* $(,)?) => {
         pub const API_ROUTES: &[(&str, &str)] = &[$((stringify!($method), concat!("/api/v1", $path))),*];
 
         fn api_routes(scope: actix_web::Scope) -> actix_web::Scope {
-            scope$(.route($path, web::$method().to($handler)))*
+            scope$(.service(
+                web::resource($path)
+                    .app_data(web::PayloadConfig::new($body_limit))
+                    .route(web::$method().to($handler))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(AppError::MethodNotAllowed(
+                            stringify!($method).to_ascii_uppercase(),
+                        ))
+                    })),
+            ))*
         }
     };
 }
 
+/// The most a consume body may hold: its fields are a few hundred bytes at most.
+pub const MAX_CONSUME_BODY: usize = 16 * 1024;
+/// The most a metering body may hold (100,000 events of about 600 bytes).
+pub const MAX_USAGE_BODY: usize = 64 * 1024 * 1024;
+/// The body limit of calls that read none.
+const NO_BODY: usize = 16 * 1024;
+
 api_routes![
-    (post, "/consume", api::consume),
-    (post, "/usage", api::report_usage),
-    (get, "/credits", api::credits),
-    (get, "/usage/daily", api::daily),
-    (get, "/ping", api::ping),
-    (get, "/openapi.json", openapi::serve),
+    (post, "/consume", api::consume, MAX_CONSUME_BODY),
+    (post, "/usage", api::report_usage, MAX_USAGE_BODY),
+    (get, "/credits", api::credits, NO_BODY),
+    (get, "/usage/daily", api::daily, NO_BODY),
+    (get, "/ping", api::ping, NO_BODY),
+    (get, "/openapi.json", openapi::serve, NO_BODY),
 ];
 
 /// Every route of the application.
@@ -98,7 +116,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(from_fn(metrics::time_requests))
-            .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
             .default_service(web::to(api::not_found)),
     );
     cfg.service(
@@ -135,6 +152,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::get().to(statements::pdf),
             )
             .route("/healthz", web::get().to(healthz))
+            .route("/healthz", web::head().to(healthz))
             .route("/metrics", web::get().to(metrics::serve))
             .route("/static/app.css", web::get().to(stylesheet))
             .route("/static/ping.txt", web::get().to(ping))

@@ -8,6 +8,7 @@ mod api;
 mod browser;
 mod cli;
 mod details;
+mod edge;
 mod ledger;
 mod postgres;
 mod web;

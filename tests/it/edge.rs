@@ -1,0 +1,92 @@
+//! Safe at the edge (issue 15): what an attacker or a careless client sends is refused with a 4xx
+//! and changes nothing; the operator's CLI covers a deployment.
+
+use serde_json::json;
+
+use crate::common::{self, TestApp, fixed};
+use creditmeter::domain::allowance::Edition;
+
+fn app() -> (TestApp, common::Seeded, String) {
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("edge", Edition::Standard, "UTC");
+    let token = app.token(org.org_id);
+    (app, org, token)
+}
+
+#[test]
+fn dates_out_of_the_calendar_are_a_400_with_a_message() {
+    let (app, org, token) = app();
+    let session = app.sign_in(&org.admin);
+    for range in [
+        "from=1900-01-01&to=1900-01-02",
+        "from=0000-01-01&to=0000-01-02",
+        "from=0001-01-01&to=0001-01-02",
+        "from=9999-12-30&to=9999-12-31",
+    ] {
+        for page in ["details", "details.csv", "details.pdf"] {
+            let r = app.get(&format!("/apis/credits/{page}?{range}"), Some(&session));
+            assert!(
+                r.status == 200 || r.status == 400,
+                "{page}?{range}: {} {}",
+                r.status,
+                r.body.chars().take(300).collect::<String>()
+            );
+            if range.contains("0000") {
+                assert_eq!(r.status, 400, "{page}?{range}");
+            }
+        }
+        let r = app.api("GET", &format!("/api/v1/usage/daily?{range}"), &token, "");
+        assert!(
+            r.status == 200 || r.status == 400,
+            "daily?{range}: {}",
+            r.body
+        );
+        if range.contains("0000") {
+            assert_eq!(r.json()["error"], "INVALID_RANGE");
+        }
+    }
+}
+
+#[test]
+fn a_consume_body_past_a_small_limit_is_413_json_and_usage_is_bounded() {
+    let (app, _, token) = app();
+    let padding = "x".repeat(64 * 1024);
+    let big = json!({"credits": 1, "operation": padding}).to_string();
+    let r = app.api("POST", "/api/v1/consume", &token, &big);
+    assert_eq!(
+        r.status,
+        413,
+        "{}",
+        r.body.chars().take(200).collect::<String>()
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json()["error"], "PAYLOAD_TOO_LARGE");
+    // Nothing was spent, and a normal call still works.
+    let ok = app.api(
+        "POST",
+        "/api/v1/consume",
+        &token,
+        &json!({"credits": 1}).to_string(),
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["free_remaining"], 52_499);
+}
+
+#[test]
+fn head_works_where_get_does_and_a_wrong_method_is_405_with_allow() {
+    let (app, _, token) = app();
+    let r = common::http::request(app.port, "HEAD", "/healthz", &[], b"");
+    assert_eq!(r.status, 200);
+    let r = app.api("GET", "/api/v1/consume", &token, "");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(r.json()["error"], "METHOD_NOT_ALLOWED");
+    let r = app.api("DELETE", "/api/v1/credits", &token, "");
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    assert_eq!(
+        app.api("GET", "/api/v1/nothing-here", &token, "").status,
+        404
+    );
+}

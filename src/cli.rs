@@ -16,8 +16,8 @@ use crate::domain::pricing::{MAX_QUOTE_CREDITS, PricePlan};
 use crate::domain::types::DayRange;
 use crate::secrets;
 use crate::store::orgs::{self, NewOrg, OrgUpdate};
-use crate::store::plans;
 use crate::store::users::{self, Role};
+use crate::store::{self, plans};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,6 +75,17 @@ pub enum Command {
     /// Monthly statements
     #[command(subcommand)]
     Statements(StatementsCommand),
+    /// Copy a live SQLite database to PATH, consistent while the server writes (PostgreSQL: pg_dump)
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; it must not exist yet
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,14 +302,37 @@ pub fn run(cli: Cli, clock: Clock) -> Result<()> {
         Command::Plan(PlanCommand::Check(args)) => plan_check(args),
         Command::Import(args) => import(args, clock),
         Command::Statements(StatementsCommand::Close(args)) => statements_close(args, clock),
+        Command::Backup(args) => backup(args),
     }
 }
 
-fn org_create(args: OrgCreateArgs, clock: Clock) -> Result<()> {
-    let name = args.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 200 {
-        bail!("--name must be 1 to 200 characters");
+/// `backup PATH`: SQLite's `VACUUM INTO`, one read transaction, so the copy is the database as of
+/// one instant however the server writes meanwhile; it is written whole, compacted, and checked.
+fn backup(args: BackupArgs) -> Result<()> {
+    if let DatabaseUrl::Postgres(_) = args.db.parsed()? {
+        bail!(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump (for example: pg_dump --format=custom --file=creditmeter.dump \"$DATABASE_URL\")"
+        );
     }
+    if args.path.exists() {
+        bail!("{} exists already: give a new path", args.path.display());
+    }
+    let target = args
+        .path
+        .to_str()
+        .ok_or_else(|| anyhow!("the path {} is not UTF-8", args.path.display()))?;
+    let mut conn = args.db.open()?;
+    store::backup_into(&mut conn, target)
+        .with_context(|| format!("cannot write the backup to {target}"))?;
+    let copy = DatabaseUrl::parse(&format!("sqlite://{target}"))?;
+    let mut check = db::connect_one(&copy)?;
+    store::integrity_check(&mut check).context("the backup does not read back whole")?;
+    println!("{target}");
+    Ok(())
+}
+
+fn org_create(args: OrgCreateArgs, clock: Clock) -> Result<()> {
+    let name = crate::domain::types::check_org_name(&args.name).map_err(|e| anyhow!(e))?;
     let edition = parse_edition(&args.edition)?;
     let zone = calendar::parse_zone(&args.timezone)?;
     let mut conn = args.db.open()?;
@@ -334,13 +368,12 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
         .as_deref()
         .map(calendar::parse_zone)
         .transpose()?;
-    let name = args.name.as_deref().map(str::trim).map(str::to_string);
-    if name
+    let name = args
+        .name
         .as_deref()
-        .is_some_and(|n| n.is_empty() || n.chars().count() > 200)
-    {
-        bail!("--name must be 1 to 200 characters");
-    }
+        .map(crate::domain::types::check_org_name)
+        .transpose()
+        .map_err(|e| anyhow!(e))?;
     let webhook_url = match (&args.webhook_url, args.no_webhook) {
         (_, true) => Some(None),
         (Some(url), false) => {

@@ -86,6 +86,19 @@ impl Credits {
     }
 }
 
+/// An org's name: 1 to 200 characters, no control characters (the rule of event labels: a name is
+/// shown on pages, in PDFs and in logs).
+pub fn check_org_name(raw: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        Err("--name must be 1 to 200 characters".into())
+    } else if name.chars().any(char::is_control) {
+        Err("--name must not contain control characters (line breaks, tabs, ...)".into())
+    } else {
+        Ok(name.to_string())
+    }
+}
+
 /// An org's id, never mixed up with another number (a user's id, a count, a limit). Stored as a
 /// BIGINT; the Diesel derives map it, nothing here does I/O.
 #[derive(

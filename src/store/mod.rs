@@ -10,6 +10,29 @@ pub mod users;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
+/// Write a consistent copy of a SQLite database to `path` (`VACUUM INTO`: one read transaction).
+pub fn backup_into(conn: &mut crate::db::DbConn, path: &str) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute(&format!("VACUUM INTO '{}'", path.replace('\'', "''")))
+}
+
+/// SQLite's own check of a database file: `ok`, or an error saying what is wrong.
+pub fn integrity_check(conn: &mut crate::db::DbConn) -> diesel::QueryResult<()> {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let found: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(conn)?;
+    match found.first().map(|c| c.integrity_check.as_str()) {
+        Some("ok") => Ok(()),
+        other => Err(diesel::result::Error::DeserializationError(
+            format!("integrity check: {}", other.unwrap_or("no answer")).into(),
+        )),
+    }
+}
+
 /// One round trip to the database (the health check).
 pub fn ping(conn: &mut crate::db::DbConn) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;

@@ -160,6 +160,20 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     );
 
     let (path, url) = db_url(dir.path());
+    // An org name with a line break would forge lines in logs and PDFs (issue 15).
+    assert_refused(
+        &run(&[
+            "org",
+            "create",
+            "--name",
+            "a\r\nb",
+            "--edition",
+            "standard",
+            "--database",
+            &url,
+        ]),
+        "control characters",
+    );
     assert_refused(
         &run(&[
             "org",

@@ -349,6 +349,21 @@ pub fn set_limit(conn: &mut db::DbConn, org_id: OrgId, limit: i64, at: DateTime<
 }
 
 impl TestApp {
+    /// The `sqlite://` URL of the app's database file, for the CLI.
+    pub fn sqlite_url(&self) -> String {
+        use diesel::prelude::*;
+        #[derive(diesel::QueryableByName)]
+        struct File {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            file: String,
+        }
+        let found: File =
+            diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                .get_result(&mut *self.conn())
+                .unwrap();
+        format!("sqlite://{}", found.file)
+    }
+
     /// Set an org's limit as of `at` (RFC 3339), as the limit history records it.
     pub fn set_limit_at(&self, org_id: OrgId, limit: i64, at: &str) {
         let at = DateTime::parse_from_rfc3339(at)

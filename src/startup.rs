@@ -99,7 +99,7 @@ impl Application {
 }
 
 /// The server's own upkeep: due billing periods get their statements without an operator (R7),
-/// and raw events past the audit window are pruned (SPEC §6 Growth).
+/// raw events past the audit window are pruned (SPEC §6 Growth), and expired sessions deleted.
 async fn maintain_forever(
     pool: DbPool,
     clock: crate::clock::Clock,
@@ -108,7 +108,7 @@ async fn maintain_forever(
 ) {
     loop {
         let pool = pool.clone();
-        let done = actix_web::web::block(move || -> anyhow::Result<(Vec<String>, usize)> {
+        let done = actix_web::web::block(move || -> anyhow::Result<(Vec<String>, usize, usize)> {
             let mut conn = pool.get()?;
             let now = clock.now();
             let issued = crate::billing::close_due(&mut conn, now, None)?;
@@ -119,11 +119,15 @@ async fn maintain_forever(
                 )?,
                 None => 0,
             };
-            Ok((issued, pruned))
+            let sessions = crate::store::users::purge_expired_sessions(&mut conn, now)?;
+            Ok((issued, pruned, sessions))
         })
         .await;
         match done {
-            Ok(Ok((issued, pruned))) => {
+            Ok(Ok((issued, pruned, sessions))) => {
+                if sessions > 0 {
+                    tracing::debug!(count = sessions, "expired sessions deleted");
+                }
                 if !issued.is_empty() {
                     tracing::info!(count = issued.len(), "billing periods closed");
                 }

@@ -105,6 +105,11 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
+/// Delete the sessions that have expired by `now`; returns how many.
+pub fn purge_expired_sessions(conn: &mut DbConn, now: DateTime<Utc>) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::expires_at.le(db_time(now)))).execute(conn)
+}
+
 pub fn create_session(
     conn: &mut DbConn,
     user_id: i64,

@@ -170,3 +170,44 @@ fn backup_copies_a_live_database_consistently() {
     assert!(!pg.status.success());
     assert!(String::from_utf8_lossy(&pg.stderr).contains("pg_dump"));
 }
+
+/// Expired sessions are deleted by the server's upkeep timer, live ones kept.
+#[test]
+fn expired_sessions_are_purged_on_a_timer() {
+    use diesel::prelude::*;
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-10T12:00:00Z"))
+        .close_every(std::time::Duration::from_millis(50))
+        .spawn();
+    let org = app.seed_org("sessions", Edition::Standard, "UTC");
+    let live = app.sign_in(&org.admin);
+    let user_id: i64 = {
+        use creditmeter::db::schema::users::dsl;
+        dsl::users
+            .filter(dsl::email.eq(&org.admin))
+            .select(dsl::id)
+            .first(&mut *app.conn())
+            .unwrap()
+    };
+    let long_ago = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    creditmeter::store::users::create_session(&mut app.conn(), user_id, long_ago).unwrap();
+    let count = || -> i64 {
+        use creditmeter::db::schema::sessions::dsl;
+        dsl::sessions.count().get_result(&mut *app.conn()).unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired session stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        app.get("/apis/credits", Some(&live)).status,
+        200,
+        "the live one works"
+    );
+}

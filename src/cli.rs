@@ -217,12 +217,41 @@ pub struct UserAddArgs {
 pub enum TokenCommand {
     /// Create an API token for an org; prints it once, only its hash is stored
     Create(TokenCreateArgs),
+    /// List an org's tokens: id, name, created, last used (never the tokens themselves)
+    List(TokenListArgs),
+    /// Revoke a token by its id (from `token list`); every server refuses it within a second
+    Revoke(TokenRevokeArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
     #[arg(long = "org", value_name = "ID")]
     pub org_id: OrgId,
+    /// A name to tell the token apart in `token list` (for example the gateway it is for)
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: OrgId,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: OrgId,
+    /// The token's id, as `token list` shows it
+    #[arg(long = "id", value_name = "TOKEN_ID")]
+    pub id: i64,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -297,6 +326,8 @@ pub fn run(cli: Cli, clock: Clock) -> Result<()> {
         Command::Org(OrgCommand::Update(args)) => org_update(args, clock),
         Command::User(UserCommand::Add(args)) => user_add(args, clock),
         Command::Token(TokenCommand::Create(args)) => token_create(args, clock),
+        Command::Token(TokenCommand::List(args)) => token_list(args),
+        Command::Token(TokenCommand::Revoke(args)) => token_revoke(args),
         Command::Quote(args) => quote(args),
         Command::Plan(PlanCommand::Publish(args)) => plan_publish(args, clock),
         Command::Plan(PlanCommand::Check(args)) => plan_check(args),
@@ -489,12 +520,71 @@ fn user_add(args: UserAddArgs, clock: Clock) -> Result<()> {
 fn token_create(args: TokenCreateArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
-    let token = users::create_token(&mut conn, args.org_id, clock.now())?;
+    let name = args
+        .name
+        .as_deref()
+        .map(|n| {
+            crate::domain::types::check_org_name(n)
+                .map_err(|e| anyhow!(e.replace("--name", "--name of a token")))
+        })
+        .transpose()?;
+    let token = users::create_named_token(&mut conn, args.org_id, name.as_deref(), clock.now())?;
     eprintln!(
         "created an API token for org {}; it is shown once, only its hash is stored",
         args.org_id
     );
     println!("{token}");
+    Ok(())
+}
+
+fn token_list(args: TokenListArgs) -> Result<()> {
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    let tokens = users::tokens_of(&mut conn, args.org_id)?;
+    let time = |t: Option<chrono::NaiveDateTime>| {
+        t.map_or_else(
+            || "never".to_string(),
+            |t| format!("{}Z", t.format("%Y-%m-%dT%H:%M:%S")),
+        )
+    };
+    for t in &tokens {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": t.id,
+                    "org": t.org_id,
+                    "name": t.name,
+                    "created": time(Some(t.created_at)),
+                    "last_used": t.last_used_at.map(|_| time(t.last_used_at)),
+                })
+            );
+        } else {
+            println!(
+                "{}\t{}\tcreated {}\tlast used {}",
+                t.id,
+                t.name.as_deref().unwrap_or("-"),
+                time(Some(t.created_at)),
+                time(t.last_used_at)
+            );
+        }
+    }
+    if tokens.is_empty() {
+        eprintln!("org {} has no API tokens", args.org_id);
+    }
+    Ok(())
+}
+
+fn token_revoke(args: TokenRevokeArgs) -> Result<()> {
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    if !users::revoke_token(&mut conn, args.org_id, args.id)? {
+        bail!("org {} has no token with id {}", args.org_id, args.id);
+    }
+    eprintln!(
+        "revoked token {} of org {}; every server refuses it within a second",
+        args.id, args.org_id
+    );
     Ok(())
 }
 

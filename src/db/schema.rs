@@ -46,6 +46,8 @@ diesel::table! {
         org_id -> BigInt,
         token_hash -> Text,
         created_at -> Timestamp,
+        name -> Nullable<Text>,
+        last_used_at -> Nullable<Timestamp>,
     }
 }
 

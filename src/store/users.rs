@@ -72,29 +72,96 @@ pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<UserR
 }
 
 pub fn create_token(conn: &mut DbConn, org_id: OrgId, now: DateTime<Utc>) -> QueryResult<String> {
+    create_named_token(conn, org_id, None, now)
+}
+
+/// Create a token with an optional name (for `token list`); the token is returned once, only its
+/// hash is stored.
+pub fn create_named_token(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    name: Option<&str>,
+    now: DateTime<Utc>,
+) -> QueryResult<String> {
     let token = secrets::new_api_token();
     diesel::insert_into(api_tokens::table)
         .values((
             api_tokens::org_id.eq(org_id),
             api_tokens::token_hash.eq(secrets::token_hash(&token)),
             api_tokens::created_at.eq(db_time(now)),
+            api_tokens::name.eq(name),
         ))
         .execute(conn)?;
     Ok(token)
 }
 
-/// The org a presented API token belongs to. The lookup is by the token's SHA-256, so the time it
-/// takes says nothing about how much of a stored token matched.
-pub fn org_for_token(conn: &mut DbConn, token: &str) -> QueryResult<Option<OrgId>> {
+/// How often a token's last use is written: a read answered from the database (the API's token
+/// cache lives a second) writes it at most once a minute.
+const LAST_USE_PRECISION_SECONDS: i64 = 60;
+
+/// The org a presented API token belongs to, noting its use. The lookup is by the token's SHA-256,
+/// so the time it takes says nothing about how much of a stored token matched.
+pub fn org_for_token(
+    conn: &mut DbConn,
+    token: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<OrgId>> {
     let hash = secrets::token_hash(token);
-    let found: Option<(OrgId, String)> = api_tokens::table
+    let found: Option<(i64, OrgId, String, Option<NaiveDateTime>)> = api_tokens::table
         .filter(api_tokens::token_hash.eq(&hash))
-        .select((api_tokens::org_id, api_tokens::token_hash))
+        .select((
+            api_tokens::id,
+            api_tokens::org_id,
+            api_tokens::token_hash,
+            api_tokens::last_used_at,
+        ))
         .first(conn)
         .optional()?;
-    Ok(found
-        .filter(|(_, stored)| secrets::constant_time_eq(stored, &hash))
-        .map(|(org_id, _)| org_id))
+    let Some((id, org_id, stored, last_used)) = found else {
+        return Ok(None);
+    };
+    if !secrets::constant_time_eq(&stored, &hash) {
+        return Ok(None);
+    }
+    let stale =
+        last_used.is_none_or(|at| (db_time(now) - at).num_seconds() >= LAST_USE_PRECISION_SECONDS);
+    if stale {
+        diesel::update(api_tokens::table.find(id))
+            .set(api_tokens::last_used_at.eq(db_time(now)))
+            .execute(conn)?;
+    }
+    Ok(Some(org_id))
+}
+
+/// A token as `token list` shows it (never the token itself).
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    pub id: i64,
+    pub org_id: OrgId,
+    pub name: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+pub fn tokens_of(conn: &mut DbConn, org_id: OrgId) -> QueryResult<Vec<TokenRow>> {
+    api_tokens::table
+        .filter(api_tokens::org_id.eq(org_id))
+        .order(api_tokens::id)
+        .select(TokenRow::as_select())
+        .load(conn)
+}
+
+/// Delete a token of an org; returns whether it existed. Every server refuses it within a second
+/// (the API's token cache lives that long).
+pub fn revoke_token(conn: &mut DbConn, org_id: OrgId, id: i64) -> QueryResult<bool> {
+    let deleted = diesel::delete(
+        api_tokens::table
+            .filter(api_tokens::org_id.eq(org_id))
+            .filter(api_tokens::id.eq(id)),
+    )
+    .execute(conn)?;
+    Ok(deleted > 0)
 }
 
 pub const SESSION_HOURS: i64 = 12;

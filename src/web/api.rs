@@ -73,9 +73,10 @@ impl FromRequest for ApiOrg {
         let state = state.clone();
         let token = token.to_string();
         Either::Right(Box::pin(async move {
+            let now = state.clock.now();
             let found = state
                 .db(move |conn| {
-                    let Some(org_id) = users::org_for_token(conn, &token)? else {
+                    let Some(org_id) = users::org_for_token(conn, &token, now)? else {
                         return Ok(None);
                     };
                     Ok(orgs::find(conn, org_id)?.map(|org| (org.id, org.zone())))

@@ -211,3 +211,54 @@ fn expired_sessions_are_purged_on_a_timer() {
         "the live one works"
     );
 }
+
+/// A leaked token: `token list` shows each token's name, creation and last use (never the token),
+/// and `token revoke` makes the running server refuse it within a second while the others work.
+#[test]
+fn a_leaked_token_is_listed_and_revoked_within_a_second() {
+    let app = TestApp::builder().spawn();
+    let org = app.seed_org("tokens", Edition::Standard, "UTC");
+    let url = app.sqlite_url();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+            .args(args)
+            .args(["--database", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let org_id = org.org_id.to_string();
+    let (ok, gateway, _) = cli(&["token", "create", "--org", &org_id, "--name", "gateway eu"]);
+    assert!(ok);
+    let gateway = gateway.trim().to_string();
+    let (_, other, _) = cli(&["token", "create", "--org", &org_id, "--name", "batch jobs"]);
+    let other = other.trim().to_string();
+    assert_eq!(app.api("GET", "/api/v1/ping", &gateway, "").status, 200);
+
+    let (ok, listed, _) = cli(&["token", "list", "--org", &org_id, "--json"]);
+    assert!(ok);
+    let rows: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["name"], "gateway eu");
+    assert!(rows[0]["last_used"].is_string(), "{listed}");
+    assert!(rows[1]["last_used"].is_null(), "{listed}");
+    assert!(!listed.contains(&gateway) && !listed.contains(&gateway[3..]));
+
+    let id = rows[0]["id"].to_string();
+    let (ok, _, said) = cli(&["token", "revoke", "--org", &org_id, "--id", &id]);
+    assert!(ok, "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let r = app.api("GET", "/api/v1/ping", &gateway, "");
+    assert_eq!(r.status, 401, "revoked within a second");
+    assert_eq!(app.api("GET", "/api/v1/ping", &other, "").status, 200);
+    // Revoking again, or another org's id, says so and fails.
+    let (ok, _, said) = cli(&["token", "revoke", "--org", &org_id, "--id", &id]);
+    assert!(!ok && said.contains("no token"), "{said}");
+}

@@ -145,8 +145,19 @@ pub struct ServeArgs {
 pub enum OrgCommand {
     /// Create an org; prints only its id
     Create(OrgCreateArgs),
+    /// List the orgs: id, name, edition, time zone, additional limit
+    List(OrgListArgs),
     /// Change an org's name, edition, licences, add-on credits, time zone or webhook
     Update(OrgUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OrgListArgs {
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +206,48 @@ pub struct OrgUpdateArgs {
 pub enum UserCommand {
     /// Add a user; the password is the first line of standard input
     Add(UserAddArgs),
+    /// List an org's users: id, email, role, state
+    List(UserListArgs),
+    /// Disable a user: they cannot sign in, and their sessions end within a second
+    Disable(UserPickArgs),
+    /// Remove a user and their sessions
+    Remove(UserPickArgs),
+    /// Set a user's password from the first line of standard input; their sessions end
+    SetPassword(UserSetPasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserListArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: OrgId,
+    /// One JSON object per line instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UserPickArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: OrgId,
+    #[arg(long)]
+    pub email: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UserSetPasswordArgs {
+    #[arg(long = "org", value_name = "ID")]
+    pub org_id: OrgId,
+    #[arg(long)]
+    pub email: String,
+    /// Read the password from the first line of standard input
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]
@@ -325,6 +378,11 @@ pub fn run(cli: Cli, clock: Clock) -> Result<()> {
         Command::Org(OrgCommand::Create(args)) => org_create(args, clock),
         Command::Org(OrgCommand::Update(args)) => org_update(args, clock),
         Command::User(UserCommand::Add(args)) => user_add(args, clock),
+        Command::Org(OrgCommand::List(args)) => org_list(args),
+        Command::User(UserCommand::List(args)) => user_list(args),
+        Command::User(UserCommand::Disable(args)) => user_disable(args, clock),
+        Command::User(UserCommand::Remove(args)) => user_remove(args),
+        Command::User(UserCommand::SetPassword(args)) => user_set_password(args),
         Command::Token(TokenCommand::Create(args)) => token_create(args, clock),
         Command::Token(TokenCommand::List(args)) => token_list(args),
         Command::Token(TokenCommand::Revoke(args)) => token_revoke(args),
@@ -514,6 +572,97 @@ fn user_add(args: UserAddArgs, clock: Clock) -> Result<()> {
         users::normalize_email(&args.email),
         args.org_id
     );
+    Ok(())
+}
+
+fn org_list(args: OrgListArgs) -> Result<()> {
+    let mut conn = args.db.open()?;
+    for org in orgs::list(&mut conn)? {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": org.id,
+                    "name": org.name,
+                    "edition": org.edition.as_str(),
+                    "timezone": org.zone().name(),
+                    "additional_limit": org.additional_limit,
+                })
+            );
+        } else {
+            println!(
+                "{}\t{}\t{}\t{}\tlimit {}",
+                org.id,
+                org.name,
+                org.edition.as_str(),
+                org.zone().name(),
+                org.additional_limit
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A user of the org named by `--org` and `--email`, or a one-line error.
+fn pick_user(conn: &mut DbConn, org_id: OrgId, email: &str) -> Result<users::UserRow> {
+    require_org(conn, org_id)?;
+    users::find_in_org(conn, org_id, email)?
+        .ok_or_else(|| anyhow!("org {org_id} has no user {}", users::normalize_email(email)))
+}
+
+fn user_list(args: UserListArgs) -> Result<()> {
+    let mut conn = args.db.open()?;
+    require_org(&mut conn, args.org_id)?;
+    for user in users::users_of(&mut conn, args.org_id)? {
+        let state = if user.is_disabled() {
+            "disabled"
+        } else {
+            "active"
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": user.id,
+                    "email": user.email,
+                    "role": user.role.as_str(),
+                    "state": state,
+                })
+            );
+        } else {
+            println!("{}\t{}\t{}\t{state}", user.id, user.email, user.role);
+        }
+    }
+    Ok(())
+}
+
+fn user_disable(args: UserPickArgs, clock: Clock) -> Result<()> {
+    let mut conn = args.db.open()?;
+    let user = pick_user(&mut conn, args.org_id, &args.email)?;
+    users::disable(&mut conn, user.id, clock.now())?;
+    eprintln!(
+        "disabled {}; their sessions end within a second on every server",
+        user.email
+    );
+    Ok(())
+}
+
+fn user_remove(args: UserPickArgs) -> Result<()> {
+    let mut conn = args.db.open()?;
+    let user = pick_user(&mut conn, args.org_id, &args.email)?;
+    users::remove(&mut conn, user.id)?;
+    eprintln!("removed {}", user.email);
+    Ok(())
+}
+
+fn user_set_password(args: UserSetPasswordArgs) -> Result<()> {
+    let password = read_password_line()?;
+    let mut conn = args.db.open()?;
+    let user = pick_user(&mut conn, args.org_id, &args.email)?;
+    let hash =
+        secrets::hash_password(&password).map_err(|e| anyhow!("cannot hash the password: {e}"))?;
+    users::set_password(&mut conn, &user.email, &hash)?;
+    eprintln!("set the password of {}; their sessions ended", user.email);
     Ok(())
 }
 

@@ -20,12 +20,63 @@ pub struct UserRow {
     pub role: Role,
     pub password_hash: String,
     pub created_at: NaiveDateTime,
+    /// Set by `user disable`: the user cannot sign in and has no sessions.
+    pub disabled_at: Option<NaiveDateTime>,
 }
 
 impl UserRow {
     pub fn role(&self) -> Role {
         self.role
     }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+/// An org's users, oldest first.
+pub fn users_of(conn: &mut DbConn, org_id: OrgId) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .filter(users::org_id.eq(org_id))
+        .order(users::id)
+        .select(UserRow::as_select())
+        .load(conn)
+}
+
+/// A user of an org by email, or `None` (also for another org's user).
+pub fn find_in_org(conn: &mut DbConn, org_id: OrgId, email: &str) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::org_id.eq(org_id))
+        .filter(users::email.eq(normalize_email(email)))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Delete every session of a user (they sign in again; every server stops accepting the old
+/// cookies within a second, the lifetime of its session cache).
+pub fn end_sessions(conn: &mut DbConn, user_id: i64) -> QueryResult<usize> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+/// Disable a user and end their sessions.
+pub fn disable(conn: &mut DbConn, user_id: i64, now: DateTime<Utc>) -> QueryResult<()> {
+    crate::db::write_transaction(conn, |conn| {
+        diesel::update(users::table.find(user_id))
+            .set(users::disabled_at.eq(Some(db_time(now))))
+            .execute(conn)?;
+        end_sessions(conn, user_id)?;
+        Ok(())
+    })
+}
+
+/// Remove a user and their sessions.
+pub fn remove(conn: &mut DbConn, user_id: i64) -> QueryResult<()> {
+    crate::db::write_transaction(conn, |conn| {
+        end_sessions(conn, user_id)?;
+        diesel::delete(users::table.find(user_id)).execute(conn)?;
+        Ok(())
+    })
 }
 
 #[derive(Insertable)]
@@ -209,6 +260,7 @@ pub fn session_user(
         .inner_join(users::table)
         .filter(sessions::token_hash.eq(secrets::token_hash(cookie_value)))
         .filter(sessions::expires_at.gt(db_time(now)))
+        .filter(users::disabled_at.is_null())
         .select((
             UserRow::as_select(),
             sessions::csrf_token,
@@ -226,8 +278,15 @@ pub fn delete_session(conn: &mut DbConn, cookie_value: &str) -> QueryResult<usiz
     .execute(conn)
 }
 
+/// Set a user's password and end their sessions (a reset after a leak must sign everyone out).
 pub fn set_password(conn: &mut DbConn, email: &str, password_hash: &str) -> QueryResult<usize> {
-    diesel::update(users::table.filter(users::email.eq(normalize_email(email))))
-        .set(users::password_hash.eq(password_hash))
-        .execute(conn)
+    crate::db::write_transaction(conn, |conn| {
+        let changed = diesel::update(users::table.filter(users::email.eq(normalize_email(email))))
+            .set(users::password_hash.eq(password_hash))
+            .execute(conn)?;
+        if let Some(user) = find_by_email(conn, email)? {
+            end_sessions(conn, user.id)?;
+        }
+        Ok(changed)
+    })
 }

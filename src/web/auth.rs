@@ -121,7 +121,9 @@ pub async fn login(
                 }
             };
             match user {
-                Some(u) if verified => Ok(Some(users::create_session(conn, u.id, now)?)),
+                Some(u) if verified && !u.is_disabled() => {
+                    Ok(Some(users::create_session(conn, u.id, now)?))
+                }
                 _ => Ok(None),
             }
         })

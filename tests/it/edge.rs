@@ -262,3 +262,108 @@ fn a_leaked_token_is_listed_and_revoked_within_a_second() {
     let (ok, _, said) = cli(&["token", "revoke", "--org", &org_id, "--id", &id]);
     assert!(!ok && said.contains("no token"), "{said}");
 }
+
+/// The operator's user commands against a running server: list, set a password (sessions end),
+/// disable (sign-in refused, sessions end within a second), remove; and `org list`.
+#[test]
+fn a_user_who_left_is_disabled_reset_and_removed() {
+    let app = TestApp::builder().spawn();
+    let org = app.seed_org("people", Edition::Standard, "UTC");
+    let url = app.sqlite_url();
+    let cli = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+            .args(args)
+            .args(["--database", &url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let org_id = org.org_id.to_string();
+    let (ok, listed, _) = cli(&["user", "list", "--org", &org_id, "--json"], "");
+    assert!(ok);
+    assert!(listed.lines().count() >= 3, "{listed}");
+    assert!(listed.contains(&org.admin) && listed.contains("\"state\":\"active\""));
+    let (ok, orgs, _) = cli(&["org", "list", "--json"], "");
+    assert!(ok);
+    assert!(
+        orgs.lines()
+            .any(|l| l.contains(&format!("\"id\":{org_id},"))),
+        "{orgs}"
+    );
+
+    // A new password ends the user's sessions; the old password stops working.
+    let before = app.sign_in(&org.admin);
+    let (ok, _, said) = cli(
+        &[
+            "user",
+            "set-password",
+            "--org",
+            &org_id,
+            "--email",
+            &org.admin,
+            "--password-stdin",
+        ],
+        "a-brand-new-password\n",
+    );
+    assert!(ok, "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(app.get("/apis/credits", Some(&before)).status, 303);
+    assert!(app.try_sign_in(&org.admin, common::PASSWORD).1.is_none());
+    let after = app
+        .try_sign_in(&org.admin, "a-brand-new-password")
+        .1
+        .expect("the new password works");
+
+    // Disabled: the session ends within a second and sign-in is refused.
+    let (ok, _, said) = cli(
+        &["user", "disable", "--org", &org_id, "--email", &org.admin],
+        "",
+    );
+    assert!(ok, "{said}");
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(app.get("/apis/credits", Some(&after)).status, 303);
+    assert!(
+        app.try_sign_in(&org.admin, "a-brand-new-password")
+            .1
+            .is_none()
+    );
+    let (_, listed, _) = cli(&["user", "list", "--org", &org_id], "");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains(&org.admin) && l.ends_with("disabled")),
+        "{listed}"
+    );
+
+    // Removed; an unknown user or another org's user is a one-line error.
+    let (ok, _, _) = cli(
+        &["user", "remove", "--org", &org_id, "--email", &org.admin],
+        "",
+    );
+    assert!(ok);
+    let (_, listed, _) = cli(&["user", "list", "--org", &org_id], "");
+    assert!(!listed.contains(&org.admin));
+    let (ok, _, said) = cli(
+        &["user", "disable", "--org", &org_id, "--email", &org.admin],
+        "",
+    );
+    assert!(
+        !ok && said.contains("has no user") && said.lines().count() == 1,
+        "{said}"
+    );
+}

@@ -44,6 +44,7 @@ fn start(group_commit: bool) -> Server {
         group_commit,
         close_every: None,
         event_retention_days: None,
+        trusted_proxies: Vec::new(),
     };
     let port = load::start_server(settings, pool);
     Server {

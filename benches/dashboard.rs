@@ -31,6 +31,7 @@ fn main() {
         group_commit: true,
         close_every: None,
         event_retention_days: None,
+        trusted_proxies: Vec::new(),
     };
     let server_pool = pool.clone();
     let port = load::start_server(settings, server_pool);

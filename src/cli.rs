@@ -115,7 +115,12 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "CREDITMETER_BIND",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub bind: String,
     /// Fill an empty database with a demo org, users, an API token and 90 days of usage
     #[arg(long)]
@@ -124,11 +129,25 @@ pub struct ServeArgs {
     #[arg(long = "secure-cookies", env = "CREDITMETER_SECURE_COOKIES")]
     pub secure_cookies: bool,
     /// HTTP worker threads (default: one per core)
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(
+        long,
+        env = "CREDITMETER_WORKERS",
+        value_parser = clap::value_parser!(u16).range(1..=256)
+    )]
     pub workers: Option<u16>,
+    /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client;
+    /// from any other peer the header is ignored
+    #[arg(
+        long = "trusted-proxies",
+        env = "CREDITMETER_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "IP,IP"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Days raw usage events are kept for audit before they are pruned (rollups are kept for ever)
     #[arg(
         long = "event-retention-days",
+        env = "CREDITMETER_EVENT_RETENTION_DAYS",
         default_value_t = 90,
         value_name = "DAYS",
         value_parser = clap::value_parser!(u32).range(1..=36_500)
@@ -820,6 +839,7 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         group_commit: !args.no_group_commit,
         close_every: Some(std::time::Duration::from_secs(60)),
         event_retention_days: Some(args.event_retention_days),
+        trusted_proxies: args.trusted_proxies.clone(),
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

@@ -27,6 +27,8 @@ pub struct Settings {
     pub close_every: Option<std::time::Duration>,
     /// The audit window: raw usage events older than this many days are pruned (`None`: kept).
     pub event_retention_days: Option<u32>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the sign-in throttle).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 pub struct Application {
@@ -54,12 +56,14 @@ impl Application {
             settings.clock,
             settings.group_commit,
         )?);
-        let state = Data::new(AppState::new(
+        let mut state = AppState::new(
             pool.clone(),
             writer,
             settings.clock,
             settings.secure_cookies,
-        ));
+        );
+        state.trusted_proxies = settings.trusted_proxies.clone();
+        let state = Data::new(state);
         let mut server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
                 .listen(listener)?

@@ -92,10 +92,7 @@ pub async fn login(
             state.secure_cookies,
         );
     }
-    let address = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let address = session::client_address(&req, &state.trusted_proxies);
     if !state.throttle.allows(&form.email, &address) {
         return login_page(
             StatusCode::TOO_MANY_REQUESTS,
@@ -103,6 +100,11 @@ pub async fn login(
             Some("Too many failed sign-in attempts. Please wait 15 minutes and try again.".into()),
             state.secure_cookies,
         );
+    }
+    // Guessing one email's password from many addresses is slowed down, not refused.
+    let delay = state.throttle.delay_for(&form.email);
+    if !delay.is_zero() {
+        actix_web::rt::time::sleep(delay).await;
     }
     let now = state.clock.now();
     let (email, password) = (form.email.clone(), form.password.clone());
@@ -138,7 +140,7 @@ pub async fn login(
             state.secure_cookies,
         );
     };
-    state.throttle.record_success(&form.email);
+    state.throttle.record_success(&form.email, &address);
     let max_age = CookieDuration::hours(users::SESSION_HOURS);
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/apis/credits"))

@@ -32,6 +32,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub clock: Clock,
     pub secure_cookies: bool,
+    /// Peers whose `X-Forwarded-For` is believed (see `session::client_address`).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub throttle: session::SignInThrottle,
     pub cache: cache::ReadCache,
     pub writer: Arc<Writer>,
@@ -46,6 +48,7 @@ impl AppState {
             pool,
             clock,
             secure_cookies,
+            trusted_proxies: Vec::new(),
             throttle: session::SignInThrottle::default(),
             cache: cache::ReadCache::new(cache::DEFAULT_TTL),
         }

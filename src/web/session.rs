@@ -151,11 +151,39 @@ pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'
 
 /// Failed sign-ins per email and per client address within a window; past the limit further
 /// attempts are refused until the window ends.
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest address
+/// in `X-Forwarded-For` that is not one (addresses further left are the client's own claims).
+pub fn client_address(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> String {
+    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+        return String::new();
+    };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Vec<std::net::IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(&peer)
+        .to_string()
+}
+
 pub struct SignInThrottle {
     failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
+/// Failed sign-ins for one email from one address before that pair waits out the window.
 pub const MAX_FAILURES_PER_EMAIL: u32 = 5;
+/// Failed sign-ins for one email, from all addresses, before each further attempt is slowed down
+/// (never refused: whoever knows an email cannot lock its owner out).
+pub const SLOW_DOWN_AFTER: u32 = 10;
 pub const MAX_FAILURES_PER_ADDRESS: u32 = 30;
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -171,11 +199,26 @@ impl SignInThrottle {
     fn keys(email: &str, address: &str) -> [(String, u32); 2] {
         [
             (
-                format!("email:{}", users::normalize_email(email)),
+                format!("pair:{address}:{}", users::normalize_email(email)),
                 MAX_FAILURES_PER_EMAIL,
             ),
             (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS),
         ]
+    }
+
+    fn email_key(email: &str) -> String {
+        format!("email:{}", users::normalize_email(email))
+    }
+
+    /// How long to wait before checking a password for `email`: nothing at first, then a quarter
+    /// second more per failure past `SLOW_DOWN_AFTER`, at most 5 s.
+    pub fn delay_for(&self, email: &str) -> Duration {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let failures = match map.get(&Self::email_key(email)) {
+            Some((count, since)) if since.elapsed() < THROTTLE_WINDOW => *count,
+            _ => 0,
+        };
+        Duration::from_millis(250 * u64::from(failures.saturating_sub(SLOW_DOWN_AFTER).min(20)))
     }
 
     /// Whether another attempt is allowed now.
@@ -194,7 +237,8 @@ impl SignInThrottle {
         if map.len() > 50_000 {
             map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
         }
-        for (key, _) in Self::keys(email, address) {
+        let keys = Self::keys(email, address).map(|(key, _)| key);
+        for key in keys.into_iter().chain([Self::email_key(email)]) {
             let entry = map.entry(key).or_insert((0, Instant::now()));
             if entry.1.elapsed() >= THROTTLE_WINDOW {
                 *entry = (0, Instant::now());
@@ -203,8 +247,9 @@ impl SignInThrottle {
         }
     }
 
-    pub fn record_success(&self, email: &str) {
+    pub fn record_success(&self, email: &str, address: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(&format!("email:{}", users::normalize_email(email)));
+        map.remove(&Self::email_key(email));
+        map.remove(&Self::keys(email, address)[0].0);
     }
 }

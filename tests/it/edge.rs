@@ -367,3 +367,45 @@ fn a_user_who_left_is_disabled_reset_and_removed() {
         "{said}"
     );
 }
+
+/// Sign-in throttling keys on (email, client address): failures from one address cannot lock an
+/// email's owner out elsewhere, and behind a trusted proxy the client is the forwarded address. A
+/// client that is not a trusted proxy cannot pick its address with `X-Forwarded-For`.
+#[test]
+fn sign_in_throttling_cannot_lock_out_others() {
+    let behind_proxy = TestApp::builder().trusted_proxies(&["127.0.0.1"]).spawn();
+    let org = behind_proxy.seed_org("throttle", Edition::Standard, "UTC");
+    for _ in 0..5 {
+        let (r, s) =
+            behind_proxy.try_sign_in_from(&org.admin, "wrong-password", Some("203.0.113.7"));
+        assert!(s.is_none() && r.status != 500);
+    }
+    let (r, s) = behind_proxy.try_sign_in_from(&org.admin, common::PASSWORD, Some("203.0.113.7"));
+    assert_eq!(
+        (r.status, s.is_none()),
+        (429, true),
+        "the attacking address waits"
+    );
+    let (_, s) = behind_proxy.try_sign_in_from(&org.admin, common::PASSWORD, Some("198.51.100.2"));
+    assert!(s.is_some(), "the owner, elsewhere, signs in");
+    // 30 failures from one client behind the proxy do not refuse the proxy's other clients.
+    for i in 0..30 {
+        let email = format!("nobody{i}@example.com");
+        behind_proxy.try_sign_in_from(&email, "wrong-password", Some("203.0.113.9"));
+    }
+    let (_, s) =
+        behind_proxy.try_sign_in_from(&org.super_admin, common::PASSWORD, Some("198.51.100.3"));
+    assert!(s.is_some(), "another client of the same proxy signs in");
+
+    // Without a trusted proxy the header is the client's own claim, and ignored.
+    let direct = TestApp::builder().spawn();
+    let org = direct.seed_org("direct", Edition::Standard, "UTC");
+    for i in 0..5 {
+        direct.try_sign_in_from(&org.admin, "wrong-password", Some(&format!("192.0.2.{i}")));
+    }
+    let (r, _) = direct.try_sign_in_from(&org.admin, common::PASSWORD, Some("192.0.2.99"));
+    assert_eq!(
+        r.status, 429,
+        "a spoofed X-Forwarded-For does not reset the count"
+    );
+}

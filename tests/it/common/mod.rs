@@ -32,6 +32,7 @@ pub const PASSWORD: &str = "correct-horse-battery";
 
 /// How to start a test server: `TestApp::builder().clock(fixed("...")).spawn()`.
 pub struct TestAppBuilder {
+    trusted_proxies: Vec<std::net::IpAddr>,
     clock: Clock,
     close_every: Option<std::time::Duration>,
     database: Option<(DatabaseUrl, tempfile::TempDir)>,
@@ -41,6 +42,7 @@ impl TestApp {
     /// A server on 127.0.0.1:0 with a fresh SQLite file and the real clock, unless told otherwise.
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
+            trusted_proxies: Vec::new(),
             clock: Clock::Real,
             close_every: None,
             database: None,
@@ -52,6 +54,13 @@ impl TestAppBuilder {
     /// A fixed "now" (see `fixed`), for billing across months.
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Believe `X-Forwarded-For` from these peers (the tests' own address, 127.0.0.1, acts as a
+    /// reverse proxy).
+    pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
+        self.trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
         self
     }
 
@@ -84,6 +93,7 @@ impl TestAppBuilder {
             group_commit: true,
             close_every: self.close_every,
             event_retention_days: None,
+            trusted_proxies: self.trusted_proxies.clone(),
         };
         let (tx, rx) = mpsc::channel();
         let server_pool = pool.clone();
@@ -196,21 +206,35 @@ impl TestApp {
 
     /// Sign in through the form; the answer of the POST comes back too.
     pub fn try_sign_in(&self, email: &str, password: &str) -> (Response, Option<Session>) {
+        self.try_sign_in_from(email, password, None)
+    }
+
+    /// `try_sign_in` through a proxy that says the client is `forwarded_for`.
+    pub fn try_sign_in_from(
+        &self,
+        email: &str,
+        password: &str,
+        forwarded_for: Option<&str>,
+    ) -> (Response, Option<Session>) {
         let form = self.get("/login", None);
         let login_csrf = form
             .set_cookie("cm_login_csrf")
             .expect("login form sets its CSRF cookie");
         let token = hidden_csrf(&form.body).expect("login form has csrf_token");
         let cookie = format!("cm_login_csrf={login_csrf}");
-        let answer = self.post_form(
-            "/login",
-            &[
-                ("email", email),
-                ("password", password),
-                ("csrf_token", &token),
-            ],
-            Some(&cookie),
-        );
+        let body = http::form_encode(&[
+            ("email", email),
+            ("password", password),
+            ("csrf_token", &token),
+        ]);
+        let mut headers = vec![
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", cookie.as_str()),
+        ];
+        if let Some(client) = forwarded_for {
+            headers.push(("X-Forwarded-For", client));
+        }
+        let answer = http::request(self.port, "POST", "/login", &headers, body.as_bytes());
         let session = answer
             .set_cookie("cm_session")
             .filter(|v| !v.is_empty())

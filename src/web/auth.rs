@@ -61,7 +61,7 @@ pub async fn login_form(
                 .finish());
         }
     }
-    login_page(StatusCode::OK, String::new(), None, state.secure_cookies)
+    login_page(StatusCode::OK, String::new(), None, state.is_https(&req))
 }
 
 #[derive(Deserialize)]
@@ -89,7 +89,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             form.email,
             Some("The sign-in form expired. Please try again.".into()),
-            state.secure_cookies,
+            state.is_https(&req),
         );
     }
     let address = session::client_address(&req, &state.trusted_proxies);
@@ -98,7 +98,7 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             form.email,
             Some("Too many failed sign-in attempts. Please wait 15 minutes and try again.".into()),
-            state.secure_cookies,
+            state.is_https(&req),
         );
     }
     // Guessing one email's password from many addresses is slowed down, not refused.
@@ -137,7 +137,7 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
             form.email,
             Some("The email or password is not correct.".into()),
-            state.secure_cookies,
+            state.is_https(&req),
         );
     };
     state.throttle.record_success(&form.email, &address);
@@ -148,13 +148,13 @@ pub async fn login(
             SESSION_COOKIE,
             session.cookie_value,
             "/",
-            state.secure_cookies,
+            state.is_https(&req),
             Some(max_age),
         ))
         .cookie(session::removal(
             LOGIN_CSRF_COOKIE,
             "/login",
-            state.secure_cookies,
+            state.is_https(&req),
         ))
         .finish())
 }
@@ -166,6 +166,7 @@ pub struct CsrfForm {
 }
 
 pub async fn logout(
+    req: HttpRequest,
     state: web::Data<AppState>,
     signed_in: SignedIn,
     form: web::Form<CsrfForm>,
@@ -180,6 +181,6 @@ pub async fn logout(
         .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/login"))
-        .cookie(session::removal(SESSION_COOKIE, "/", state.secure_cookies))
+        .cookie(session::removal(SESSION_COOKIE, "/", state.is_https(&req)))
         .finish())
 }

@@ -127,7 +127,7 @@ pub async fn credits_tab(
             .add_removal_cookie(&session::removal(
                 FLASH_COOKIE,
                 "/apis/credits",
-                state.secure_cookies,
+                state.is_https(&req),
             ))
             .map_err(AppError::internal)?;
     }
@@ -157,6 +157,7 @@ pub struct LimitForm {
 }
 
 pub async fn set_limit(
+    req: HttpRequest,
     state: web::Data<AppState>,
     signed_in: SignedIn,
     form: web::Form<LimitForm>,
@@ -196,7 +197,7 @@ pub async fn set_limit(
             FLASH_COOKIE,
             format!("limit-{}", limit.get()),
             "/apis/credits",
-            state.secure_cookies,
+            state.is_https(&req),
             Some(CookieDuration::minutes(5)),
         ))
         .finish())

@@ -54,6 +54,23 @@ impl AppState {
         }
     }
 
+    /// Whether a request reached us over HTTPS: always with `--secure-cookies`, else when a trusted
+    /// proxy says so (`X-Forwarded-Proto: https`). Cookies are then `Secure`, and pages send HSTS.
+    pub fn is_https(&self, req: &actix_web::HttpRequest) -> bool {
+        if self.secure_cookies {
+            return true;
+        }
+        let from_proxy = req
+            .peer_addr()
+            .is_some_and(|peer| self.trusted_proxies.contains(&peer.ip()));
+        from_proxy
+            && req
+                .headers()
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+
     /// Run blocking database work on the blocking thread pool.
     pub async fn db<T, F>(&self, work: F) -> Result<T, AppError>
     where
@@ -130,6 +147,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .add((header::REFERRER_POLICY, "same-origin")),
             )
             .wrap(from_fn(metrics::time_requests))
+            .wrap(from_fn(strict_transport_security))
             .route("/", web::get().to(home))
             .route("/login", web::get().to(auth::login_form))
             .route("/login", web::post().to(auth::login))
@@ -161,6 +179,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/static/ping.txt", web::get().to(ping))
             .default_service(web::to(not_found)),
     );
+}
+
+/// `Strict-Transport-Security` on every page that was served over HTTPS (see `AppState::is_https`).
+async fn strict_transport_security(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let https = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.is_https(req.request()));
+    let mut response = next.call(req).await?;
+    if https {
+        response.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    Ok(response)
 }
 
 async fn home() -> HttpResponse {

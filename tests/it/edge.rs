@@ -409,3 +409,30 @@ fn sign_in_throttling_cannot_lock_out_others() {
         "a spoofed X-Forwarded-For does not reset the count"
     );
 }
+
+/// Behind a trusted proxy that says the request came over HTTPS, cookies are `Secure` and pages
+/// send HSTS; over plain HTTP, or when an untrusted client claims HTTPS, they are not.
+#[test]
+fn https_through_a_trusted_proxy_gives_secure_cookies_and_hsts() {
+    let check = |app: &TestApp, proto: Option<&str>, secure: bool| {
+        let mut headers = vec![];
+        if let Some(p) = proto {
+            headers.push(("X-Forwarded-Proto", p));
+        }
+        let r = common::http::request(app.port, "GET", "/login", &headers, b"");
+        assert_eq!(r.status, 200);
+        let cookie = r.headers_named("set-cookie").join(" | ");
+        assert_eq!(cookie.contains("Secure"), secure, "{proto:?}: {cookie}");
+        assert_eq!(
+            r.header("strict-transport-security").is_some(),
+            secure,
+            "{proto:?}"
+        );
+    };
+    let proxied = TestApp::builder().trusted_proxies(&["127.0.0.1"]).spawn();
+    check(&proxied, Some("https"), true);
+    check(&proxied, Some("http"), false);
+    check(&proxied, None, false);
+    let direct = TestApp::builder().spawn();
+    check(&direct, Some("https"), false);
+}

@@ -9,6 +9,7 @@ pub mod chrome;
 pub mod credits;
 pub mod details;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod range;
@@ -136,6 +137,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(from_fn(metrics::time_requests))
+            .wrap(from_fn(limits::body_deadline))
             .default_service(web::to(api::not_found)),
     );
     cfg.service(
@@ -148,6 +150,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .wrap(from_fn(metrics::time_requests))
             .wrap(from_fn(strict_transport_security))
+            .wrap(from_fn(limits::body_deadline))
             .route("/", web::get().to(home))
             .route("/login", web::get().to(auth::login_form))
             .route("/login", web::post().to(auth::login))

@@ -436,3 +436,51 @@ fn https_through_a_trusted_proxy_gives_secure_cookies_and_hsts() {
     let direct = TestApp::builder().spawn();
     check(&direct, Some("https"), false);
 }
+
+/// A body that trickles in (a byte every second) is cut off at the body deadline with a 4xx,
+/// instead of holding a connection and a worker's attention for ever; other calls are unaffected.
+#[test]
+fn a_trickling_body_is_cut_off_at_its_deadline() {
+    use std::io::{Read, Write};
+    let (app, _, token) = app();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+    write!(
+        stream,
+        "POST /api/v1/consume HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(900)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(
+            started.elapsed() < creditmeter::web::limits::BODY_TIME * 2,
+            "still open after {:?}",
+            started.elapsed()
+        );
+        if stream.write_all(b" ").is_err() {
+            break;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+        // Meanwhile other calls are answered.
+        assert_eq!(app.api("GET", "/api/v1/ping", &token, "").status, 200);
+    }
+    let head = String::from_utf8_lossy(&answer);
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 4"),
+        "answered {head}"
+    );
+    assert!(started.elapsed() >= creditmeter::web::limits::BODY_TIME);
+}

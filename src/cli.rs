@@ -156,6 +156,10 @@ pub struct ServeArgs {
     /// Give every usage write its own transaction instead of batching concurrent ones (benchmarks)
     #[arg(long = "no-group-commit")]
     pub no_group_commit: bool,
+    /// Run with CREDITMETER_NOW on a database the real clock has run on (it closes periods and
+    /// writes usage at that time)
+    #[arg(long = "allow-fixed-clock", env = "CREDITMETER_ALLOW_FIXED_CLOCK")]
+    pub allow_fixed_clock: bool,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -826,10 +830,38 @@ fn plan_check(args: PlanCheckArgs) -> Result<()> {
     Ok(())
 }
 
+/// A fixed clock (CREDITMETER_NOW) on a database the real clock has run on would close periods and
+/// write usage at a made-up time; refuse unless the operator says so. The real clock marks the
+/// database.
+fn check_clock(conn: &mut DbConn, clock: Clock, allowed: bool) -> Result<()> {
+    match clock {
+        Clock::Real => Ok(()),
+        Clock::Fixed(at) => match store::real_clock_mark(conn)? {
+            Some(real) if !allowed => bail!(
+                "CREDITMETER_NOW={} is set, but the real clock ran the server on this database (last {}): a fixed clock would close periods and write usage at that time; unset CREDITMETER_NOW, or pass --allow-fixed-clock",
+                at.to_rfc3339(),
+                real.to_rfc3339()
+            ),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The commands other than `serve` take the permission from the environment only.
+fn fixed_clock_allowed() -> bool {
+    std::env::var("CREDITMETER_ALLOW_FIXED_CLOCK").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+}
+
 fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
     use crate::startup::{Application, Settings};
     crate::telemetry::init();
     let database = args.db.parsed()?;
+    let mut conn = db::connect_one(&database)?;
+    check_clock(&mut conn, clock, args.allow_fixed_clock)?;
+    if clock == Clock::Real {
+        store::mark_real_clock(&mut conn, clock.now()).context("cannot mark the database")?;
+    }
+    drop(conn);
     let settings = Settings {
         bind: args.bind.clone(),
         database: database.clone(),
@@ -888,6 +920,7 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
         .map_err(|b| anyhow!("{} line {}: {}", args.file.display(), b.line, b.reason))?;
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
+    check_clock(&mut conn, clock, fixed_clock_allowed())?;
     for b in &bad {
         eprintln!("line {}: {}", b.line, b.reason);
     }
@@ -946,6 +979,7 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
 
 fn statements_close(args: StatementsCloseArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
+    check_clock(&mut conn, clock, fixed_clock_allowed())?;
     let issued = crate::billing::close_due(&mut conn, clock.now(), args.as_of)
         .context("cannot close billing periods")?;
     for number in &issued {

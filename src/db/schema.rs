@@ -42,6 +42,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    clock_marks (name) {
+        name -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
     api_tokens (id) {
         id -> BigInt,
         org_id -> BigInt,

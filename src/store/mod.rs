@@ -10,6 +10,37 @@ pub mod users;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
+/// Note that the real clock runs the server on this database now.
+pub fn mark_real_clock(
+    conn: &mut crate::db::DbConn,
+    now: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::clock_marks;
+    use diesel::prelude::*;
+    crate::db::write_transaction(conn, |conn| {
+        diesel::delete(clock_marks::table.filter(clock_marks::name.eq("real"))).execute(conn)?;
+        diesel::insert_into(clock_marks::table)
+            .values((
+                clock_marks::name.eq("real"),
+                clock_marks::at.eq(db_time(now)),
+            ))
+            .execute(conn)?;
+        Ok(())
+    })
+}
+
+/// When the real clock last ran the server on this database, if ever.
+pub fn real_clock_mark(conn: &mut crate::db::DbConn) -> diesel::QueryResult<Option<DateTime<Utc>>> {
+    use crate::db::schema::clock_marks;
+    use diesel::prelude::*;
+    let at: Option<NaiveDateTime> = clock_marks::table
+        .filter(clock_marks::name.eq("real"))
+        .select(clock_marks::at)
+        .first(conn)
+        .optional()?;
+    Ok(at.map(from_db_time))
+}
+
 /// Write a consistent copy of a SQLite database to `path` (`VACUUM INTO`: one read transaction).
 pub fn backup_into(conn: &mut crate::db::DbConn, path: &str) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;

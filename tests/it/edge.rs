@@ -484,3 +484,47 @@ fn a_trickling_body_is_cut_off_at_its_deadline() {
     );
     assert!(started.elapsed() >= creditmeter::web::limits::BODY_TIME);
 }
+
+/// A fixed clock (CREDITMETER_NOW) on a database the real clock has run the server on would close
+/// periods early and write usage at a made-up time: serve, import and statements close refuse it,
+/// unless the operator passes --allow-fixed-clock (serve) or CREDITMETER_ALLOW_FIXED_CLOCK=1.
+#[test]
+fn a_fixed_clock_is_refused_on_a_database_the_real_clock_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("live.db").display());
+    drop(common::Server::start(&url, None));
+    let later = "2030-01-01T00:00:00Z";
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &url])
+        .env("CREDITMETER_NOW", later)
+        .env_remove("CREDITMETER_ALLOW_FIXED_CLOCK")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&serve.stderr);
+    assert!(!serve.status.success(), "{said}");
+    assert!(said.contains("--allow-fixed-clock"), "{said}");
+    let close = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+        .args(["statements", "close", "--database", &url])
+        .env("CREDITMETER_NOW", later)
+        .env_remove("CREDITMETER_ALLOW_FIXED_CLOCK")
+        .output()
+        .unwrap();
+    assert!(!close.status.success());
+    let allowed = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+        .args(["statements", "close", "--database", &url])
+        .env("CREDITMETER_NOW", later)
+        .env("CREDITMETER_ALLOW_FIXED_CLOCK", "1")
+        .output()
+        .unwrap();
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    // The operator's explicit choice starts the server.
+    drop(common::Server::start_with(
+        &url,
+        Some(later),
+        &["--allow-fixed-clock"],
+    ));
+}

@@ -27,6 +27,15 @@ pub fn random_hex_256() -> String {
     hex(&bytes)
 }
 
+/// HMAC-SHA256 of `message` under `key`, as hex: binds a value to a key only the servers know.
+pub fn hmac_hex(key: &str, message: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(message.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
 /// A new API token: `cm_` and 256 random bits.
 pub fn new_api_token() -> String {
     format!("cm_{}", random_hex_256())

@@ -63,6 +63,9 @@ impl Application {
             settings.secure_cookies,
         );
         state.trusted_proxies = settings.trusted_proxies.clone();
+        let mut conn = pool.get()?;
+        state.login_key = crate::store::server_key(&mut conn, "login_csrf")?;
+        drop(conn);
         let state = Data::new(state);
         let mut server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))

@@ -42,6 +42,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    server_keys (name) {
+        name -> Text,
+        key_hex -> Text,
+    }
+}
+
+diesel::table! {
     clock_marks (name) {
         name -> Text,
         at -> Timestamp,

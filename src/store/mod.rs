@@ -10,6 +10,35 @@ pub mod users;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
 
+/// A key every server of this database shares, made (256 random bits) on first use.
+pub fn server_key(conn: &mut crate::db::DbConn, name: &str) -> diesel::QueryResult<String> {
+    use crate::db::schema::server_keys;
+    use diesel::prelude::*;
+    let read = |conn: &mut crate::db::DbConn| {
+        server_keys::table
+            .filter(server_keys::name.eq(name))
+            .select(server_keys::key_hex)
+            .first::<String>(conn)
+            .optional()
+    };
+    if let Some(key) = read(conn)? {
+        return Ok(key);
+    }
+    let fresh = crate::secrets::random_hex_256();
+    let inserted = diesel::insert_into(server_keys::table)
+        .values((server_keys::name.eq(name), server_keys::key_hex.eq(&fresh)))
+        .execute(conn);
+    match inserted {
+        // Another server made it first: theirs is the key.
+        Ok(_)
+        | Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => read(conn)?.ok_or(diesel::result::Error::NotFound),
+        Err(e) => Err(e),
+    }
+}
+
 /// Note that the real clock runs the server on this database now.
 pub fn mark_real_clock(
     conn: &mut crate::db::DbConn,

@@ -21,17 +21,24 @@ struct LoginPage {
     error: Option<String>,
 }
 
+/// The sign-in form's token for the browser holding `nonce` in its cookie: an attacker who can set
+/// a cookie cannot make a matching field without the servers' key.
+fn login_token(state: &AppState, nonce: &str) -> String {
+    secrets::hmac_hex(&state.login_key, nonce)
+}
+
 fn login_page(
+    state: &AppState,
     status: StatusCode,
     email: String,
     error: Option<String>,
     secure: bool,
 ) -> Result<HttpResponse, AppError> {
-    let csrf_token = secrets::random_hex_256();
+    let nonce = secrets::random_hex_256();
     let mut response = page(
         status,
         &LoginPage {
-            csrf_token: csrf_token.clone(),
+            csrf_token: login_token(state, &nonce),
             email,
             error,
         },
@@ -39,7 +46,7 @@ fn login_page(
     response
         .add_cookie(&session::cookie(
             LOGIN_CSRF_COOKIE,
-            csrf_token,
+            nonce,
             "/login",
             secure,
             Some(CookieDuration::hours(2)),
@@ -61,7 +68,13 @@ pub async fn login_form(
                 .finish());
         }
     }
-    login_page(StatusCode::OK, String::new(), None, state.is_https(&req))
+    login_page(
+        &state,
+        StatusCode::OK,
+        String::new(),
+        None,
+        state.is_https(&req),
+    )
 }
 
 #[derive(Deserialize)]
@@ -82,10 +95,11 @@ pub async fn login(
     let form = form.into_inner();
     let expected = req
         .cookie(LOGIN_CSRF_COOKIE)
-        .map(|c| c.value().to_string())
+        .map(|c| login_token(&state, c.value()))
         .unwrap_or_default();
     if session::check_csrf(&expected, &form.csrf_token).is_err() {
         return login_page(
+            &state,
             StatusCode::FORBIDDEN,
             form.email,
             Some("The sign-in form expired. Please try again.".into()),
@@ -95,6 +109,7 @@ pub async fn login(
     let address = session::client_address(&req, &state.trusted_proxies);
     if !state.throttle.allows(&form.email, &address) {
         return login_page(
+            &state,
             StatusCode::TOO_MANY_REQUESTS,
             form.email,
             Some("Too many failed sign-in attempts. Please wait 15 minutes and try again.".into()),
@@ -134,6 +149,7 @@ pub async fn login(
         state.throttle.record_failure(&form.email, &address);
         tracing::info!(email = %users::normalize_email(&form.email), "sign-in refused");
         return login_page(
+            &state,
             StatusCode::UNAUTHORIZED,
             form.email,
             Some("The email or password is not correct.".into()),

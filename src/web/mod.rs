@@ -35,6 +35,9 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// Peers whose `X-Forwarded-For` is believed (see `session::client_address`).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The key that binds the sign-in form's token to its cookie (shared by every server of the
+    /// database, `store::server_key`).
+    pub login_key: String,
     pub throttle: session::SignInThrottle,
     pub cache: cache::ReadCache,
     pub writer: Arc<Writer>,
@@ -50,6 +53,7 @@ impl AppState {
             clock,
             secure_cookies,
             trusted_proxies: Vec::new(),
+            login_key: String::new(),
             throttle: session::SignInThrottle::default(),
             cache: cache::ReadCache::new(cache::DEFAULT_TTL),
         }

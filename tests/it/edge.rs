@@ -528,3 +528,40 @@ fn a_fixed_clock_is_refused_on_a_database_the_real_clock_used() {
         &["--allow-fixed-clock"],
     ));
 }
+
+/// Login CSRF: a cookie and a field that an attacker chose to be equal are refused; the form's
+/// token is bound to its cookie with the servers' key, so a token from another browser's cookie
+/// does not fit either.
+#[test]
+fn a_sign_in_with_an_attacker_chosen_token_is_refused() {
+    let app = TestApp::builder().spawn();
+    let org = app.seed_org("csrf", Edition::Standard, "UTC");
+    let chosen = "a".repeat(64);
+    let cookie = format!("cm_login_csrf={chosen}");
+    let r = app.post_form(
+        "/login",
+        &[
+            ("email", org.admin.as_str()),
+            ("password", common::PASSWORD),
+            ("csrf_token", &chosen),
+        ],
+        Some(&cookie),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r.set_cookie("cm_session").is_none());
+    // A real form's token with another cookie.
+    let form = app.get("/login", None);
+    let token = common::hidden_csrf(&form.body).unwrap();
+    let r = app.post_form(
+        "/login",
+        &[
+            ("email", org.admin.as_str()),
+            ("password", common::PASSWORD),
+            ("csrf_token", &token),
+        ],
+        Some(&cookie),
+    );
+    assert_eq!(r.status, 403);
+    // The form as served works.
+    assert!(app.try_sign_in(&org.admin, common::PASSWORD).1.is_some());
+}

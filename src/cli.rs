@@ -123,7 +123,7 @@ pub struct ServeArgs {
     )]
     pub bind: String,
     /// Fill an empty database with a demo org, users, an API token and 90 days of usage
-    #[arg(long)]
+    #[arg(long, env = "CREDITMETER_DEMO")]
     pub demo: bool,
     /// Mark cookies Secure (set this when users reach the server over HTTPS)
     #[arg(long = "secure-cookies", env = "CREDITMETER_SECURE_COOKIES")]
@@ -154,7 +154,7 @@ pub struct ServeArgs {
     )]
     pub event_retention_days: u32,
     /// Give every usage write its own transaction instead of batching concurrent ones (benchmarks)
-    #[arg(long = "no-group-commit")]
+    #[arg(long = "no-group-commit", env = "CREDITMETER_NO_GROUP_COMMIT")]
     pub no_group_commit: bool,
     /// Run with CREDITMETER_NOW on a database the real clock has run on (it closes periods and
     /// writes usage at that time)

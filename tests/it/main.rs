@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod details;
 mod edge;
+mod fuzz;
 mod ledger;
 mod postgres;
 mod web;

@@ -123,10 +123,10 @@ pub struct ServeArgs {
     )]
     pub bind: String,
     /// Fill an empty database with a demo org, users, an API token and 90 days of usage
-    #[arg(long, env = "CREDITMETER_DEMO")]
+    #[arg(long, env = "CREDITMETER_DEMO", value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
     /// Mark cookies Secure (set this when users reach the server over HTTPS)
-    #[arg(long = "secure-cookies", env = "CREDITMETER_SECURE_COOKIES")]
+    #[arg(long = "secure-cookies", env = "CREDITMETER_SECURE_COOKIES", value_parser = clap::builder::BoolishValueParser::new())]
     pub secure_cookies: bool,
     /// HTTP worker threads (default: one per core)
     #[arg(
@@ -154,11 +154,11 @@ pub struct ServeArgs {
     )]
     pub event_retention_days: u32,
     /// Give every usage write its own transaction instead of batching concurrent ones (benchmarks)
-    #[arg(long = "no-group-commit", env = "CREDITMETER_NO_GROUP_COMMIT")]
+    #[arg(long = "no-group-commit", env = "CREDITMETER_NO_GROUP_COMMIT", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_group_commit: bool,
     /// Run with CREDITMETER_NOW on a database the real clock has run on (it closes periods and
     /// writes usage at that time)
-    #[arg(long = "allow-fixed-clock", env = "CREDITMETER_ALLOW_FIXED_CLOCK")]
+    #[arg(long = "allow-fixed-clock", env = "CREDITMETER_ALLOW_FIXED_CLOCK", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_fixed_clock: bool,
     #[command(flatten)]
     pub db: DbArgs,
@@ -429,15 +429,19 @@ fn backup(args: BackupArgs) -> Result<()> {
     if args.path.exists() {
         bail!("{} exists already: give a new path", args.path.display());
     }
+    if args.path.to_string_lossy().starts_with("file:") {
+        bail!("give a plain file path, not a file: URI");
+    }
     let target = args
         .path
         .to_str()
         .ok_or_else(|| anyhow!("the path {} is not UTF-8", args.path.display()))?;
-    let mut conn = args.db.open()?;
+    // Neither the live database nor the copy is migrated: a backup changes nothing.
+    let mut conn = db::connect_unmigrated(&args.db.parsed()?)?;
     store::backup_into(&mut conn, target)
         .with_context(|| format!("cannot write the backup to {target}"))?;
     let copy = DatabaseUrl::parse(&format!("sqlite://{target}"))?;
-    let mut check = db::connect_one(&copy)?;
+    let mut check = db::connect_unmigrated(&copy)?;
     store::integrity_check(&mut check).context("the backup does not read back whole")?;
     println!("{target}");
     Ok(())
@@ -849,7 +853,12 @@ fn check_clock(conn: &mut DbConn, clock: Clock, allowed: bool) -> Result<()> {
 
 /// The commands other than `serve` take the permission from the environment only.
 fn fixed_clock_allowed() -> bool {
-    std::env::var("CREDITMETER_ALLOW_FIXED_CLOCK").is_ok_and(|v| matches!(v.trim(), "1" | "true"))
+    std::env::var("CREDITMETER_ALLOW_FIXED_CLOCK").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on" | "y"
+        )
+    })
 }
 
 fn serve(args: ServeArgs, clock: Clock) -> Result<()> {

@@ -130,6 +130,13 @@ pub fn connect_one(url: &DatabaseUrl) -> Result<DbConn, DbError> {
     Ok(conn)
 }
 
+/// One connection without running migrations (`backup`: it must change nothing).
+pub fn connect_unmigrated(url: &DatabaseUrl) -> Result<DbConn, DbError> {
+    Manager::new(url.clone())
+        .connect()
+        .map_err(|e| DbError::Connect(e.to_string()))
+}
+
 pub fn run_migrations(conn: &mut DbConn) -> Result<(), DbError> {
     let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),

@@ -150,13 +150,20 @@ pub fn create_named_token(
 /// cache lives a second) writes it at most once a minute.
 const LAST_USE_PRECISION_SECONDS: i64 = 60;
 
-/// The org a presented API token belongs to, noting its use. The lookup is by the token's SHA-256,
-/// so the time it takes says nothing about how much of a stored token matched.
+/// A presented token that was found: its org, and its id when its last use is worth writing down
+/// (`note_token_use`, off the request's path).
+pub struct TokenUse {
+    pub org_id: OrgId,
+    pub stale_id: Option<i64>,
+}
+
+/// The org a presented API token belongs to. The lookup is by the token's SHA-256, so the time it
+/// takes says nothing about how much of a stored token matched. Reads only.
 pub fn org_for_token(
     conn: &mut DbConn,
     token: &str,
     now: DateTime<Utc>,
-) -> QueryResult<Option<OrgId>> {
+) -> QueryResult<Option<TokenUse>> {
     let hash = secrets::token_hash(token);
     let found: Option<(i64, OrgId, String, Option<NaiveDateTime>)> = api_tokens::table
         .filter(api_tokens::token_hash.eq(&hash))
@@ -176,12 +183,18 @@ pub fn org_for_token(
     }
     let stale =
         last_used.is_none_or(|at| (db_time(now) - at).num_seconds() >= LAST_USE_PRECISION_SECONDS);
-    if stale {
-        diesel::update(api_tokens::table.find(id))
-            .set(api_tokens::last_used_at.eq(db_time(now)))
-            .execute(conn)?;
-    }
-    Ok(Some(org_id))
+    Ok(Some(TokenUse {
+        org_id,
+        stale_id: stale.then_some(id),
+    }))
+}
+
+/// Write down that a token was used at `now` (for `token list`).
+pub fn note_token_use(conn: &mut DbConn, id: i64, now: DateTime<Utc>) -> QueryResult<()> {
+    diesel::update(api_tokens::table.find(id))
+        .set(api_tokens::last_used_at.eq(db_time(now)))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A token as `token list` shows it (never the token itself).
@@ -247,6 +260,30 @@ pub fn create_session(
     Ok(NewSession {
         cookie_value,
         csrf_token,
+    })
+}
+
+/// Create a session for a user whose password was just checked against `checked_hash`, unless the
+/// password changed or the user was disabled meanwhile (a sign-in with a leaked password racing a
+/// reset must not outlive the reset).
+pub fn create_session_checked(
+    conn: &mut DbConn,
+    user_id: i64,
+    checked_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<NewSession>> {
+    crate::db::write_transaction(conn, |conn| {
+        let current: Option<(String, Option<NaiveDateTime>)> = users::table
+            .find(user_id)
+            .select((users::password_hash, users::disabled_at))
+            .first(conn)
+            .optional()?;
+        match current {
+            Some((hash, None)) if hash == checked_hash => {
+                Ok(Some(create_session(conn, user_id, now)?))
+            }
+            _ => Ok(None),
+        }
     })
 }
 

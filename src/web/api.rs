@@ -74,16 +74,29 @@ impl FromRequest for ApiOrg {
         let token = token.to_string();
         Either::Right(Box::pin(async move {
             let now = state.clock.now();
-            let found = state
+            let (found, stale_id) = state
                 .db(move |conn| {
-                    let Some(org_id) = users::org_for_token(conn, &token, now)? else {
+                    let Some(used) = users::org_for_token(conn, &token, now)? else {
                         return Ok(None);
                     };
-                    Ok(orgs::find(conn, org_id)?.map(|org| (org.id, org.zone())))
+                    let org = orgs::find(conn, used.org_id)?;
+                    Ok(org.map(|org| ((org.id, org.zone()), used.stale_id)))
                 })
                 .await?
                 .ok_or(AppError::Unauthorized)?;
             state.cache.put_token(hash, found);
+            // The last use is bookkeeping: written after the answer, and a failure only logged.
+            if let Some(id) = stale_id {
+                let state = state.clone();
+                actix_web::rt::spawn(async move {
+                    let noted = state
+                        .db(move |conn| Ok(users::note_token_use(conn, id, now)?))
+                        .await;
+                    if let Err(e) = noted {
+                        tracing::debug!(error = %e, "a token's last use was not written");
+                    }
+                });
+            }
             Ok(ApiOrg {
                 org_id: found.0,
                 zone: found.1,

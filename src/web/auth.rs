@@ -107,7 +107,7 @@ pub async fn login(
         );
     }
     let address = session::client_address(&req, &state.trusted_proxies);
-    if !state.throttle.allows(&form.email, &address) {
+    if !state.throttle.begin_attempt(&form.email, &address) {
         return login_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
@@ -138,15 +138,17 @@ pub async fn login(
                 }
             };
             match user {
-                Some(u) if verified && !u.is_disabled() => {
-                    Ok(Some(users::create_session(conn, u.id, now)?))
-                }
+                Some(u) if verified && !u.is_disabled() => Ok(users::create_session_checked(
+                    conn,
+                    u.id,
+                    &u.password_hash,
+                    now,
+                )?),
                 _ => Ok(None),
             }
         })
         .await?;
     let Some(session) = session else {
-        state.throttle.record_failure(&form.email, &address);
         tracing::info!(email = %users::normalize_email(&form.email), "sign-in refused");
         return login_page(
             &state,

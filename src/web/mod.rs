@@ -67,12 +67,15 @@ impl AppState {
         }
         let from_proxy = req
             .peer_addr()
-            .is_some_and(|peer| self.trusted_proxies.contains(&peer.ip()));
+            .is_some_and(|peer| self.trusted_proxies.contains(&peer.ip().to_canonical()));
+        // The nearest proxy's word is the last value (proxies append).
         from_proxy
             && req
                 .headers()
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
+                .get_all("x-forwarded-proto")
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .last()
                 .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
     }
 
@@ -141,6 +144,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, "nosniff")))
             .wrap(ErrorHandlers::new().default_handler(error::json_errors))
             .wrap(from_fn(metrics::time_requests))
+            .wrap(from_fn(strict_transport_security))
             .wrap(from_fn(limits::body_deadline))
             .default_service(web::to(api::not_found)),
     );

@@ -151,28 +151,55 @@ pub fn removal(name: &'static str, path: &'static str, secure: bool) -> Cookie<'
 
 /// Failed sign-ins per email and per client address within a window; past the limit further
 /// attempts are refused until the window ends.
+/// One address entry of `X-Forwarded-For`: `ip`, `ip:port` or `[ipv6]:port`.
+fn forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    entry
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip().to_canonical())
+}
+
 /// The client's address: the TCP peer, or, when the peer is a trusted proxy, the nearest address
-/// in `X-Forwarded-For` that is not one (addresses further left are the client's own claims).
+/// in `X-Forwarded-For` that is not one. Walking from the right stops at an entry that cannot be
+/// read (what is left of it is the client's own claim), at the proxy that appended it. IPv4
+/// addresses seen through IPv6 sockets count as IPv4.
 pub fn client_address(req: &actix_web::HttpRequest, trusted: &[std::net::IpAddr]) -> String {
-    let Some(peer) = req.peer_addr().map(|a| a.ip()) else {
+    let Some(peer) = req.peer_addr().map(|a| a.ip().to_canonical()) else {
         return String::new();
     };
     if !trusted.contains(&peer) {
         return peer.to_string();
     }
-    let forwarded: Vec<std::net::IpAddr> = req
+    let entries: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse().ok())
         .collect();
-    forwarded
-        .iter()
-        .rev()
-        .find(|a| !trusted.contains(a))
-        .unwrap_or(&peer)
-        .to_string()
+    let mut client = peer;
+    for entry in entries.iter().rev() {
+        match forwarded_ip(entry) {
+            Some(ip) if trusted.contains(&ip) => client = ip,
+            Some(ip) => return ip.to_string(),
+            None => break,
+        }
+    }
+    client.to_string()
+}
+
+/// The throttle's bucket of an address: an IPv6 client owns a whole /64, so it is one bucket.
+fn address_bucket(address: &str) -> String {
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => address.to_string(),
+    }
 }
 
 pub struct SignInThrottle {
@@ -197,17 +224,23 @@ impl Default for SignInThrottle {
 
 impl SignInThrottle {
     fn keys(email: &str, address: &str) -> [(String, u32); 2] {
+        let address = address_bucket(address);
         [
             (
-                format!("pair:{address}:{}", users::normalize_email(email)),
+                format!("pair:{address}:{}", Self::email_part(email)),
                 MAX_FAILURES_PER_EMAIL,
             ),
             (format!("addr:{address}"), MAX_FAILURES_PER_ADDRESS),
         ]
     }
 
+    /// The email as a key: normalized, and no longer than an email can be (the form's field is not).
+    fn email_part(email: &str) -> String {
+        users::normalize_email(email).chars().take(254).collect()
+    }
+
     fn email_key(email: &str) -> String {
-        format!("email:{}", users::normalize_email(email))
+        format!("email:{}", Self::email_part(email))
     }
 
     /// How long to wait before checking a password for `email`: nothing at first, then a quarter
@@ -221,19 +254,20 @@ impl SignInThrottle {
         Duration::from_millis(250 * u64::from(failures.saturating_sub(SLOW_DOWN_AFTER).min(20)))
     }
 
-    /// Whether another attempt is allowed now.
-    pub fn allows(&self, email: &str, address: &str) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::keys(email, address)
+    /// Start an attempt: whether it is allowed, and if so it counts as a failure at once (under
+    /// the same lock), so that attempts sent in parallel cannot all pass before any is counted. A
+    /// successful sign-in clears its counts (`record_success`).
+    pub fn begin_attempt(&self, email: &str, address: &str) -> bool {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let allowed = Self::keys(email, address)
             .iter()
             .all(|(key, max)| match map.get(key) {
                 Some((count, since)) if since.elapsed() < THROTTLE_WINDOW => count < max,
                 _ => true,
-            })
-    }
-
-    pub fn record_failure(&self, email: &str, address: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            });
+        if !allowed {
+            return false;
+        }
         if map.len() > 50_000 {
             map.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
         }
@@ -245,11 +279,17 @@ impl SignInThrottle {
             }
             entry.0 += 1;
         }
+        true
     }
 
     pub fn record_success(&self, email: &str, address: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&Self::email_key(email));
-        map.remove(&Self::keys(email, address)[0].0);
+        let [(pair, _), (addr, _)] = Self::keys(email, address);
+        map.remove(&pair);
+        // This attempt counted against its address when it began; a success takes it back.
+        if let Some((count, _)) = map.get_mut(&addr) {
+            *count = count.saturating_sub(1);
+        }
     }
 }

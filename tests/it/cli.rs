@@ -365,11 +365,15 @@ fn operator_sets_up_an_org_on_a_fresh_sqlite_file() {
     let mut conn = creditmeter::db::connect_one(&url_parsed).unwrap();
     let id: creditmeter::domain::types::OrgId = org_id.parse().unwrap();
     assert_eq!(
-        creditmeter::store::users::org_for_token(&mut conn, &token, chrono::Utc::now()).unwrap(),
+        creditmeter::store::users::org_for_token(&mut conn, &token, chrono::Utc::now())
+            .unwrap()
+            .map(|u| u.org_id),
         Some(id)
     );
     assert_eq!(
-        creditmeter::store::users::org_for_token(&mut conn, "cm_nope", chrono::Utc::now()).unwrap(),
+        creditmeter::store::users::org_for_token(&mut conn, "cm_nope", chrono::Utc::now())
+            .unwrap()
+            .map(|u| u.org_id),
         None
     );
     let user = creditmeter::store::users::find_by_email(&mut conn, "boss@acme.example")

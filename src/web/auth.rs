@@ -27,6 +27,18 @@ fn login_token(state: &AppState, nonce: &str) -> String {
     secrets::hmac_hex(&state.login_key, nonce)
 }
 
+/// How long a sign-in form's (nonce, token) pair is good for; the nonce says when it was issued.
+const LOGIN_FORM_SECONDS: i64 = 2 * 60 * 60;
+
+/// The token expected for a nonce cookie, if the nonce was issued within `LOGIN_FORM_SECONDS`.
+fn expected_login_token(state: &AppState, nonce: &str) -> Option<String> {
+    let issued: i64 = nonce.split_once('.')?.0.parse().ok()?;
+    let age = state.clock.now().timestamp() - issued;
+    (0..=LOGIN_FORM_SECONDS)
+        .contains(&age)
+        .then(|| login_token(state, nonce))
+}
+
 fn login_page(
     state: &AppState,
     status: StatusCode,
@@ -34,7 +46,11 @@ fn login_page(
     error: Option<String>,
     secure: bool,
 ) -> Result<HttpResponse, AppError> {
-    let nonce = secrets::random_hex_256();
+    let nonce = format!(
+        "{}.{}",
+        state.clock.now().timestamp(),
+        secrets::random_hex_256()
+    );
     let mut response = page(
         status,
         &LoginPage {
@@ -95,7 +111,7 @@ pub async fn login(
     let form = form.into_inner();
     let expected = req
         .cookie(LOGIN_CSRF_COOKIE)
-        .map(|c| login_token(&state, c.value()))
+        .and_then(|c| expected_login_token(&state, c.value()))
         .unwrap_or_default();
     if session::check_csrf(&expected, &form.csrf_token).is_err() {
         return login_page(

@@ -567,6 +567,43 @@ fn a_sign_in_with_an_attacker_chosen_token_is_refused() {
         Some(&cookie),
     );
     assert_eq!(r.status, 403);
+    // A genuine pair (nonce and its token under the servers' key) that is older than two hours
+    // is refused: a planted pair cannot be replayed for ever.
+    let key: String = {
+        use creditmeter::db::schema::server_keys::dsl;
+        use diesel::prelude::*;
+        dsl::server_keys
+            .filter(dsl::name.eq("login_csrf"))
+            .select(dsl::key_hex)
+            .first(&mut *app.conn())
+            .unwrap()
+    };
+    let stale = format!(
+        "{}.{}",
+        chrono::Utc::now().timestamp() - 3 * 3600,
+        "b".repeat(64)
+    );
+    let r = app.post_form(
+        "/login",
+        &[
+            ("email", org.admin.as_str()),
+            ("password", common::PASSWORD),
+            ("csrf_token", &creditmeter::secrets::hmac_hex(&key, &stale)),
+        ],
+        Some(&format!("cm_login_csrf={stale}")),
+    );
+    assert_eq!(r.status, 403, "a three-hour-old pair");
+    let fresh = format!("{}.{}", chrono::Utc::now().timestamp(), "b".repeat(64));
+    let r = app.post_form(
+        "/login",
+        &[
+            ("email", org.admin.as_str()),
+            ("password", common::PASSWORD),
+            ("csrf_token", &creditmeter::secrets::hmac_hex(&key, &fresh)),
+        ],
+        Some(&format!("cm_login_csrf={fresh}")),
+    );
+    assert_eq!(r.status, 303, "a fresh pair made with the key");
     // The form as served works.
     assert!(app.try_sign_in(&org.admin, common::PASSWORD).1.is_some());
 }

@@ -32,11 +32,18 @@ fn text() -> impl Strategy<Value = String> {
 
 /// One generated request: method, path with query, headers, body.
 #[derive(Debug, Clone)]
+enum Body {
+    Bytes(Vec<u8>),
+    /// Form fields; the CSRF token is added when sent: the right one, or `Some(text)`.
+    Form(Vec<(String, String)>, Option<String>),
+}
+
+#[derive(Debug, Clone)]
 struct Request {
     method: String,
     path: String,
     content_type: Option<String>,
-    body: Vec<u8>,
+    body: Body,
     /// Signed in (pages) or with the org's token (API).
     authenticated: bool,
 }
@@ -96,24 +103,19 @@ fn request() -> impl Strategy<Value = Request> {
             .to_string()
             .into_bytes()),
     ];
+    let csrf = prop_oneof![Just(None), text().prop_map(Some)];
     let form_body = prop_oneof![
-        (text(), text()).prop_map(|(limit, csrf)| http::form_encode(&[
-            ("additional_limit", &limit),
-            ("csrf_token", &csrf)
-        ])
-        .into_bytes()),
-        (text(), text(), text()).prop_map(|(e, p, c)| http::form_encode(&[
-            ("email", &e),
-            ("password", &p),
-            ("csrf_token", &c)
-        ])
-        .into_bytes()),
+        (text(), csrf.clone())
+            .prop_map(|(limit, csrf)| Body::Form(vec![("additional_limit".into(), limit)], csrf)),
+        (text(), text(), csrf).prop_map(|(e, p, csrf)| {
+            Body::Form(vec![("email".into(), e), ("password".into(), p)], csrf)
+        }),
     ];
     let body = prop_oneof![
-        3 => json_body,
-        2 => form_body,
-        1 => proptest::collection::vec(any::<u8>(), 0..300),
-        1 => Just(Vec::new()),
+        3 => json_body.prop_map(Body::Bytes),
+        3 => form_body,
+        1 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(Body::Bytes),
+        1 => Just(Body::Bytes(Vec::new())),
     ];
     let content_type = prop_oneof![
         Just(Some("application/json".to_string())),
@@ -146,7 +148,11 @@ fn fuzz_every_input_gets_a_4xx_or_a_success_and_refusals_change_nothing() {
     let token = app.token(org.org_id);
     let session = app.sign_in(&org.super_admin);
     let auth_header = format!("Bearer {token}");
-    let cookie = format!("cm_session={}", session.cookie);
+    // A sign-in form as served (its nonce cookie and token), for forms sent with the right token.
+    let login = app.get("/login", None);
+    let login_nonce = login.set_cookie("cm_login_csrf").unwrap();
+    let login_token = common::hidden_csrf(&login.body).unwrap();
+    let cookie = format!("cm_session={}; cm_login_csrf={login_nonce}", session.cookie);
     let statuses: std::cell::RefCell<BTreeMap<u16, u32>> = Default::default();
     let mut runner = TestRunner::new(Config {
         cases,
@@ -175,7 +181,24 @@ fn fuzz_every_input_gets_a_4xx_or_a_success_and_refusals_change_nothing() {
             "{}",
             r.path
         );
-        let (status, _, _) = http::request_bytes(app.port, &r.method, &r.path, &headers, &r.body);
+        let body = match &r.body {
+            Body::Bytes(bytes) => bytes.clone(),
+            Body::Form(fields, csrf) => {
+                let right = if r.path.starts_with("/login") {
+                    login_token.clone()
+                } else {
+                    session.csrf.clone()
+                };
+                let token = csrf.clone().unwrap_or(right);
+                let mut fields: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                fields.push(("csrf_token", &token));
+                http::form_encode(&fields).into_bytes()
+            }
+        };
+        let (status, _, _) = http::request_bytes(app.port, &r.method, &r.path, &headers, &body);
         *statuses.borrow_mut().entry(status).or_default() += 1;
         prop_assert!(status < 500, "{} {} answered {status}", r.method, r.path);
         if status >= 400 {

@@ -230,7 +230,7 @@ pub enum UserCommand {
     /// Add a user; the password is the first line of standard input
     Add(UserAddArgs),
     /// List an org's users: id, email, role, state
-    List(UserListArgs),
+    List(OrgListingArgs),
     /// Disable a user: they cannot sign in, and their sessions end within a second
     Disable(UserPickArgs),
     /// Remove a user and their sessions
@@ -239,8 +239,9 @@ pub enum UserCommand {
     SetPassword(UserSetPasswordArgs),
 }
 
+/// The arguments of a command that lists something of one org (users, tokens).
 #[derive(Debug, Args)]
-pub struct UserListArgs {
+pub struct OrgListingArgs {
     #[arg(long = "org", value_name = "ID")]
     pub org_id: OrgId,
     /// One JSON object per line instead of a table
@@ -294,7 +295,7 @@ pub enum TokenCommand {
     /// Create an API token for an org; prints it once, only its hash is stored
     Create(TokenCreateArgs),
     /// List an org's tokens: id, name, created, last used (never the tokens themselves)
-    List(TokenListArgs),
+    List(OrgListingArgs),
     /// Revoke a token by its id (from `token list`); every server refuses it within a second
     Revoke(TokenRevokeArgs),
 }
@@ -306,17 +307,6 @@ pub struct TokenCreateArgs {
     /// A name to tell the token apart in `token list` (for example the gateway it is for)
     #[arg(long)]
     pub name: Option<String>,
-    #[command(flatten)]
-    pub db: DbArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct TokenListArgs {
-    #[arg(long = "org", value_name = "ID")]
-    pub org_id: OrgId,
-    /// One JSON object per line instead of a table
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -637,7 +627,7 @@ fn pick_user(conn: &mut DbConn, org_id: OrgId, email: &str) -> Result<users::Use
         .ok_or_else(|| anyhow!("org {org_id} has no user {}", users::normalize_email(email)))
 }
 
-fn user_list(args: UserListArgs) -> Result<()> {
+fn user_list(args: OrgListingArgs) -> Result<()> {
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
     for user in users::users_of(&mut conn, args.org_id)? {
@@ -713,7 +703,7 @@ fn token_create(args: TokenCreateArgs, clock: Clock) -> Result<()> {
     Ok(())
 }
 
-fn token_list(args: TokenListArgs) -> Result<()> {
+fn token_list(args: OrgListingArgs) -> Result<()> {
     let mut conn = args.db.open()?;
     require_org(&mut conn, args.org_id)?;
     let tokens = users::tokens_of(&mut conn, args.org_id)?;

@@ -6,6 +6,31 @@ use serde_json::json;
 use crate::common::{self, TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
 
+/// Run the CLI on `url` with `stdin`: (success, stdout, stderr).
+fn run_cli(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
+        .args(args)
+        .args(["--database", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn app() -> (TestApp, common::Seeded, String) {
     let app = TestApp::builder()
         .clock(fixed("2026-03-10T12:00:00Z"))
@@ -217,18 +242,7 @@ fn a_leaked_token_is_listed_and_revoked_within_a_second() {
     let app = TestApp::builder().spawn();
     let org = app.seed_org("tokens", Edition::Standard, "UTC");
     let url = app.sqlite_url();
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
-            .args(args)
-            .args(["--database", &url])
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| run_cli(&url, args, "");
     let org_id = org.org_id.to_string();
     let (ok, gateway, _) = cli(&["token", "create", "--org", &org_id, "--name", "gateway eu"]);
     assert!(ok);
@@ -268,29 +282,7 @@ fn a_user_who_left_is_disabled_reset_and_removed() {
     let app = TestApp::builder().spawn();
     let org = app.seed_org("people", Edition::Standard, "UTC");
     let url = app.sqlite_url();
-    let cli = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
-            .args(args)
-            .args(["--database", &url])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let cli = |args: &[&str], stdin: &str| run_cli(&url, args, stdin);
     let org_id = org.org_id.to_string();
     let (ok, listed, _) = cli(&["user", "list", "--org", &org_id, "--json"], "");
     assert!(ok);

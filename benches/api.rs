@@ -45,6 +45,7 @@ fn start(group_commit: bool) -> Server {
         close_every: None,
         event_retention_days: None,
         trusted_proxies: Vec::new(),
+        max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
     };
     let port = load::start_server(settings, pool);
     Server {

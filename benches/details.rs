@@ -148,6 +148,7 @@ fn main() {
         close_every: None,
         event_retention_days: None,
         trusted_proxies: Vec::new(),
+        max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
     };
     let server_pool = pool.clone();
     let port = load::start_server(settings, server_pool);

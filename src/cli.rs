@@ -135,6 +135,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u16).range(1..=256)
     )]
     pub workers: Option<u16>,
+    /// Client connections the server holds open at once; past it new ones wait in the listen
+    /// queue (also bounded by the open-file limit, `ulimit -n`)
+    #[arg(
+        long = "max-connections",
+        env = "CREDITMETER_MAX_CONNECTIONS",
+        default_value_t = crate::startup::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N",
+        value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=1_000_000), |n| n as usize)
+    )]
+    pub max_connections: usize,
     /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client;
     /// from any other peer the header is ignored
     #[arg(
@@ -871,6 +881,7 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         close_every: Some(std::time::Duration::from_secs(60)),
         event_retention_days: Some(args.event_retention_days),
         trusted_proxies: args.trusted_proxies.clone(),
+        max_connections: args.max_connections,
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

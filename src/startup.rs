@@ -29,7 +29,16 @@ pub struct Settings {
     pub event_retention_days: Option<u32>,
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the sign-in throttle).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Open client connections the server holds at once; past it, new ones wait to be accepted.
+    pub max_connections: usize,
 }
+
+/// The most client connections a server holds at once unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Time a client has to send a request's head, and an idle kept-alive connection is kept.
+pub const HEAD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+/// Time an answered connection whose body went unread is still read from before it is closed.
+pub const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Application {
     port: u16,
@@ -67,13 +76,20 @@ impl Application {
         state.login_key = crate::store::server_key(&mut conn, "login_csrf")?;
         drop(conn);
         let state = Data::new(state);
-        let mut server =
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        // actix counts connections per worker thread; the setting is for the whole server.
+        let per_worker = settings.max_connections.div_ceil(workers).max(1);
+        let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(configure))
+                .workers(workers)
+                .max_connections(per_worker)
+                .client_request_timeout(HEAD_TIME)
+                .keep_alive(HEAD_TIME)
+                .client_disconnect_timeout(LINGER_TIME)
                 .listen(listener)?
                 .shutdown_timeout(30);
-        if let Some(workers) = settings.workers {
-            server = server.workers(workers);
-        }
         Ok(Application {
             port,
             server: server.run(),

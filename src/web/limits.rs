@@ -1,10 +1,11 @@
 //! Resource bounds of the HTTP layer that the framework does not set by itself: how slowly a
-//! client may send a request's body. (Body sizes are per route, `web::api_routes` and actix's form
-//! limits; header time and connection counts are actix's.)
+//! client may send a request's body, and that a body left unread ends its connection. (Body sizes
+//! are per route, `web::api_routes` and actix's form limits; header time and connection counts are
+//! set in `startup`.)
 
 use actix_web::Error;
 use actix_web::HttpMessage;
-use actix_web::body::MessageBody;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::ConnectionType;
@@ -12,7 +13,7 @@ use actix_web::middleware::Next;
 use actix_web::rt::time::{Instant, Sleep};
 use actix_web::web::Bytes;
 use futures_util::Stream;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -25,29 +26,31 @@ pub const BODY_TIME: Duration = Duration::from_secs(10);
 /// (a 64 MiB metering body gets 17 minutes; a trickle of a byte a second gets nothing more).
 pub const MIN_BODY_RATE: u64 = 64 * 1024;
 
+/// A request's body as the framework hands it over, shared between the handler's stream and the
+/// response that holds it until sent.
+type Body = Rc<RefCell<Payload>>;
+
 /// A body stream that fails once it falls behind its deadline.
-struct Deadline<S> {
-    inner: S,
+struct Deadline {
+    inner: Body,
     started: Instant,
     received: u64,
     timer: Pin<Box<Sleep>>,
     fired: Rc<Cell<bool>>,
 }
 
-impl<S> Deadline<S> {
+impl Deadline {
     fn deadline(&self) -> Instant {
         self.started + BODY_TIME + Duration::from_secs(self.received / MIN_BODY_RATE)
     }
 }
 
-impl<S> Stream for Deadline<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
+impl Stream for Deadline {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Poll::Ready(item) = Pin::new(&mut self.inner).poll_next(cx) {
+        let polled = Pin::new(&mut *self.inner.borrow_mut()).poll_next(cx);
+        if let Poll::Ready(item) = polled {
             if let Some(Ok(chunk)) = &item {
                 self.received += chunk.len() as u64;
                 let deadline = self.deadline();
@@ -66,25 +69,55 @@ where
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request's body alive until it is sent. actix drains a
+    /// dropped chunked body for as long as the client sends it; a body still held when the answer
+    /// ends makes actix close the connection instead (after at most its client-disconnect time).
+    pub struct HoldingRequest<B> {
+        #[pin]
+        body: B,
+        _request: Body,
+    }
+}
+
+impl<B: MessageBody> MessageBody for HoldingRequest<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        self.project().body.poll_next(cx)
+    }
+}
+
 /// Middleware: give every request body a deadline (`BODY_TIME`, plus a second per
-/// `MIN_BODY_RATE` bytes received); a body that falls behind fails the request with a 4xx, and
-/// the connection is closed after the answer rather than kept to read the rest.
+/// `MIN_BODY_RATE` bytes received); a body that falls behind fails the request with a 4xx. A body
+/// not read to its end (too slow, or sent to a route that reads none) ends the connection after
+/// the answer rather than being read and discarded for as long as the client sends it.
 pub async fn body_deadline(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let body: Body = Rc::new(RefCell::new(req.take_payload()));
     let fired = Rc::new(Cell::new(false));
-    let started = Instant::now();
-    let timed = Deadline {
-        inner: req.take_payload(),
-        started,
-        received: 0,
-        timer: Box::pin(actix_web::rt::time::sleep_until(started + BODY_TIME)),
-        fired: fired.clone(),
-    };
-    req.set_payload(Payload::from(
-        Box::pin(timed) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>
-    ));
+    if !matches!(*body.borrow(), Payload::None) {
+        let started = Instant::now();
+        let timed = Deadline {
+            inner: body.clone(),
+            started,
+            received: 0,
+            timer: Box::pin(actix_web::rt::time::sleep_until(started + BODY_TIME)),
+            fired: fired.clone(),
+        };
+        req.set_payload(Payload::from(
+            Box::pin(timed) as Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>
+        ));
+    }
     let mut response = next.call(req).await?;
     if fired.get() {
         response
@@ -92,5 +125,8 @@ pub async fn body_deadline(
             .head_mut()
             .set_connection_type(ConnectionType::Close);
     }
-    Ok(response)
+    Ok(response.map_body(|_, body_out| HoldingRequest {
+        body: body_out,
+        _request: body,
+    }))
 }

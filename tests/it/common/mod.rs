@@ -94,6 +94,7 @@ impl TestAppBuilder {
             close_every: self.close_every,
             event_retention_days: None,
             trusted_proxies: self.trusted_proxies.clone(),
+            max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
         };
         let (tx, rx) = mpsc::channel();
         let server_pool = pool.clone();

@@ -30,12 +30,14 @@ pub const MIN_BODY_RATE: u64 = 64 * 1024;
 /// response that holds it until sent.
 type Body = Rc<RefCell<Payload>>;
 
-/// A body stream that fails once it falls behind its deadline.
+/// A body stream that fails once it falls behind its deadline. The timer is made, and moved, only
+/// when the body stalls: a body that arrives with its head (every consume call) never touches the
+/// runtime's timer wheel.
 struct Deadline {
     inner: Body,
     started: Instant,
     received: u64,
-    timer: Pin<Box<Sleep>>,
+    timer: Option<Pin<Box<Sleep>>>,
     fired: Rc<Cell<bool>>,
 }
 
@@ -53,12 +55,20 @@ impl Stream for Deadline {
         if let Poll::Ready(item) = polled {
             if let Some(Ok(chunk)) = &item {
                 self.received += chunk.len() as u64;
-                let deadline = self.deadline();
-                self.timer.as_mut().reset(deadline);
             }
             return Poll::Ready(item);
         }
-        if self.timer.as_mut().poll(cx).is_ready() {
+        let deadline = self.deadline();
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            slot @ None => slot.insert(Box::pin(actix_web::rt::time::sleep_until(deadline))),
+        };
+        if timer.as_mut().poll(cx).is_ready() {
             self.fired.set(true);
             return Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -106,12 +116,11 @@ pub async fn body_deadline(
     let body: Body = Rc::new(RefCell::new(req.take_payload()));
     let fired = Rc::new(Cell::new(false));
     if !matches!(*body.borrow(), Payload::None) {
-        let started = Instant::now();
         let timed = Deadline {
             inner: body.clone(),
-            started,
+            started: Instant::now(),
             received: 0,
-            timer: Box::pin(actix_web::rt::time::sleep_until(started + BODY_TIME)),
+            timer: None,
             fired: fired.clone(),
         };
         req.set_payload(Payload::from(

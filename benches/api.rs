@@ -46,6 +46,7 @@ fn start(group_commit: bool) -> Server {
         event_retention_days: None,
         trusted_proxies: Vec::new(),
         max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
+        webhooks: None,
     };
     let port = load::start_server(settings, pool);
     Server {

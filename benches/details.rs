@@ -149,6 +149,7 @@ fn main() {
         event_retention_days: None,
         trusted_proxies: Vec::new(),
         max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
+        webhooks: None,
     };
     let server_pool = pool.clone();
     let port = load::start_server(settings, server_pool);

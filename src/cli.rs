@@ -145,6 +145,38 @@ pub struct ServeArgs {
         value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..=1_000_000), |n| n as usize)
     )]
     pub max_connections: usize,
+    /// Deliver webhooks to loopback, private and link-local addresses too (on-premise receivers,
+    /// tests); by default only public addresses get deliveries
+    #[arg(long = "webhook-allow-private", env = "CREDITMETER_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+    /// Seconds to wait after a webhook's first failed attempt (each later wait is four times
+    /// longer, at most 6 hours, less up to half at random)
+    #[arg(
+        long = "webhook-retry-base",
+        env = "CREDITMETER_WEBHOOK_RETRY_BASE",
+        default_value_t = 30,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub webhook_retry_base: u32,
+    /// Attempts before a webhook delivery is given up as failed
+    #[arg(
+        long = "webhook-attempts",
+        env = "CREDITMETER_WEBHOOK_ATTEMPTS",
+        default_value_t = 8,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=20)
+    )]
+    pub webhook_attempts: u32,
+    /// Seconds one webhook attempt may take, connecting and answering included
+    #[arg(
+        long = "webhook-timeout",
+        env = "CREDITMETER_WEBHOOK_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(1..=60)
+    )]
+    pub webhook_timeout: u32,
     /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client;
     /// from any other peer the header is ignored
     #[arg(
@@ -494,9 +526,7 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
         (_, true) => Some(None),
         (Some(url), false) => {
             let url = url.trim();
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
-                bail!("--webhook-url must be an http:// or https:// URL");
-            }
+            crate::webhooks::check_url(url).map_err(|e| anyhow!("--webhook-url: {e}"))?;
             Some(Some(url.to_string()))
         }
         (None, false) => None,
@@ -523,6 +553,21 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
     let org = require_org(&mut conn, args.org_id)?;
     orgs::update(&mut conn, org.id, &change, clock.now()).context("cannot update the org")?;
+    if matches!(change.webhook_url, Some(Some(_)))
+        && !crate::store::alerts::settings(&mut conn, org.id)?.has_secret
+    {
+        let secret = crate::store::alerts::new_webhook_secret(
+            &mut conn,
+            org.id,
+            "operator (CLI)",
+            clock.now(),
+        )
+        .context("cannot make the webhook's signing secret")?;
+        println!("{secret}");
+        eprintln!(
+            "the webhook's signing secret is on stdout; it is shown this once (rotate it on the Alerts page)"
+        );
+    }
     if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some() {
         let zone = change.zone.unwrap_or(org.zone());
         let effective = allowance::change_effective_from(clock.now(), zone);
@@ -882,6 +927,12 @@ fn serve(args: ServeArgs, clock: Clock) -> Result<()> {
         event_retention_days: Some(args.event_retention_days),
         trusted_proxies: args.trusted_proxies.clone(),
         max_connections: args.max_connections,
+        webhooks: Some(crate::webhooks::WebhookConfig {
+            allow_private: args.webhook_allow_private,
+            retry_base: std::time::Duration::from_secs(args.webhook_retry_base.into()),
+            max_attempts: args.webhook_attempts,
+            timeout: std::time::Duration::from_secs(args.webhook_timeout.into()),
+        }),
     };
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings)?;

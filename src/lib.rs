@@ -16,6 +16,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 
 /// Every admission allocates on an HTTP worker and frees on the usage writer (and back); glibc's
 /// malloc is slow at that, mimalloc is not. Set here so the binary, tests and benchmarks all use it.

@@ -31,6 +31,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Open client connections the server holds at once; past it, new ones wait to be accepted.
     pub max_connections: usize,
+    /// The webhook worker and how it delivers (`None`: no worker; tests that do not need one).
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
 }
 
 /// The most client connections a server holds at once unless told otherwise.
@@ -47,6 +49,7 @@ pub struct Application {
     clock: crate::clock::Clock,
     close_every: Option<std::time::Duration>,
     event_retention_days: Option<u32>,
+    webhooks: Option<crate::webhooks::WebhookConfig>,
 }
 
 impl Application {
@@ -97,6 +100,7 @@ impl Application {
             clock: settings.clock,
             close_every: settings.close_every,
             event_retention_days: settings.event_retention_days,
+            webhooks: settings.webhooks,
         })
     }
 
@@ -109,6 +113,9 @@ impl Application {
     }
 
     pub async fn run(self) -> std::io::Result<()> {
+        if let Some(config) = self.webhooks {
+            crate::webhooks::start(self.pool.clone(), config);
+        }
         if let Some(every) = self.close_every {
             actix_web::rt::spawn(maintain_forever(
                 self.pool.clone(),

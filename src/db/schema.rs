@@ -14,6 +14,62 @@ diesel::table! {
         webhook_url -> Nullable<Text>,
         created_at -> Timestamp,
         rules_version -> BigInt,
+        alert_thresholds -> Text,
+        budget_minor -> Nullable<BigInt>,
+        budget_stop -> Bool,
+        webhook_secret -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    alerts (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        kind -> Text,
+        scope_start -> Date,
+        threshold -> Integer,
+        crossed_at -> Timestamp,
+        used -> BigInt,
+        of_total -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        body -> Text,
+        created_at -> Timestamp,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> BigInt,
+        delivery_id -> BigInt,
+        attempted_at -> Timestamp,
+        status_code -> Nullable<Integer>,
+        latency_ms -> BigInt,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    settings_changes (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        changed_at -> Timestamp,
+        changed_by -> Text,
+        setting -> Text,
+        old_value -> Text,
+        new_value -> Text,
     }
 }
 
@@ -163,8 +219,14 @@ diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(api_tokens -> orgs (org_id));
 
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
+    alerts,
+    webhook_deliveries,
+    webhook_attempts,
+    settings_changes,
     allowance_changes,
     users,
     api_tokens,

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
+use super::alerts::{Budget, Thresholds};
 use super::allowance::{Allowance, AllowanceChange, free_credits_on};
 
 use super::calendar::{self, BillingPeriod};
@@ -32,6 +33,8 @@ pub enum LimitHit {
     Free,
     /// The additional credit limit would be passed.
     Additional,
+    /// The period's charge would pass its budget, and the org stops there (R14).
+    Budget,
 }
 
 impl LimitHit {
@@ -39,6 +42,7 @@ impl LimitHit {
         match self {
             LimitHit::Free => "free",
             LimitHit::Additional => "additional",
+            LimitHit::Budget => "budget",
         }
     }
 }
@@ -166,6 +170,12 @@ pub struct OrgRules {
     pub limit_history: Vec<LimitChange>,
     /// The periods with an issued statement (R8).
     pub closed: Vec<BillingPeriod>,
+    /// The first day of the billing cycle (R7), once the limit was ever above 0.
+    pub anchor: Option<NaiveDate>,
+    /// What the org is alerted at (R13).
+    pub thresholds: Thresholds,
+    /// The budget of each billing period (R14).
+    pub budget: Option<Budget>,
 }
 
 impl OrgRules {
@@ -233,17 +243,36 @@ pub enum Decision {
     Refused(LimitHit),
 }
 
-/// R4/R9/R12 for one placed request: a request whose id was already admitted is not counted again;
-/// otherwise it spends from `budget` or is refused whole. A refused id stays unused, so the same id
-/// is decided afresh when it comes again.
-pub fn decide(budget: &mut DayBudget, credits: i64, id_admitted_before: bool) -> Decision {
+/// R4/R9/R12/R14 for one placed request: a request whose id was already admitted is not counted
+/// again; otherwise it spends from `budget` or is refused whole, also when it spends additional
+/// credits that `fits_budget` says would take the period's charge past its budget. A refused id
+/// stays unused, so the same id is decided afresh when it comes again.
+pub fn decide(
+    budget: &mut DayBudget,
+    credits: i64,
+    id_admitted_before: bool,
+    fits_budget: impl FnOnce(&DayBudget, Spend) -> bool,
+) -> Decision {
     if id_admitted_before {
         return Decision::AlreadyCounted;
     }
-    match budget.spend(credits) {
-        Ok(spend) => Decision::Admitted(spend),
+    match budget.decide(credits) {
         Err(hit) => Decision::Refused(hit),
+        Ok(spend) if spend.additional > 0 && !fits_budget(budget, spend) => {
+            Decision::Refused(LimitHit::Budget)
+        }
+        Ok(spend) => {
+            budget.free_used += spend.free;
+            budget.additional_used += spend.additional;
+            Decision::Admitted(spend)
+        }
     }
+}
+
+/// R14: a period's charge stays within its budget when what its other days were charged plus the
+/// day's charge (rounded once, R5) after the spend is at most the budget.
+pub fn within_budget(budget_minor: i64, other_days_minor: i64, day_after_minor: i64) -> bool {
+    other_days_minor.saturating_add(day_after_minor) <= budget_minor
 }
 
 #[cfg(test)]

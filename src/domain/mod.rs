@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod alerts;
 pub mod allowance;
 pub mod calendar;
 pub mod event;

@@ -12,16 +12,19 @@ use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::db::DbConn;
 use crate::domain::admission::{self, DayBudget, Decision, OrgRules, Spend};
 pub use crate::domain::admission::{FUTURE_TOLERANCE_HOURS, Kind, Refusal};
+use crate::domain::alerts::AlertKind;
+use crate::domain::calendar::{self, BillingPeriod};
 use crate::domain::event::{EventId, UsageEvent};
 use crate::domain::pricing::{PlanSchedule, PricePlan};
+use crate::store::alerts::Crossing;
 use crate::store::orgs;
 use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert};
-use crate::store::{db_time, plans};
+use crate::store::{alerts, db_time, plans};
 
 #[derive(Debug, Clone)]
 pub struct UsageRequest {
@@ -82,6 +85,9 @@ pub struct LedgerCache {
     /// On PostgreSQL, the `rules_version` each org's cached rules were read at.
     rules_versions: HashMap<OrgId, i64>,
     days: HashMap<(OrgId, NaiveDate), DayRow>,
+    /// The billing periods (org, first day) whose every day row is in `days`: those of orgs with a
+    /// budget (R14), whose decisions need the period's charge.
+    periods: HashSet<(OrgId, NaiveDate)>,
     plans: HashMap<i64, PricePlan>,
     /// The plans' schedule, and the last day it can answer for: a plan is only published for a day
     /// after `admission::latest_placeable_day` of its publication, so a schedule read at `t`
@@ -114,6 +120,7 @@ impl LedgerCache {
             DbConn::Postgresql(_) => {
                 // Rules are checked against their version under lock, in `read`.
                 self.days.clear();
+                self.periods.clear();
             }
         }
         Ok(())
@@ -277,7 +284,56 @@ fn read(
     for row in usage::lock_days(conn, &to_lock)? {
         cache.days.insert((row.org_id, row.local_day), row);
     }
+    read_budget_periods(conn, requests, &places, cache)?;
     Ok(Placed { places, claimed })
+}
+
+/// R14: the billing period a day of an org with a budget belongs to (none before the anchor).
+fn budget_period(rules: &OrgRules, local_day: NaiveDate) -> Option<BillingPeriod> {
+    rules.budget?;
+    calendar::period_containing(rules.anchor?, local_day)
+}
+
+/// For the orgs with a budget: serialize their batches across processes (their decisions depend on
+/// every day of a period, not only the rows a batch locks), and read every day row of the periods
+/// the batch touches, with the plans that price them.
+fn read_budget_periods(
+    conn: &mut DbConn,
+    requests: &[&UsageRequest],
+    places: &[Result<NaiveDate, Refusal>],
+    cache: &mut LedgerCache,
+) -> QueryResult<()> {
+    let mut periods: BTreeSet<(OrgId, NaiveDate, NaiveDate)> = BTreeSet::new();
+    for (request, place) in requests.iter().zip(places) {
+        let (Ok(day), Some(Some(rules))) = (place, cache.rules.get(&request.org_id)) else {
+            continue;
+        };
+        if let Some(period) = budget_period(rules, *day) {
+            periods.insert((request.org_id, period.start, period.end));
+        }
+    }
+    if periods.is_empty() {
+        return Ok(());
+    }
+    let orgs: BTreeSet<OrgId> = periods.iter().map(|(org, _, _)| *org).collect();
+    orgs::lock_budget(conn, &orgs.into_iter().collect::<Vec<_>>())?;
+    for (org_id, start, end) in periods {
+        if !cache.periods.insert((org_id, start)) {
+            continue;
+        }
+        let last = end.pred_opt().unwrap_or(start);
+        for row in usage::days_in(conn, org_id, start, last)? {
+            cache.days.entry((org_id, row.local_day)).or_insert(row);
+        }
+        let mut day = start;
+        while day < end {
+            if let Some(plan_id) = cache.days.get(&(org_id, day)).and_then(DayRow::pinned_plan) {
+                cache.plan(conn, plan_id)?;
+            }
+            day = day.succ_opt().unwrap_or(end);
+        }
+    }
+    Ok(())
 }
 
 /// Take the share lock on the orgs' rows and make sure the cache holds their current rules: on
@@ -347,6 +403,8 @@ struct Writes<'r> {
     events: Vec<EventInsert>,
     /// The ids admitted in this batch, with their day.
     admitted: HashMap<(OrgId, &'r str), NaiveDate>,
+    /// Thresholds crossed in this batch (R13), recorded once each in the same transaction.
+    crossings: Vec<Crossing>,
 }
 
 /// Decide every placed request in arrival order (R4, R9, R11, R12).
@@ -372,10 +430,26 @@ fn decide<'r>(
         let rules = cache.rules[&request.org_id]
             .as_ref()
             .expect("a placed request's org has rules");
+        // R14: what the period's other days were charged, for an org with a budget.
+        let period = budget_period(rules, local_day).map(|period| {
+            let mut others = 0i64;
+            let mut day = period.start;
+            while day < period.end {
+                if day != local_day {
+                    others += cache
+                        .days
+                        .get(&(request.org_id, day))
+                        .map_or(0, |row| row.amount_minor);
+                }
+                day = day.succ_opt().unwrap_or(period.end);
+            }
+            (period, others)
+        });
         let row = cache
             .days
             .get_mut(&(request.org_id, local_day))
             .expect("a placed request's day is read");
+        let plan = period.and_then(|_| cache.plans.get(&row.plan_id));
         let mut budget = rules.budget(
             request.kind,
             request.occurred_at,
@@ -388,29 +462,77 @@ fn decide<'r>(
             writes.admitted.contains_key(&(request.org_id, id))
                 || !placed.claimed(request.org_id, id)
         });
-        outcomes.push(
-            match admission::decide(&mut budget, request.credits, admitted_before) {
-                Decision::AlreadyCounted => Outcome::Duplicate {
-                    budget: Some(budget),
-                },
-                Decision::Refused(hit) => Outcome::Refused {
-                    reason: Refusal::LimitExceeded(hit),
-                    budget: Some(budget),
-                },
-                Decision::Admitted(spend) => {
-                    row.credits += request.credits;
-                    row.free_credits += spend.free;
-                    row.additional += spend.additional;
-                    writes.admit(request, local_day, spend, now);
-                    Outcome::Accepted {
-                        local_day,
-                        free: spend.free,
-                        additional: spend.additional,
-                        budget,
+        let fits_budget = |_: &DayBudget, spend: Spend| match (rules.budget, period, plan) {
+            (Some(cap), Some((_, others)), Some(plan)) if cap.stop => admission::within_budget(
+                cap.amount_minor,
+                others,
+                plan.day_charge_minor(row.additional + spend.additional),
+            ),
+            _ => true,
+        };
+        let decision =
+            admission::decide(&mut budget, request.credits, admitted_before, fits_budget);
+        outcomes.push(match decision {
+            Decision::AlreadyCounted => Outcome::Duplicate {
+                budget: Some(budget),
+            },
+            Decision::Refused(hit) => Outcome::Refused {
+                reason: Refusal::LimitExceeded(hit),
+                budget: Some(budget),
+            },
+            Decision::Admitted(spend) => {
+                let additional_before = row.additional;
+                row.credits += request.credits;
+                row.free_credits += spend.free;
+                row.additional += spend.additional;
+                if spend.additional > 0 {
+                    let of = budget.additional_limit;
+                    for threshold in rules
+                        .thresholds
+                        .crossed(additional_before, row.additional, of)
+                    {
+                        writes.crossings.push(Crossing {
+                            org_id: request.org_id,
+                            kind: AlertKind::DailyLimit,
+                            scope_start: local_day,
+                            scope_end: local_day.succ_opt().unwrap_or(local_day),
+                            threshold,
+                            used: row.additional,
+                            of,
+                            currency: None,
+                            at: now,
+                        });
+                    }
+                    if let (Some(cap), Some((period, others)), Some(plan)) =
+                        (rules.budget, period, plan)
+                    {
+                        let before = others + row.amount_minor;
+                        row.amount_minor = plan.day_charge_minor(row.additional);
+                        let after = others + row.amount_minor;
+                        for threshold in rules.thresholds.crossed(before, after, cap.amount_minor) {
+                            writes.crossings.push(Crossing {
+                                org_id: request.org_id,
+                                kind: AlertKind::Budget,
+                                scope_start: period.start,
+                                scope_end: period.end,
+                                threshold,
+                                used: after,
+                                of: cap.amount_minor,
+                                currency: Some(plan.currency().to_string()),
+                                at: now,
+                            });
+                        }
                     }
                 }
-            },
-        );
+                writes.admit(request, local_day, spend, now);
+                Outcome::Accepted {
+                    local_day,
+                    free: spend.free,
+                    additional: spend.additional,
+                    budget,
+                }
+            }
+        });
     }
     (outcomes, writes)
 }
@@ -481,6 +603,9 @@ impl<'r> Writes<'r> {
             )
             .collect();
         usage::write_batch(conn, &days, &breakdowns, &self.events)?;
+        if !self.crossings.is_empty() {
+            alerts::record_crossings(conn, &self.crossings)?;
+        }
         let mut released: BTreeMap<OrgId, Vec<&str>> = BTreeMap::new();
         for (org_id, ids) in &placed.claimed {
             for (id, claimed_day) in ids {

@@ -1,6 +1,7 @@
 //! All SQL lives here: one file per aggregate, with its row structs, forms and queries. Functions
 //! return `QueryResult`; callers translate errors at their boundary.
 
+pub mod alerts;
 pub mod limits;
 pub mod orgs;
 pub mod plans;

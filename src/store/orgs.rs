@@ -9,6 +9,7 @@ use super::db_time;
 use crate::db::DbConn;
 use crate::db::schema::{allowance_changes, orgs};
 use crate::domain::admission::{LimitChange, OrgRules};
+use crate::domain::alerts::{Budget, Thresholds};
 use crate::domain::allowance::{self, Allowance, AllowanceChange, Edition, free_credits_on};
 use crate::domain::calendar;
 
@@ -47,11 +48,31 @@ pub struct OrgRow {
     pub billing_anchor: Option<NaiveDate>,
     pub webhook_url: Option<String>,
     pub created_at: NaiveDateTime,
+    pub alert_thresholds: String,
+    pub budget_minor: Option<i64>,
+    pub budget_stop: bool,
 }
 
 impl OrgRow {
     pub fn zone(&self) -> Tz {
         self.timezone
+    }
+
+    /// R13's thresholds (the stored text is checked when written; a row edited by hand into
+    /// nonsense gets the defaults, with a warning).
+    pub fn thresholds(&self) -> Thresholds {
+        self.alert_thresholds.parse().unwrap_or_else(|e| {
+            tracing::warn!(org = %self.id, error = %e, "stored alert thresholds are invalid; using the defaults");
+            Thresholds::default()
+        })
+    }
+
+    /// R14's budget, if one is set.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget_minor.map(|amount_minor| Budget {
+            amount_minor,
+            stop: self.budget_stop,
+        })
     }
 
     pub fn edition(&self) -> Edition {
@@ -301,6 +322,27 @@ pub fn lock_shared(
     }
 }
 
+/// Serialize the usage batches of these orgs (with a budget, R14) across processes until the
+/// transaction ends (PostgreSQL: a transaction-scoped advisory lock per org, taken in id order after
+/// the share locks; on SQLite the write lock serializes every batch already). A budget's decisions
+/// read every day of a period, more than the rows a batch locks.
+pub fn lock_budget(conn: &mut DbConn, org_ids: &[OrgId]) -> QueryResult<()> {
+    /// The advisory lock class of budget orgs ("cred"); an org id past 32 bits shares a lock with
+    /// another org's, which only serializes the two.
+    const BUDGET_LOCKS: i32 = 0x6372_6564;
+    if let DbConn::Postgresql(c) = conn {
+        let mut ids: Vec<i64> = org_ids.iter().map(|id| id.get()).collect();
+        ids.sort_unstable();
+        for id in ids {
+            diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind::<diesel::sql_types::Integer, _>(BUDGET_LOCKS)
+                .bind::<diesel::sql_types::Integer, _>(id as i32)
+                .execute(c)?;
+        }
+    }
+    Ok(())
+}
+
 /// Take the exclusive lock on an org's row until the transaction ends (PostgreSQL; see
 /// `lock_shared`): for closing a period while no usage batch of the org is in flight.
 pub fn lock_exclusive(conn: &mut DbConn, org_id: OrgId) -> QueryResult<()> {
@@ -339,6 +381,9 @@ pub fn rules_of(
                 current_allowance: org.allowance(),
                 limit_history: Vec::new(),
                 closed: Vec::new(),
+                anchor: org.billing_anchor,
+                thresholds: org.thresholds(),
+                budget: org.budget(),
             };
             (org.id, rules)
         })

@@ -17,7 +17,7 @@ use super::schema::{
     UsageAnswer, UsageEventBody, UsageResult,
 };
 use super::{AppError, AppState};
-use crate::domain::admission;
+use crate::domain::admission::{self, LimitHit};
 use crate::domain::calendar;
 use crate::domain::event::{EventFields, RawCredits, UsageEvent};
 use crate::domain::money;
@@ -175,16 +175,21 @@ pub async fn consume(
         } => {
             state.metrics.admission(false, submitted.elapsed());
             let total = budget.map_or(0, |b| b.free_remaining() + b.additional_remaining());
+            let retry_after = match hit {
+                LimitHit::Budget => seconds_until_next_period(&state, org.org_id, now).await?,
+                _ => calendar::seconds_until_next_day(now, org.zone),
+            };
             Ok(HttpResponse::TooManyRequests()
                 .insert_header((CREDITS_REMAINING, HeaderValue::from(total)))
-                .insert_header((header::RETRY_AFTER, calendar::seconds_until_next_day(now, org.zone).to_string()))
+                .insert_header((header::RETRY_AFTER, retry_after.to_string()))
                 .json(json!({
                     "allowed": false,
                     "error": "CREDITS_EXHAUSTED",
                     "limit": hit.as_str(),
-                    "message": match hit.as_str() {
-                        "free" => "Today's free credits are spent and no additional credits are available.",
-                        _ => "This call would pass today's additional credit limit.",
+                    "message": match hit {
+                        LimitHit::Free => "Today's free credits are spent and no additional credits are available.",
+                        LimitHit::Additional => "This call would pass today's additional credit limit.",
+                        LimitHit::Budget => "This call would take this billing period's charge past its budget.",
                     },
                 })))
         }
@@ -200,6 +205,26 @@ pub async fn consume(
             Err(AppError::internal("a duplicate consume without a budget"))
         }
     }
+}
+
+/// R14: a call refused at the budget may succeed once the next billing period starts.
+async fn seconds_until_next_period(
+    state: &AppState,
+    org_id: OrgId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, AppError> {
+    let org = state
+        .db(move |conn| Ok(crate::store::orgs::find(conn, org_id)?))
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let zone = org.zone();
+    let today = calendar::local_day(now, zone);
+    Ok(match calendar::current_period(org.billing_anchor, today) {
+        Some(period) => (calendar::day_start(period.end, zone) - now)
+            .num_seconds()
+            .max(1),
+        None => calendar::seconds_until_next_day(now, zone),
+    })
 }
 
 /// Parse a `/usage` body (JSON array, or NDJSON) into requests; any bad event makes it all 400.

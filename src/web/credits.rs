@@ -50,6 +50,64 @@ struct CreditsTab {
     form_error: Option<String>,
     flash: Option<String>,
     billing: Option<BillingView>,
+    alerts: AlertsView,
+}
+
+/// The Credits tab's alerts card: the settings in a sentence, the budget's state, the latest
+/// crossings.
+pub struct AlertsView {
+    pub thresholds: String,
+    pub budget: Option<String>,
+    /// Why calls that need additional credits are refused now, if the budget stops them.
+    pub budget_stop_reason: Option<String>,
+    pub latest: Vec<(String, String)>,
+}
+
+fn alerts_view(
+    conn: &mut crate::db::DbConn,
+    org: &crate::store::orgs::OrgRow,
+    data: &credits::CreditsSummary,
+) -> Result<AlertsView, AppError> {
+    let (_, plan) = crate::store::plans::for_day(conn, data.today.local_day)?;
+    let currency = plan.currency().to_string();
+    let thresholds = org.thresholds();
+    let latest = crate::store::alerts::recent_alerts(conn, org.id, 5)?
+        .iter()
+        .map(|row| super::alerts::describe_crossing(row, &currency))
+        .collect();
+    let budget = org.budget();
+    let budget_stop_reason = match (budget, &data.billing) {
+        (Some(cap), Some(billing)) if cap.stop => {
+            let additional = data.today.budget.additional_used;
+            let next_thousand =
+                plan.day_charge_minor(additional + 1000) - plan.day_charge_minor(additional);
+            (billing.amount_so_far_minor + next_thousand > cap.amount_minor).then(|| {
+                format!(
+                    "This period has been charged {} of its {} budget: calls that need additional credits are refused until {} (the next billing date), unless the budget is raised.",
+                    display_amount(billing.amount_so_far_minor, &currency),
+                    display_amount(cap.amount_minor, &currency),
+                    human_date(billing.period.end)
+                )
+            })
+        }
+        _ => None,
+    };
+    Ok(AlertsView {
+        thresholds: if thresholds.values().is_empty() {
+            "none".into()
+        } else {
+            thresholds.to_string().replace(',', ", ") + " %"
+        },
+        budget: budget.map(|cap| {
+            format!(
+                "{} per billing period{}",
+                display_amount(cap.amount_minor, &currency),
+                if cap.stop { ", calls stop at it" } else { "" }
+            )
+        }),
+        budget_stop_reason,
+        latest,
+    })
 }
 
 async fn render_tab(
@@ -71,6 +129,10 @@ async fn render_tab(
                 .await?;
             state.cache.put_credits(org_id, generation, data)
         }
+    };
+    let alerts = {
+        let (org, data) = (signed_in.org.clone(), data.clone());
+        state.db(move |conn| alerts_view(conn, &org, &data)).await?
     };
     let b = data.today.budget;
     let billing = data.billing.as_ref().map(|billing| BillingView {
@@ -107,6 +169,7 @@ async fn render_tab(
         form_error,
         flash,
         billing,
+        alerts,
     };
     page(status, &tab)
 }
@@ -225,24 +288,55 @@ pub async fn audit(
 ) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
     let org_id = signed_in.org.id;
-    let changes = state
-        .db(move |conn| Ok(limits::recent(conn, org_id, 500)?))
+    let (changes, settings) = state
+        .db(move |conn| {
+            Ok((
+                limits::recent(conn, org_id, 500)?,
+                crate::store::alerts::setting_changes(conn, org_id, 500)?,
+            ))
+        })
         .await?;
     let zone = signed_in.org.zone();
-    let rows = changes
+    let shown = |at: chrono::DateTime<chrono::Utc>| {
+        at.with_timezone(&zone)
+            .format("%-d %b %Y, %H:%M %Z")
+            .to_string()
+    };
+    let mut dated: Vec<(chrono::DateTime<chrono::Utc>, AuditRow)> = changes
         .iter()
-        .map(|c| AuditRow {
-            when: c
-                .changed_at_utc()
-                .with_timezone(&zone)
-                .format("%-d %b %Y, %H:%M %Z")
-                .to_string(),
-            who: c.changed_by.clone(),
-            what: "Additional credit limit".into(),
-            old_value: limit_text(c.old_limit),
-            new_value: limit_text(c.new_limit),
+        .map(|c| {
+            (
+                c.changed_at_utc(),
+                AuditRow {
+                    when: shown(c.changed_at_utc()),
+                    who: c.changed_by.clone(),
+                    what: "Additional credit limit".into(),
+                    old_value: limit_text(c.old_limit),
+                    new_value: limit_text(c.new_limit),
+                },
+            )
         })
         .collect();
+    dated.extend(settings.into_iter().map(|c| {
+        let at = crate::store::from_db_time(c.changed_at);
+        let mut what = c.setting;
+        if let Some(first) = what.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        (
+            at,
+            AuditRow {
+                when: shown(at),
+                who: c.changed_by,
+                what,
+                old_value: c.old_value,
+                new_value: c.new_value,
+            },
+        )
+    }));
+    // Newest first; a stable sort keeps each source's own order within one instant.
+    dated.sort_by_key(|row| std::cmp::Reverse(row.0));
+    let rows = dated.into_iter().map(|(_, row)| row).collect();
     page(
         StatusCode::OK,
         &AuditPage {

@@ -1,6 +1,7 @@
 //! The HTTP layer: every route in one place, shared state, security headers, static files.
 //! Handlers are thin: parse input into domain types, call the store or ledger, render.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cache;
@@ -166,6 +167,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/apis/credits", web::get().to(credits::credits_tab))
             .route("/apis/credits/limit", web::post().to(credits::set_limit))
             .route("/apis/credits/audit", web::get().to(credits::audit))
+            .route("/apis/credits/alerts", web::get().to(alerts::alerts_page))
+            .route(
+                "/apis/credits/alerts/thresholds",
+                web::post().to(alerts::set_thresholds),
+            )
+            .route(
+                "/apis/credits/alerts/budget",
+                web::post().to(alerts::set_budget),
+            )
+            .route(
+                "/apis/credits/alerts/webhook",
+                web::post().to(alerts::set_webhook),
+            )
+            .route(
+                "/apis/credits/alerts/secret",
+                web::post().to(alerts::rotate_secret),
+            )
+            .route(
+                "/apis/credits/alerts/test",
+                web::post().to(alerts::send_test),
+            )
+            .route(
+                "/apis/credits/alerts/deliveries/{id}/retry",
+                web::post().to(alerts::retry_now),
+            )
             .route(
                 "/apis/credits/details",
                 web::get().to(details::details_page),

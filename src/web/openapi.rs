@@ -15,6 +15,7 @@ use super::api;
         description = "Spend API credits before each call (admission), report usage after the fact (metering), read remaining credits and daily usage. Every call needs an org's API token as a bearer token."
     ),
     paths(api::consume, api::report_usage, api::credits, api::daily, api::ping, serve),
+    components(schemas(super::schema::WebhookEvent)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -54,8 +54,12 @@ pub struct Admitted {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitName {
+    /// Today's free credits are spent and additional credits are off.
     Free,
+    /// Today's additional credit limit would be passed (R4).
     Additional,
+    /// The billing period's charge would pass the org's budget, and the org stops there (R14).
+    Budget,
 }
 
 /// A consume call refused whole (R4).
@@ -149,4 +153,73 @@ pub struct Daily {
 pub struct Pong {
     pub ok: bool,
     pub org: i64,
+}
+
+/// An event POSTed to an org's webhook (R13/R14), signed with `X-Creditmeter-Signature:
+/// t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; `X-Creditmeter-Event` repeats its id.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WebhookEvent {
+    /// The same on every delivery attempt of this event: receivers deduplicate on it.
+    pub id: String,
+    /// `credits.threshold_crossed`, `budget.threshold_crossed` or `webhook.test`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the event happened, RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub org: WebhookOrg,
+    pub data: WebhookData,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct WebhookOrg {
+    pub id: i64,
+    pub name: String,
+}
+
+/// What the event tells, by its type.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookData {
+    DailyLimit(DailyLimitCrossed),
+    Budget(BudgetCrossed),
+    Test(TestEventData),
+}
+
+/// `credits.threshold_crossed`: a day's additional credits reached a threshold of the daily limit.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DailyLimitCrossed {
+    /// Always `daily_limit`.
+    pub kind: String,
+    /// The org-local day, YYYY-MM-DD.
+    #[schema(format = Date)]
+    pub day: String,
+    /// Percent of the limit.
+    pub threshold: u32,
+    pub additional_used: i64,
+    pub additional_limit: i64,
+}
+
+/// `budget.threshold_crossed`: a billing period's charge reached a threshold of its budget.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct BudgetCrossed {
+    /// Always `budget`.
+    pub kind: String,
+    #[schema(format = Date)]
+    pub period_start: String,
+    /// The period's end (exclusive): the next billing date.
+    #[schema(format = Date)]
+    pub period_end: String,
+    /// Percent of the budget.
+    pub threshold: u32,
+    /// The period's charge so far, e.g. `400.00`.
+    pub charged: String,
+    pub budget: String,
+    pub currency: String,
+}
+
+/// `webhook.test`: sent from the Alerts page to check a receiver.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct TestEventData {
+    pub message: String,
 }

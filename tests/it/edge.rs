@@ -7,7 +7,7 @@ use crate::common::{self, TestApp, fixed};
 use creditmeter::domain::allowance::Edition;
 
 /// Run the CLI on `url` with `stdin`: (success, stdout, stderr).
-fn run_cli(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+pub(crate) fn run_cli(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_creditmeter"))
         .args(args)

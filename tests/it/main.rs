@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerts;
 mod api;
 mod browser;
 mod cli;

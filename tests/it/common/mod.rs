@@ -36,6 +36,7 @@ pub struct TestAppBuilder {
     clock: Clock,
     close_every: Option<std::time::Duration>,
     database: Option<(DatabaseUrl, tempfile::TempDir)>,
+    webhooks: Option<creditmeter::webhooks::WebhookConfig>,
 }
 
 impl TestApp {
@@ -46,6 +47,7 @@ impl TestApp {
             clock: Clock::Real,
             close_every: None,
             database: None,
+            webhooks: None,
         }
     }
 }
@@ -61,6 +63,12 @@ impl TestAppBuilder {
     /// reverse proxy).
     pub fn trusted_proxies(mut self, proxies: &[&str]) -> Self {
         self.trusted_proxies = proxies.iter().map(|p| p.parse().unwrap()).collect();
+        self
+    }
+
+    /// The webhook worker, delivering as `config` says.
+    pub fn webhooks(mut self, config: creditmeter::webhooks::WebhookConfig) -> Self {
+        self.webhooks = Some(config);
         self
     }
 
@@ -95,6 +103,7 @@ impl TestAppBuilder {
             event_retention_days: None,
             trusted_proxies: self.trusted_proxies.clone(),
             max_connections: creditmeter::startup::DEFAULT_MAX_CONNECTIONS,
+            webhooks: self.webhooks.clone(),
         };
         let (tx, rx) = mpsc::channel();
         let server_pool = pool.clone();

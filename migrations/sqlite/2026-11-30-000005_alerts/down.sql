@@ -1,0 +1,8 @@
+DROP TABLE settings_changes;
+DROP TABLE webhook_attempts;
+DROP TABLE webhook_deliveries;
+DROP TABLE alerts;
+ALTER TABLE orgs DROP COLUMN webhook_secret;
+ALTER TABLE orgs DROP COLUMN budget_stop;
+ALTER TABLE orgs DROP COLUMN budget_minor;
+ALTER TABLE orgs DROP COLUMN alert_thresholds;

@@ -118,3 +118,79 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     browser.assert_fits_width();
     browser.screenshot("details-375");
 }
+
+/// The Alerts page in the browser: the super admin sets thresholds, a budget that stops calls and a
+/// webhook; calls cross the thresholds; the page lists crossings and deliveries, and the Credits
+/// tab says why calls stop. Both pages at 1280 and 375 px.
+#[test]
+fn a_super_admin_sets_alerts_and_a_budget_in_the_browser() {
+    let Some(browser) = webdriver::start(1280, 1600) else {
+        return;
+    };
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-20T15:00:00Z"))
+        .webhooks(creditmeter::webhooks::WebhookConfig {
+            allow_private: true,
+            retry_base: std::time::Duration::from_millis(200),
+            max_attempts: 2,
+            timeout: std::time::Duration::from_secs(1),
+        })
+        .spawn();
+    let org = app.seed_org("acme", Edition::Professional, "Europe/Berlin");
+    app.set_limit_at(org.org_id, 100_000, "2026-03-01T08:00:00Z");
+    let token = app.token(org.org_id);
+    let base = format!("http://127.0.0.1:{}", app.port);
+    browser.goto(&format!("{base}/login"));
+    browser.type_into("#email", &org.super_admin);
+    browser.type_into("#password", common::PASSWORD);
+    browser.click("button[type=submit]");
+    browser.wait_for_url("/apis/credits");
+
+    browser.goto(&format!("{base}/apis/credits/alerts"));
+    browser.type_into("#thresholds", "25, 50, 90");
+    browser.click("form[action$=thresholds] button");
+    browser.wait_for_url("saved=thresholds");
+    browser.type_into("#budget", "6.00");
+    browser.click("input[name=budget_stop]");
+    browser.click("form[action$=budget] button");
+    browser.wait_for_url("saved=budget");
+    assert!(browser.text(".alert-success").contains("budget is saved"));
+    // Nothing listens on port 9 of 127.0.0.1: deliveries fail and are listed with their errors.
+    browser.type_into("#webhook_url", "http://127.0.0.1:9/hooks");
+    browser.click("form[action$=webhook] button");
+    assert!(browser.text("#webhook-secret").starts_with("whsec_"));
+
+    // 55,000 free, then additional credits charged 2.10, 5.30, 5.90 (of 6.00); 20,000 more would
+    // charge 7.10 and are refused; 1,600 more charge 6.00 exactly.
+    for credits in [70_000, 40_000, 10_000] {
+        let body = format!(r#"{{"credits": {credits}, "operation": "search"}}"#);
+        let r = app.api("POST", "/api/v1/consume", &token, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let refused = app.api("POST", "/api/v1/consume", &token, r#"{"credits": 20000}"#);
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["limit"], "budget");
+    let last = app.api("POST", "/api/v1/consume", &token, r#"{"credits": 1600}"#);
+    assert_eq!(last.status, 200, "{}", last.body);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    browser.goto(&format!("{base}/apis/credits/alerts"));
+    let crossings = browser.text("#crossings");
+    assert!(crossings.contains("90% of the budget"), "{crossings}");
+    assert!(
+        crossings.contains("50% of the daily additional limit"),
+        "{crossings}"
+    );
+    assert!(browser.text("#deliveries").contains("failed"));
+    browser.screenshot("alerts-1280");
+    browser.resize(375, 2400);
+    browser.assert_fits_width();
+    browser.screenshot("alerts-375");
+    browser.goto(&format!("{base}/apis/credits"));
+    let why = browser.text("#budget-stop");
+    assert!(why.contains("USD 6.00 of its USD 6.00 budget"), "{why}");
+    browser.assert_fits_width();
+    browser.screenshot("credits-alerts-375");
+    browser.resize(1280, 1600);
+    browser.screenshot("credits-alerts-1280");
+}

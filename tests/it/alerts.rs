@@ -15,22 +15,22 @@ use serde_json::{Value, json};
 
 /// One request the receiver got, and what it answered.
 #[derive(Debug, Clone)]
-struct Received {
-    signature: String,
-    event: String,
-    body: String,
-    answered: u16,
+pub(crate) struct Received {
+    pub signature: String,
+    pub event: String,
+    pub body: String,
+    pub answered: u16,
 }
 
 /// A webhook receiver on 127.0.0.1 that fails its first `fail` requests with 500, hangs (never
 /// answers) on the next `hang`, and answers 200 after that.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    fn start(fail: usize, hang: usize) -> Receiver {
+    pub fn start(fail: usize, hang: usize) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -91,11 +91,11 @@ impl Receiver {
         Receiver { port, got }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hooks/creditmeter", self.port)
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 }

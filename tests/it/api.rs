@@ -413,6 +413,9 @@ fn the_openapi_document_matches_the_real_routes() {
                 creditmeter::web::api::MAX_EVENTS_PER_REQUEST as i64
             ))
     );
+    // The webhook events and the budget refusal are documented (R13/R14).
+    assert!(schemas["WebhookEvent"]["properties"]["data"].is_object());
+    assert!(schemas["LimitName"].to_string().contains("\"budget\""));
     // The hot path's hand-written answers read back as their documented types.
     let admitted = consume(&app, &token, json!({"credits": 1}));
     let _: creditmeter::web::schema::Admitted = serde_json::from_str(&admitted.body).unwrap();

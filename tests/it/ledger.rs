@@ -148,6 +148,117 @@ fn r4_two_servers_never_pass_the_limit_and_record_every_admitted_call() {
     }
 }
 
+/// R13/R14 across processes: two servers on one database, 32 clients, an org whose budget of
+/// 5.00 stops calls and whose webhook listens: exactly the calls that fit the budget are admitted,
+/// each threshold crossing is recorded once, and each event is delivered once although both
+/// servers' workers read the same outbox.
+#[test]
+fn r14_two_servers_never_pass_a_budget_and_send_each_alert_once() {
+    use creditmeter::db::schema::{alerts, orgs};
+    use diesel::prelude::*;
+    for db in databases() {
+        let receiver = crate::alerts::Receiver::start(0, 0);
+        let mut conn = db.conn();
+        let (org_id, token) = create_org(&mut conn, Edition::Standard, 0, "UTC", now());
+        set_limit(&mut conn, org_id, 500_000, now());
+        diesel::update(orgs::table.find(org_id))
+            .set((
+                orgs::budget_minor.eq(Some(500)),
+                orgs::budget_stop.eq(true),
+                orgs::webhook_url.eq(Some(receiver.url())),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        creditmeter::store::alerts::new_webhook_secret(&mut conn, org_id, "test", now()).unwrap();
+        let flags = ["--webhook-allow-private", "--webhook-retry-base", "1"];
+        let servers = [
+            Server::start_with(db.url(), Some(NOW), &flags),
+            Server::start_with(db.url(), Some(NOW), &flags),
+        ];
+        let ports = [servers[0].port, servers[1].port];
+        let auth = token.clone();
+        let seen = run_clients(32, 1_200, move |client, n| {
+            consume(
+                ports[client % 2],
+                &auth,
+                json!({"credits": 100, "id": format!("b-{n}")}),
+            )
+            .status
+        });
+        // 50,000 free, then 50,000 additional cost exactly 3.50 + 1.50 = 5.00.
+        assert_eq!(seen, [(200, 1000), (429, 200)].into(), "{}", db.url());
+        let day = creditmeter::store::usage::day(&mut conn, org_id, now().date_naive())
+            .unwrap()
+            .unwrap();
+        assert_eq!((day.additional, day.amount_minor), (50_000, 500));
+        let recorded: i64 = alerts::table
+            .filter(alerts::org_id.eq(org_id))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(recorded, 3, "50, 80 and 100% of the budget, once each");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while receiver.received().len() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                receiver.received()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let got = receiver.received();
+        let ids: std::collections::BTreeSet<&str> = got.iter().map(|r| r.event.as_str()).collect();
+        assert_eq!((got.len(), ids.len()), (3, 3), "{}: {got:?}", db.url());
+
+        // Two days of one period at once, for ten orgs: live calls today and metered usage for
+        // yesterday, of 1,000 credits each (0.14). Their batches lock different day rows; the
+        // budget of 0.50 holds over both days: three additional calls (0.42) fit, a fourth never.
+        let five_days_ago = now() - chrono::Duration::days(5);
+        let spread: Vec<(OrgId, String)> = (0..10)
+            .map(|_| {
+                let (org, token) =
+                    create_org(&mut conn, Edition::Standard, 0, "UTC", five_days_ago);
+                set_limit(&mut conn, org, 500_000, five_days_ago);
+                diesel::update(orgs::table.find(org))
+                    .set((orgs::budget_minor.eq(Some(50)), orgs::budget_stop.eq(true)))
+                    .execute(&mut conn)
+                    .unwrap();
+                (org, token)
+            })
+            .collect();
+        let tokens: Vec<String> = spread.iter().map(|(_, t)| t.clone()).collect();
+        run_clients(40, 2_400, move |client, n| {
+            // Client c always calls org c % 10; one kind goes to each server.
+            let (port, token) = (ports[(client / 10) % 2], &tokens[n % 10]);
+            if client % 4 < 2 {
+                consume(
+                    port,
+                    token,
+                    json!({"credits": 1000, "id": format!("s-{n}")}),
+                )
+                .status
+            } else {
+                let event = json!([{"id": format!("s-{n}"), "timestamp": "2026-03-09T12:00:00Z", "credits": 1000}]);
+                api_at(port, "POST", "/api/v1/usage", token, &event.to_string()).status
+            }
+        });
+        for (org, _) in &spread {
+            let days = creditmeter::store::usage::days_in(
+                &mut conn,
+                *org,
+                now().date_naive() - chrono::Duration::days(1),
+                now().date_naive(),
+            )
+            .unwrap();
+            let additional: i64 = days.iter().map(|d| d.additional).sum();
+            let charged: i64 = days.iter().map(|d| d.amount_minor).sum();
+            assert_eq!((additional, charged), (3_000, 42), "{}: {days:?}", db.url());
+        }
+        model::assert_ledger_consistent(&mut conn);
+    }
+}
+
 /// Issue 13, row 2 (R10 across processes): two servers, 16 clients, one server killed (SIGKILL)
 /// mid-load: every consume either server acknowledged is recorded, and counted once.
 #[test]

@@ -75,6 +75,16 @@ fn request() -> impl Strategy<Value = Request> {
         1 => "[a-zA-Z0-9=&%_.+-]{0,40}".prop_map(|q| format!("/apis/credits/details?{q}")),
         1 => text().prop_map(|n| format!("/apis/credits/statements/{}.pdf", percent(&n))),
         4 => Just("/apis/credits/limit".to_string()),
+        2 => prop_oneof![
+            Just("thresholds"),
+            Just("budget"),
+            Just("webhook"),
+            Just("secret"),
+            Just("test")
+        ]
+        .prop_map(|p| format!("/apis/credits/alerts/{p}")),
+        1 => text().prop_map(|id| format!("/apis/credits/alerts/deliveries/{}/retry", percent(&id))),
+        1 => text().prop_map(|q| format!("/apis/credits/alerts?saved={}", percent(&q))),
         1 => Just("/apis/credits".to_string()),
         1 => Just("/apis/credits/audit".to_string()),
         1 => Just("/apis/credits/statements".to_string()),
@@ -107,9 +117,18 @@ fn request() -> impl Strategy<Value = Request> {
     let form_body = prop_oneof![
         (text(), csrf.clone())
             .prop_map(|(limit, csrf)| Body::Form(vec![("additional_limit".into(), limit)], csrf)),
-        (text(), text(), csrf).prop_map(|(e, p, csrf)| {
+        (text(), text(), csrf.clone()).prop_map(|(e, p, csrf)| {
             Body::Form(vec![("email".into(), e), ("password".into(), p)], csrf)
         }),
+        (text(), csrf.clone())
+            .prop_map(|(t, csrf)| Body::Form(vec![("thresholds".into(), t)], csrf)),
+        (text(), text(), csrf.clone()).prop_map(|(b, stop, csrf)| {
+            Body::Form(
+                vec![("budget".into(), b), ("budget_stop".into(), stop)],
+                csrf,
+            )
+        }),
+        (text(), csrf).prop_map(|(url, csrf)| Body::Form(vec![("webhook_url".into(), url)], csrf)),
     ];
     let body = prop_oneof![
         3 => json_body.prop_map(Body::Bytes),
@@ -164,6 +183,7 @@ fn fuzz_every_input_gets_a_4xx_or_a_success_and_refusals_change_nothing() {
         let before = (
             app.day_totals(org.org_id, "2026-03-10"),
             app.org_limit(org.org_id),
+            creditmeter::store::alerts::settings(&mut app.conn(), org.org_id).unwrap(),
         );
         let mut headers: Vec<(&str, &str)> = Vec::new();
         if let Some(ct) = &r.content_type
@@ -205,6 +225,7 @@ fn fuzz_every_input_gets_a_4xx_or_a_success_and_refusals_change_nothing() {
             let after = (
                 app.day_totals(org.org_id, "2026-03-10"),
                 app.org_limit(org.org_id),
+                creditmeter::store::alerts::settings(&mut app.conn(), org.org_id).unwrap(),
             );
             prop_assert_eq!(
                 before,

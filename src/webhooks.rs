@@ -276,12 +276,14 @@ fn send(agent: &ureq::Agent, url: &str, secret: &str, event_id: &str, body: &str
 pub fn start(pool: DbPool, config: WebhookConfig) {
     let in_flight: Arc<Mutex<HashSet<OrgId>>> = Arc::default();
     let agent = agent(&config);
+    // An attempt that ends wakes the finder, so an org's next event need not wait for a poll.
+    let (done, finished) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("webhooks".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(POLL_EVERY);
-                if let Err(e) = dispatch(&pool, &config, &agent, &in_flight) {
+                let _ = finished.recv_timeout(POLL_EVERY);
+                if let Err(e) = dispatch(&pool, &config, &agent, &in_flight, &done) {
                     tracing::warn!(error = %e, "webhook worker: cannot read the outbox");
                 }
             }
@@ -294,6 +296,7 @@ fn dispatch(
     config: &WebhookConfig,
     agent: &ureq::Agent,
     in_flight: &Arc<Mutex<HashSet<OrgId>>>,
+    done: &std::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
     let busy = in_flight.lock().expect("in-flight set").len();
     if busy >= MAX_IN_FLIGHT {

@@ -62,7 +62,6 @@ impl Receiver {
                     let answered = if n < fail {
                         500
                     } else if n < fail + hang {
-                        std::thread::sleep(Duration::from_secs(5));
                         0
                     } else {
                         200
@@ -79,6 +78,9 @@ impl Receiver {
                         body: String::from_utf8_lossy(&body).into_owned(),
                         answered,
                     });
+                    if answered == 0 {
+                        std::thread::sleep(Duration::from_secs(5));
+                    }
                     if answered != 0 {
                         let _ = write!(
                             stream,
@@ -575,4 +577,100 @@ fn org_update_with_a_webhook_url_prints_its_secret_once() {
         settings.webhook_url.as_deref(),
         Some("https://hooks.example.com/other")
     );
+}
+
+/// One org's receiver that hangs holds only that org's deliveries: another org's test events are
+/// delivered meanwhile. "Retry now" sends a failed delivery again at once.
+#[test]
+fn a_hanging_receiver_holds_up_no_other_org_and_retry_now_resends() {
+    let hanging = Receiver::start(0, 1000);
+    let healthy = Receiver::start(0, 0);
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-10T12:00:00Z"))
+        .webhooks(WebhookConfig {
+            timeout: Duration::from_secs(3),
+            max_attempts: 1,
+            ..fast_webhooks()
+        })
+        .spawn();
+    let slow = app.seed_org("slow", Edition::Standard, "UTC");
+    let fast = app.seed_org("fast", Edition::Standard, "UTC");
+    let slow_session = app.sign_in(&slow.super_admin);
+    let fast_session = app.sign_in(&fast.super_admin);
+    for (session, receiver) in [(&slow_session, &hanging), (&fast_session, &healthy)] {
+        let r = app.post_signed(
+            "/apis/credits/alerts/webhook",
+            session,
+            &[
+                ("webhook_url", &receiver.url()),
+                ("csrf_token", &session.csrf),
+            ],
+        );
+        assert_eq!(r.status, 200);
+    }
+    let test_event = |session: &common::Session| {
+        let r = app.post_signed(
+            "/apis/credits/alerts/test",
+            session,
+            &[("csrf_token", &session.csrf)],
+        );
+        assert_eq!(r.status, 303);
+    };
+    for _ in 0..3 {
+        test_event(&slow_session);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    for _ in 0..5 {
+        test_event(&fast_session);
+    }
+    while healthy.received().len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the other org's events wait behind a hanging receiver: {:?}",
+            healthy.received()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "5 events of another org delivered in {:?} while a receiver hangs",
+        started.elapsed()
+    );
+
+    common::step("a failed delivery is sent again by retry now", || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let page = loop {
+            let page = app.get("/apis/credits/alerts", Some(&slow_session)).body;
+            if page.matches("data-state=\"failed\"").count() == 3 {
+                break page;
+            }
+            assert!(Instant::now() < deadline, "{page}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let action = page
+            .split("action=\"")
+            .find(|a| a.starts_with("/apis/credits/alerts/deliveries/"))
+            .and_then(|a| a.split('"').next())
+            .expect("a retry button")
+            .to_string();
+        let before = hanging.received().len();
+        let r = app.post_signed(
+            &action,
+            &slow_session,
+            &[("csrf_token", &slow_session.csrf)],
+        );
+        assert_eq!(r.status, 303);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hanging.received().len() == before {
+            assert!(Instant::now() < deadline, "not sent again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Another org's delivery cannot be retried through this org.
+        let foreign = app.post_signed(
+            &action,
+            &fast_session,
+            &[("csrf_token", &fast_session.csrf)],
+        );
+        assert_eq!(foreign.status, 404);
+    });
 }

@@ -317,11 +317,12 @@ fn dispatch(
             }
             flying.insert(due.org_id);
         }
-        let (pool, config, agent, in_flight) = (
+        let (pool, config, agent, in_flight, done) = (
             pool.clone(),
             config.clone(),
             agent.clone(),
             in_flight.clone(),
+            done.clone(),
         );
         std::thread::spawn(move || {
             let org_id = due.org_id;
@@ -329,6 +330,7 @@ fn dispatch(
                 tracing::warn!(org = %org_id, error = %e, "webhook worker: cannot record an attempt");
             }
             in_flight.lock().expect("in-flight set").remove(&org_id);
+            let _ = done.send(());
         });
     }
     Ok(())

@@ -236,14 +236,29 @@ async fn render(
     page(status, &view)
 }
 
+/// Who changes a setting, of which org, when.
+struct Editor {
+    org_id: crate::domain::types::OrgId,
+    who: String,
+    now: DateTime<Utc>,
+}
+
 /// Only a super admin of a paid edition changes alert settings (as the limit, R2).
-fn require_editor(signed_in: &SignedIn, csrf_token: &str) -> Result<(), AppError> {
+fn require_editor(
+    state: &AppState,
+    signed_in: &SignedIn,
+    csrf_token: &str,
+) -> Result<Editor, AppError> {
     signed_in.require_credits_access()?;
     signed_in.check_csrf(csrf_token)?;
-    match signed_in.limit_change_refusal() {
-        Some(reason) => Err(AppError::Forbidden(reason.to_string())),
-        None => Ok(()),
+    if let Some(reason) = signed_in.limit_change_refusal() {
+        return Err(AppError::Forbidden(reason.to_string()));
     }
+    Ok(Editor {
+        org_id: signed_in.org.id,
+        who: signed_in.user.email.clone(),
+        now: state.clock.now(),
+    })
 }
 
 fn back(message: &str) -> HttpResponse {
@@ -268,7 +283,7 @@ pub async fn set_thresholds(
     signed_in: SignedIn,
     form: web::Form<ThresholdsForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
+    let Editor { org_id, who, now } = require_editor(&state, &signed_in, &form.csrf_token)?;
     let thresholds: Thresholds = match form.thresholds.parse() {
         Ok(t) => t,
         Err(e) => {
@@ -280,11 +295,6 @@ pub async fn set_thresholds(
             return render(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, forms).await;
         }
     };
-    let (org_id, who, now) = (
-        signed_in.org.id,
-        signed_in.user.email.clone(),
-        state.clock.now(),
-    );
     let new = thresholds.to_string();
     state
         .db(move |conn| {
@@ -348,8 +358,7 @@ pub async fn set_budget(
     signed_in: SignedIn,
     form: web::Form<BudgetForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
-    let now = state.clock.now();
+    let Editor { org_id, who, now } = require_editor(&state, &signed_in, &form.csrf_token)?;
     let day = signed_in.org.local_day(now);
     let currency = state
         .db(move |conn| Ok(plans::for_day(conn, day)?.1.currency().to_string()))
@@ -367,7 +376,6 @@ pub async fn set_budget(
             return render(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, forms).await;
         }
     };
-    let (org_id, who) = (signed_in.org.id, signed_in.user.email.clone());
     let show = move |b: Option<i64>| b.map_or("none".to_string(), |b| display_amount(b, &currency));
     state
         .db(move |conn| {
@@ -419,7 +427,7 @@ pub async fn set_webhook(
     signed_in: SignedIn,
     form: web::Form<WebhookForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
+    let Editor { org_id, who, now } = require_editor(&state, &signed_in, &form.csrf_token)?;
     let url = form.webhook_url.trim().to_string();
     if !url.is_empty()
         && let Err(message) = crate::webhooks::check_url(&url)
@@ -431,11 +439,6 @@ pub async fn set_webhook(
         };
         return render(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, forms).await;
     }
-    let (org_id, who, now) = (
-        signed_in.org.id,
-        signed_in.user.email.clone(),
-        state.clock.now(),
-    );
     let new_url = (!url.is_empty()).then_some(url);
     let new_secret = state
         .db(move |conn| {
@@ -456,7 +459,7 @@ pub async fn set_webhook(
             )?;
             // A first URL gets a secret at once, shown once.
             if new_url.is_some() && !old.has_secret {
-                return Ok(Some(rotate(conn, org_id, &who, now)?));
+                return Ok(Some(store::new_webhook_secret(conn, org_id, &who, now)?));
             }
             Ok(None)
         })
@@ -474,15 +477,6 @@ pub async fn set_webhook(
     }
 }
 
-fn rotate(
-    conn: &mut crate::db::DbConn,
-    org_id: crate::domain::types::OrgId,
-    who: &str,
-    now: DateTime<Utc>,
-) -> Result<String, AppError> {
-    Ok(store::new_webhook_secret(conn, org_id, who, now)?)
-}
-
 #[derive(Deserialize)]
 pub struct CsrfForm {
     #[serde(default)]
@@ -494,14 +488,9 @@ pub async fn rotate_secret(
     signed_in: SignedIn,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
-    let (org_id, who, now) = (
-        signed_in.org.id,
-        signed_in.user.email.clone(),
-        state.clock.now(),
-    );
+    let Editor { org_id, who, now } = require_editor(&state, &signed_in, &form.csrf_token)?;
     let secret = state
-        .db(move |conn| rotate(conn, org_id, &who, now))
+        .db(move |conn| Ok(store::new_webhook_secret(conn, org_id, &who, now)?))
         .await?;
     let forms = Forms {
         message: Some("A new signing secret is in force; the old one no longer signs.".into()),
@@ -516,12 +505,8 @@ pub async fn send_test(
     signed_in: SignedIn,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
-    let (org_id, name, now) = (
-        signed_in.org.id,
-        signed_in.org.name.clone(),
-        state.clock.now(),
-    );
+    let Editor { org_id, now, .. } = require_editor(&state, &signed_in, &form.csrf_token)?;
+    let name = signed_in.org.name.clone();
     let queued = state
         .db(move |conn| {
             if store::webhook_of(conn, org_id)?.is_none() {
@@ -548,9 +533,8 @@ pub async fn retry_now(
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, AppError> {
-    require_editor(&signed_in, &form.csrf_token)?;
+    let Editor { org_id, .. } = require_editor(&state, &signed_in, &form.csrf_token)?;
     let id: i64 = path.parse().map_err(|_| AppError::NotFound)?;
-    let org_id = signed_in.org.id;
     let found = state
         .db(move |conn| Ok(store::retry_now(conn, org_id, id, Utc::now())?))
         .await?;

@@ -537,14 +537,13 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
         licences: args.licences,
         add_on_credits: args.add_on_credits,
         zone,
-        webhook_url,
     };
     if change.name.is_none()
         && change.edition.is_none()
         && change.licences.is_none()
         && change.add_on_credits.is_none()
         && change.zone.is_none()
-        && change.webhook_url.is_none()
+        && webhook_url.is_none()
     {
         bail!(
             "nothing to change: give at least one of --name, --edition, --licences, --add-on-credits, --timezone, --webhook-url, --no-webhook"
@@ -553,7 +552,17 @@ fn org_update(args: OrgUpdateArgs, clock: Clock) -> Result<()> {
     let mut conn = args.db.open()?;
     let org = require_org(&mut conn, args.org_id)?;
     orgs::update(&mut conn, org.id, &change, clock.now()).context("cannot update the org")?;
-    if matches!(change.webhook_url, Some(Some(_)))
+    if let Some(url) = &webhook_url {
+        crate::store::alerts::set_webhook_url(
+            &mut conn,
+            org.id,
+            url.as_deref(),
+            "operator (CLI)",
+            clock.now(),
+        )
+        .context("cannot set the webhook URL")?;
+    }
+    if matches!(webhook_url, Some(Some(_)))
         && !crate::store::alerts::settings(&mut conn, org.id)?.has_secret
     {
         let secret = crate::store::alerts::new_webhook_secret(

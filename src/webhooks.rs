@@ -54,6 +54,8 @@ impl Default for WebhookConfig {
 pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(6 * 3600);
 /// Attempts in flight at once on one server (each org has at most one).
 pub const MAX_IN_FLIGHT: usize = 32;
+/// What a lease gives an attempt beyond its timeout: the waits for a database connection.
+const LEASE_MARGIN: Duration = Duration::from_secs(90);
 /// How often the worker looks for due deliveries.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
@@ -173,16 +175,35 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            // Forms that carry an IPv4 address: mapped, compatible, NAT64 (64:ff9b::/96), 6to4.
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::from(
+                    (u32::from(hi) << 16) | u32::from(lo),
+                ))
+            };
+            // ::/96: unspecified, loopback and the deprecated IPv4-compatible form.
+            if seg[..6] == [0; 6] {
+                return false;
+            }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(embedded(seg[6], seg[7]));
+            }
+            if seg[0] == 0x2002 {
+                return is_public(embedded(seg[1], seg[2]));
+            }
+            let first = seg[0];
+            !(v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || (first == 0x64 && seg[1] == 0xff9b)
+                || (first == 0x2001 && seg[1] == 0)
+                || (first == 0x2001 && seg[1] == 0x0db8)
+                || (first == 0x0100 && seg[1..4] == [0, 0, 0]))
         }
     }
 }
@@ -226,6 +247,8 @@ fn agent(config: &WebhookConfig) -> ureq::Agent {
         .timeout_global(Some(config.timeout))
         .http_status_as_error(false)
         .max_redirects(0)
+        // A proxy from the environment would be the address checked, not the receiver's.
+        .proxy(None)
         .user_agent("creditmeter-webhooks/1")
         .build();
     ureq::Agent::with_parts(
@@ -274,7 +297,7 @@ fn send(agent: &ureq::Agent, url: &str, secret: &str, event_id: &str, body: &str
 /// Start the delivery worker on its own threads: one that finds due deliveries, and one per
 /// attempt in flight (at most `MAX_IN_FLIGHT`, one per org).
 pub fn start(pool: DbPool, config: WebhookConfig) {
-    let in_flight: Arc<Mutex<HashSet<OrgId>>> = Arc::default();
+    let in_flight: InFlight = Arc::default();
     let agent = agent(&config);
     // An attempt that ends wakes the finder, so an org's next event need not wait for a poll.
     let (done, finished) = std::sync::mpsc::channel::<()>();
@@ -283,54 +306,87 @@ pub fn start(pool: DbPool, config: WebhookConfig) {
         .spawn(move || {
             loop {
                 let _ = finished.recv_timeout(POLL_EVERY);
-                if let Err(e) = dispatch(&pool, &config, &agent, &in_flight, &done) {
-                    tracing::warn!(error = %e, "webhook worker: cannot read the outbox");
+                let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    dispatch(&pool, &config, &agent, &in_flight, &done)
+                }));
+                match found {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "webhook worker: cannot read the outbox")
+                    }
+                    Err(_) => tracing::error!("webhook worker: the finder panicked; it goes on"),
                 }
             }
         })
         .expect("a thread for the webhook worker");
 }
 
+/// The orgs with an attempt in flight on this server.
+type InFlight = Arc<Mutex<HashSet<OrgId>>>;
+
+fn flying(in_flight: &InFlight) -> std::sync::MutexGuard<'_, HashSet<OrgId>> {
+    // A set of ids stays consistent even if a holder panicked.
+    in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Frees an org's slot when its attempt ends, however it ends, and wakes the finder.
+struct Slot {
+    org_id: OrgId,
+    in_flight: InFlight,
+    done: std::sync::mpsc::Sender<()>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        flying(&self.in_flight).remove(&self.org_id);
+        let _ = self.done.send(());
+    }
+}
+
 fn dispatch(
     pool: &DbPool,
     config: &WebhookConfig,
     agent: &ureq::Agent,
-    in_flight: &Arc<Mutex<HashSet<OrgId>>>,
+    in_flight: &InFlight,
     done: &std::sync::mpsc::Sender<()>,
 ) -> anyhow::Result<()> {
-    let busy = in_flight.lock().expect("in-flight set").len();
-    if busy >= MAX_IN_FLIGHT {
+    let busy: Vec<OrgId> = flying(in_flight).iter().copied().collect();
+    if busy.len() >= MAX_IN_FLIGHT {
         return Ok(());
     }
     let mut conn = pool.get()?;
     let now = Utc::now();
-    for due in outbox::due(&mut conn, now, (MAX_IN_FLIGHT * 2) as i64)? {
+    // Long enough for an attempt and the connections it waits for; a lease that runs out lets
+    // another worker send again (at least once), and the first attempt's outcome is then ignored.
+    let lease_until = now
+        + chrono::Duration::from_std(config.timeout + LEASE_MARGIN)
+            .unwrap_or(chrono::Duration::MAX);
+    for due in outbox::due(&mut conn, now, &busy, MAX_IN_FLIGHT as i64)? {
+        let token = crate::secrets::random_hex_256();
         {
-            let mut flying = in_flight.lock().expect("in-flight set");
+            let mut flying = flying(in_flight);
             if flying.len() >= MAX_IN_FLIGHT || flying.contains(&due.org_id) {
                 continue;
             }
-            let lease = now
-                + chrono::Duration::from_std(config.timeout * 3).unwrap_or(chrono::Duration::MAX);
-            if !outbox::lease(&mut conn, due.id, now, lease)? {
+            if !outbox::lease(&mut conn, &due, now, lease_until, &token)? {
                 continue;
             }
             flying.insert(due.org_id);
         }
-        let (pool, config, agent, in_flight, done) = (
-            pool.clone(),
-            config.clone(),
-            agent.clone(),
-            in_flight.clone(),
-            done.clone(),
-        );
+        let slot = Slot {
+            org_id: due.org_id,
+            in_flight: in_flight.clone(),
+            done: done.clone(),
+        };
+        let (pool, config, agent) = (pool.clone(), config.clone(), agent.clone());
         std::thread::spawn(move || {
+            let _slot = slot;
             let org_id = due.org_id;
-            if let Err(e) = attempt(&pool, &config, &agent, due) {
+            if let Err(e) = attempt(&pool, &config, &agent, due, &token) {
                 tracing::warn!(org = %org_id, error = %e, "webhook worker: cannot record an attempt");
             }
-            in_flight.lock().expect("in-flight set").remove(&org_id);
-            let _ = done.send(());
         });
     }
     Ok(())
@@ -341,6 +397,7 @@ fn attempt(
     config: &WebhookConfig,
     agent: &ureq::Agent,
     due: outbox::Due,
+    token: &str,
 ) -> anyhow::Result<()> {
     let webhook = {
         let mut conn = pool.get()?;
@@ -385,7 +442,7 @@ fn attempt(
         _ => {}
     }
     let mut conn = pool.get()?;
-    outbox::finish_attempt(&mut conn, due.id, &result, state, retry_at)?;
+    outbox::finish_attempt(&mut conn, due.id, token, &result, state, retry_at)?;
     Ok(())
 }
 
@@ -423,10 +480,23 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:0a00:0001::1",
+            "fec0::1",
+            "2001:0:4136:e378::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+            "2002:0808:0808::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

@@ -47,6 +47,7 @@ diesel::table! {
         next_attempt_at -> Timestamp,
         lease_until -> Nullable<Timestamp>,
         finished_at -> Nullable<Timestamp>,
+        lease_token -> Nullable<Text>,
     }
 }
 

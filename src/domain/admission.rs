@@ -269,10 +269,17 @@ pub fn decide(
     }
 }
 
-/// R14: a period's charge stays within its budget when what its other days were charged plus the
-/// day's charge (rounded once, R5) after the spend is at most the budget.
-pub fn within_budget(budget_minor: i64, other_days_minor: i64, day_after_minor: i64) -> bool {
-    other_days_minor.saturating_add(day_after_minor) <= budget_minor
+/// R14: a spend is refused when it would raise the period's charge (its other days' charges plus
+/// the day's, each rounded once, R5) above the budget; one that leaves the rounded charge as it
+/// was passes, also under a budget lowered below what was charged already.
+pub fn within_budget(
+    budget_minor: i64,
+    other_days_minor: i64,
+    day_before_minor: i64,
+    day_after_minor: i64,
+) -> bool {
+    day_after_minor <= day_before_minor
+        || other_days_minor.saturating_add(day_after_minor) <= budget_minor
 }
 
 #[cfg(test)]
@@ -287,6 +294,45 @@ mod tests {
             additional_limit,
             additional_used: 0,
         }
+    }
+
+    #[test]
+    fn r14_a_spend_that_raises_the_charge_past_the_budget_is_refused_whole() {
+        let mut day = budget(100, 1_000);
+        let charge = |additional: i64| additional; // a cent per credit, for the test
+        let decide_with = |day: &mut DayBudget, credits, cap: i64| {
+            decide(day, credits, false, |d, spend| {
+                within_budget(
+                    cap,
+                    40,
+                    charge(d.additional_used),
+                    charge(d.additional_used + spend.additional),
+                )
+            })
+        };
+        assert!(matches!(
+            decide_with(&mut day, 150, 100),
+            Decision::Admitted(_)
+        ));
+        assert_eq!(
+            decide_with(&mut day, 11, 100),
+            Decision::Refused(LimitHit::Budget)
+        );
+        assert_eq!(day.additional_used, 50, "a refused spend changes nothing");
+        assert!(matches!(
+            decide_with(&mut day, 10, 100),
+            Decision::Admitted(_)
+        ));
+        // Free credits never meet the budget; a budget lowered below the charge stops the rest.
+        let mut fresh = budget(100, 1_000);
+        assert!(matches!(
+            decide_with(&mut fresh, 100, 0),
+            Decision::Admitted(_)
+        ));
+        assert_eq!(
+            decide_with(&mut fresh, 1, 0),
+            Decision::Refused(LimitHit::Budget)
+        );
     }
 
     #[test]

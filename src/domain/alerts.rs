@@ -28,8 +28,17 @@ impl FromStr for Thresholds {
     /// Whole percentages separated by commas or spaces ("50, 80, 100"); empty means no alerts.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let mut values = Vec::new();
-        for part in text.split([',', ' ']).filter(|p| !p.trim().is_empty()) {
+        for part in text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+        {
             let part = part.trim().trim_end_matches('%');
+            if part.len() > 6 {
+                return Err(ThresholdsError(format!(
+                    "“{}…” is out of range: each threshold is 1 to {MAX_THRESHOLD}%",
+                    part.chars().take(6).collect::<String>()
+                )));
+            }
             let value: u32 = part.parse().map_err(|_| {
                 ThresholdsError(format!(
                     "“{part}” is not a whole percentage: write thresholds like 50, 80, 100"
@@ -119,8 +128,11 @@ mod tests {
     #[test]
     fn r13_thresholds_parse_sorted_and_refuse_nonsense() {
         assert_eq!(
-            "100, 50,80 ,50%".parse::<Thresholds>().unwrap().to_string(),
-            "50,80,100"
+            "100, 50,80 ,50%\t20"
+                .parse::<Thresholds>()
+                .unwrap()
+                .to_string(),
+            "20,50,80,100"
         );
         assert_eq!("".parse::<Thresholds>().unwrap().values(), &[] as &[u32]);
         for bad in [

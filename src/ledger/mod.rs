@@ -231,7 +231,18 @@ fn read(
     cache: &mut LedgerCache,
 ) -> QueryResult<Placed> {
     let org_ids: BTreeSet<OrgId> = requests.iter().map(|r| r.org_id).collect();
-    read_rules(conn, &org_ids.into_iter().collect::<Vec<_>>(), cache)?;
+    let org_ids: Vec<OrgId> = org_ids.into_iter().collect();
+    read_rules(conn, &org_ids, cache)?;
+    // R14: orgs with a budget are decided on a whole period; their batches are serialized across
+    // processes, in the lock order: after the org rows, before keys and day rows.
+    let budget_orgs: Vec<OrgId> = org_ids
+        .iter()
+        .copied()
+        .filter(|id| matches!(cache.rules.get(id), Some(Some(r)) if r.budget.is_some()))
+        .collect();
+    if !budget_orgs.is_empty() {
+        orgs::lock_budget(conn, &budget_orgs)?;
+    }
     let mut places = Vec::with_capacity(requests.len());
     let mut days: BTreeMap<(OrgId, NaiveDate), i64> = BTreeMap::new();
     let mut key_days: BTreeMap<(OrgId, String), NaiveDate> = BTreeMap::new();
@@ -294,9 +305,9 @@ fn budget_period(rules: &OrgRules, local_day: NaiveDate) -> Option<BillingPeriod
     calendar::period_containing(rules.anchor?, local_day)
 }
 
-/// For the orgs with a budget: serialize their batches across processes (their decisions depend on
-/// every day of a period, not only the rows a batch locks), and read every day row of the periods
-/// the batch touches, with the plans that price them.
+/// For the orgs with a budget: read every day row of the periods the batch touches (once per
+/// period while the cache holds), and the plans that price every day of those periods (a day row
+/// made in this batch may be the first priced by a newly published plan).
 fn read_budget_periods(
     conn: &mut DbConn,
     requests: &[&UsageRequest],
@@ -312,18 +323,12 @@ fn read_budget_periods(
             periods.insert((request.org_id, period.start, period.end));
         }
     }
-    if periods.is_empty() {
-        return Ok(());
-    }
-    let orgs: BTreeSet<OrgId> = periods.iter().map(|(org, _, _)| *org).collect();
-    orgs::lock_budget(conn, &orgs.into_iter().collect::<Vec<_>>())?;
     for (org_id, start, end) in periods {
-        if !cache.periods.insert((org_id, start)) {
-            continue;
-        }
-        let last = end.pred_opt().unwrap_or(start);
-        for row in usage::days_in(conn, org_id, start, last)? {
-            cache.days.entry((org_id, row.local_day)).or_insert(row);
+        if cache.periods.insert((org_id, start)) {
+            let last = end.pred_opt().unwrap_or(start);
+            for row in usage::days_in(conn, org_id, start, last)? {
+                cache.days.entry((org_id, row.local_day)).or_insert(row);
+            }
         }
         let mut day = start;
         while day < end {
@@ -466,8 +471,12 @@ fn decide<'r>(
             (Some(cap), Some((_, others)), Some(plan)) if cap.stop => admission::within_budget(
                 cap.amount_minor,
                 others,
+                plan.day_charge_minor(row.additional),
                 plan.day_charge_minor(row.additional + spend.additional),
             ),
+            // A day of a budget's period is always read with its plan (`read_budget_periods`);
+            // were it not, the call could not be priced, so it is not admitted past the budget.
+            (Some(cap), Some(_), None) => !cap.stop,
             _ => true,
         };
         let decision =

@@ -136,8 +136,15 @@ pub struct Due {
     pub attempts: i32,
 }
 
-/// Up to `limit` pending deliveries due at `now` and not leased by a worker, oldest first.
-pub fn due(conn: &mut DbConn, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Due>> {
+/// Up to `limit` pending deliveries due at `now`, not leased by a worker and not of the orgs in
+/// `busy` (an org with an attempt in flight waits its turn without hiding other orgs' events),
+/// oldest first.
+pub fn due(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    busy: &[OrgId],
+    limit: i64,
+) -> QueryResult<Vec<Due>> {
     let now = db_time(now);
     let rows: Vec<(i64, OrgId, String, String, i32)> = webhook_deliveries::table
         .filter(webhook_deliveries::state.eq(State::Pending.as_str()))
@@ -147,7 +154,8 @@ pub fn due(conn: &mut DbConn, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec
                 .is_null()
                 .or(webhook_deliveries::lease_until.lt(now)),
         )
-        .order(webhook_deliveries::next_attempt_at)
+        .filter(webhook_deliveries::org_id.ne_all(busy))
+        .order((webhook_deliveries::next_attempt_at, webhook_deliveries::id))
         .limit(limit)
         .select((
             webhook_deliveries::id,
@@ -169,26 +177,32 @@ pub fn due(conn: &mut DbConn, now: DateTime<Utc>, limit: i64) -> QueryResult<Vec
         .collect())
 }
 
-/// Take a due delivery for one attempt until `lease_until`: true for the one worker (of any
-/// server) whose update found it still free.
+/// Take a due delivery for one attempt until `lease_until`, under a token of its own: true for the
+/// one worker (of any server) whose update found it still due, free and as it was read.
 pub fn lease(
     conn: &mut DbConn,
-    id: i64,
+    due: &Due,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
+    token: &str,
 ) -> QueryResult<bool> {
     let now = db_time(now);
     let taken = diesel::update(
         webhook_deliveries::table
-            .find(id)
+            .find(due.id)
             .filter(webhook_deliveries::state.eq(State::Pending.as_str()))
+            .filter(webhook_deliveries::next_attempt_at.le(now))
+            .filter(webhook_deliveries::attempts.eq(due.attempts))
             .filter(
                 webhook_deliveries::lease_until
                     .is_null()
                     .or(webhook_deliveries::lease_until.lt(now)),
             ),
     )
-    .set(webhook_deliveries::lease_until.eq(db_time(lease_until)))
+    .set((
+        webhook_deliveries::lease_until.eq(db_time(lease_until)),
+        webhook_deliveries::lease_token.eq(token),
+    ))
     .execute(conn)?;
     Ok(taken == 1)
 }
@@ -215,10 +229,13 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
-/// Log an attempt and move the delivery on: delivered, due again at `retry_at`, or failed.
+/// Log an attempt and, if `token` still holds the delivery's lease, move it on: delivered, due
+/// again at `retry_at`, or failed. An attempt whose lease was lost (it ran out and another worker
+/// took the delivery, or "retry now" reset it) is logged and changes nothing else.
 pub fn finish_attempt(
     conn: &mut DbConn,
     id: i64,
+    token: &str,
     attempt: &Attempt,
     outcome: State,
     retry_at: Option<DateTime<Utc>>,
@@ -234,15 +251,21 @@ pub fn finish_attempt(
             ))
             .execute(conn)?;
         let finished = (outcome != State::Pending).then(|| db_time(attempt.at));
-        diesel::update(webhook_deliveries::table.find(id))
-            .set((
-                webhook_deliveries::state.eq(outcome.as_str()),
-                webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
-                webhook_deliveries::next_attempt_at.eq(db_time(retry_at.unwrap_or(attempt.at))),
-                webhook_deliveries::lease_until.eq(None::<NaiveDateTime>),
-                webhook_deliveries::finished_at.eq(finished),
-            ))
-            .execute(conn)?;
+        diesel::update(
+            webhook_deliveries::table
+                .find(id)
+                .filter(webhook_deliveries::lease_token.eq(token))
+                .filter(webhook_deliveries::state.eq(State::Pending.as_str())),
+        )
+        .set((
+            webhook_deliveries::state.eq(outcome.as_str()),
+            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
+            webhook_deliveries::next_attempt_at.eq(db_time(retry_at.unwrap_or(attempt.at))),
+            webhook_deliveries::lease_until.eq(None::<NaiveDateTime>),
+            webhook_deliveries::lease_token.eq(None::<String>),
+            webhook_deliveries::finished_at.eq(finished),
+        ))
+        .execute(conn)?;
         Ok(())
     })
 }
@@ -266,6 +289,8 @@ pub fn retry_now(
         webhook_deliveries::next_attempt_at.eq(db_time(now)),
         webhook_deliveries::attempts.eq(0),
         webhook_deliveries::finished_at.eq(None::<NaiveDateTime>),
+        webhook_deliveries::lease_until.eq(None::<NaiveDateTime>),
+        webhook_deliveries::lease_token.eq(None::<String>),
     ))
     .execute(conn)?;
     Ok(changed == 1)
@@ -378,7 +403,6 @@ pub fn recent_deliveries(
 pub enum Setting {
     Thresholds,
     Budget,
-    BudgetStop,
     WebhookUrl,
     WebhookSecret,
 }
@@ -388,7 +412,6 @@ impl Setting {
         match self {
             Setting::Thresholds => "alert thresholds",
             Setting::Budget => "budget",
-            Setting::BudgetStop => "stop at the budget",
             Setting::WebhookUrl => "webhook URL",
             Setting::WebhookSecret => "webhook secret",
         }
@@ -431,24 +454,32 @@ pub fn settings(conn: &mut DbConn, org_id: OrgId) -> QueryResult<AlertSettings> 
     })
 }
 
-/// One audited change of a setting: the org's row is locked (PostgreSQL) and updated by `apply`,
-/// and the change logged with its old and new values, in one transaction. Nothing is logged when
-/// the value does not change.
+/// Whose setting changes, who changes it, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub org_id: OrgId,
+    pub by: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// One audited change of a setting, in one transaction: the org's row is locked (PostgreSQL), its
+/// current value read by `current` from the settings as they are then, and, when `new` differs,
+/// written by `apply` and logged with the old and new values. False when nothing changed.
 pub fn change_setting(
     conn: &mut DbConn,
-    org_id: OrgId,
+    change: Change<'_>,
     setting: Setting,
-    by: &str,
-    now: DateTime<Utc>,
-    values: (String, String),
+    current: impl FnOnce(&AlertSettings) -> String,
+    new: String,
     apply: impl FnOnce(&mut DbConn) -> QueryResult<usize>,
 ) -> QueryResult<bool> {
-    let (old, new) = values;
-    if old == new {
-        return Ok(false);
-    }
+    let Change { org_id, by, now } = change;
     crate::db::write_transaction(conn, |conn| {
         super::orgs::lock_exclusive(conn, org_id)?;
+        let old = current(&settings(conn, org_id)?);
+        if old == new {
+            return Ok(false);
+        }
         apply(conn)?;
         diesel::insert_into(settings_changes::table)
             .values((
@@ -462,6 +493,28 @@ pub fn change_setting(
             .execute(conn)?;
         Ok(true)
     })
+}
+
+/// Set or remove the org's webhook URL, audited.
+pub fn set_webhook_url(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    url: Option<&str>,
+    by: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<bool> {
+    change_setting(
+        conn,
+        Change { org_id, by, now },
+        Setting::WebhookUrl,
+        |s| s.webhook_url.clone().unwrap_or_else(|| "none".into()),
+        url.unwrap_or("none").to_string(),
+        |conn| {
+            diesel::update(orgs::table.find(org_id))
+                .set(orgs::webhook_url.eq(url))
+                .execute(conn)
+        },
+    )
 }
 
 /// A logged change of a setting, for the audit page.
@@ -506,22 +559,13 @@ pub fn new_webhook_secret(
     now: DateTime<Utc>,
 ) -> QueryResult<String> {
     let secret = format!("whsec_{}", crate::secrets::random_hex_256());
-    let old = if settings(conn, org_id)?.has_secret {
-        "set"
-    } else {
-        "none"
-    };
     let stored = secret.clone();
     change_setting(
         conn,
-        org_id,
+        Change { org_id, by, now },
         Setting::WebhookSecret,
-        by,
-        now,
-        (
-            old.into(),
-            format!("new secret ({})", now.format("%Y-%m-%d %H:%M:%S UTC")),
-        ),
+        |s| if s.has_secret { "set" } else { "none" }.to_string(),
+        format!("new secret ({})", now.format("%Y-%m-%d %H:%M:%S UTC")),
         |conn| {
             diesel::update(orgs::table.find(org_id))
                 .set(orgs::webhook_secret.eq(Some(&stored)))

@@ -1,4 +1,4 @@
-//! Orgs: name, time zone, edition and allowance history (R1, R11), webhook.
+//! Orgs: name, time zone, edition and allowance history (R1, R11).
 
 use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
@@ -178,8 +178,6 @@ pub struct OrgUpdate {
     pub licences: Option<i64>,
     pub add_on_credits: Option<i64>,
     pub zone: Option<Tz>,
-    /// `Some(None)` removes the webhook.
-    pub webhook_url: Option<Option<String>>,
 }
 
 /// Apply an update. A change of edition, licences or add-on credits takes effect from the org's
@@ -203,11 +201,6 @@ pub fn update(
         if let Some(zone) = change.zone {
             diesel::update(orgs::table.find(org_id))
                 .set(orgs::timezone.eq(zone.name()))
-                .execute(conn)?;
-        }
-        if let Some(webhook) = &change.webhook_url {
-            diesel::update(orgs::table.find(org_id))
-                .set(orgs::webhook_url.eq(webhook))
                 .execute(conn)?;
         }
         if change.edition.is_some() || change.licences.is_some() || change.add_on_credits.is_some()

@@ -298,14 +298,16 @@ pub async fn set_thresholds(
     let new = thresholds.to_string();
     state
         .db(move |conn| {
-            let old = store::settings(conn, org_id)?.thresholds;
             Ok(store::change_setting(
                 conn,
-                org_id,
+                store::Change {
+                    org_id,
+                    by: &who,
+                    now,
+                },
                 Setting::Thresholds,
-                &who,
-                now,
-                (old, new.clone()),
+                |s| s.thresholds.clone(),
+                new.clone(),
                 |conn| {
                     diesel::update(orgs::table.find(org_id))
                         .set(orgs::alert_thresholds.eq(&new))
@@ -376,38 +378,30 @@ pub async fn set_budget(
             return render(&state, signed_in, StatusCode::UNPROCESSABLE_ENTITY, forms).await;
         }
     };
-    let show = move |b: Option<i64>| b.map_or("none".to_string(), |b| display_amount(b, &currency));
+    // The amount and "stop" are one setting: a batch never sees one changed without the other.
+    let shown = move |budget: Option<i64>, stop: bool| match budget {
+        None => "none".to_string(),
+        Some(b) if stop => format!("{}, calls stop at it", display_amount(b, &currency)),
+        Some(b) => display_amount(b, &currency),
+    };
     state
         .db(move |conn| {
-            let old = store::settings(conn, org_id)?;
-            store::change_setting(
+            Ok(store::change_setting(
                 conn,
-                org_id,
+                store::Change {
+                    org_id,
+                    by: &who,
+                    now,
+                },
                 Setting::Budget,
-                &who,
-                now,
-                (show(old.budget_minor), show(budget)),
+                |s| shown(s.budget_minor, s.budget_stop),
+                shown(budget, stop),
                 |conn| {
                     diesel::update(orgs::table.find(org_id))
-                        .set(orgs::budget_minor.eq(budget))
+                        .set((orgs::budget_minor.eq(budget), orgs::budget_stop.eq(stop)))
                         .execute(conn)
                 },
-            )?;
-            let yes_no = |b: bool| if b { "on" } else { "off" }.to_string();
-            store::change_setting(
-                conn,
-                org_id,
-                Setting::BudgetStop,
-                &who,
-                now,
-                (yes_no(old.budget_stop), yes_no(stop)),
-                |conn| {
-                    diesel::update(orgs::table.find(org_id))
-                        .set(orgs::budget_stop.eq(stop))
-                        .execute(conn)
-                },
-            )?;
-            Ok(())
+            )?)
         })
         .await?;
     state.cache.invalidate_org(org_id);
@@ -442,23 +436,9 @@ pub async fn set_webhook(
     let new_url = (!url.is_empty()).then_some(url);
     let new_secret = state
         .db(move |conn| {
-            let old = store::settings(conn, org_id)?;
-            let shown = |u: &Option<String>| u.clone().unwrap_or_else(|| "none".into());
-            store::change_setting(
-                conn,
-                org_id,
-                Setting::WebhookUrl,
-                &who,
-                now,
-                (shown(&old.webhook_url), shown(&new_url)),
-                |conn| {
-                    diesel::update(orgs::table.find(org_id))
-                        .set(orgs::webhook_url.eq(&new_url))
-                        .execute(conn)
-                },
-            )?;
+            store::set_webhook_url(conn, org_id, new_url.as_deref(), &who, now)?;
             // A first URL gets a secret at once, shown once.
-            if new_url.is_some() && !old.has_secret {
+            if new_url.is_some() && !store::settings(conn, org_id)?.has_secret {
                 return Ok(Some(store::new_webhook_secret(conn, org_id, &who, now)?));
             }
             Ok(None)

@@ -674,3 +674,119 @@ fn a_hanging_receiver_holds_up_no_other_org_and_retry_now_resends() {
         assert_eq!(foreign.status, 404);
     });
 }
+
+/// A budget holds over a period whose days two plans price: the first day under a new plan, met
+/// after the writer has read the period, is charged at that plan.
+#[test]
+fn a_day_priced_by_a_new_plan_counts_against_the_budget() {
+    use creditmeter::domain::pricing::PricePlan;
+    use creditmeter::store::plans;
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("replanned", Edition::Standard, "UTC");
+    let token = app.token(org.org_id);
+    app.set_limit_at(org.org_id, 500_000, "2026-03-05T08:00:00Z");
+    let expensive =
+        PricePlan::from_toml("currency = \"USD\"\nblock = 1000\n[[tiers]]\nprice = \"1.00\"\n")
+            .unwrap();
+    let published = chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let from = chrono::NaiveDate::from_ymd_opt(2026, 3, 10).unwrap();
+    plans::publish(&mut app.conn(), &expensive, from, published).unwrap();
+    let session = app.sign_in(&org.super_admin);
+    let r = app.post_signed(
+        "/apis/credits/alerts/budget",
+        &session,
+        &[
+            ("budget", "2"),
+            ("budget_stop", "on"),
+            ("csrf_token", &session.csrf),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    let usage = |id: &str, at: &str, credits: i64| {
+        let body = json!([{"id": id, "timestamp": at, "credits": credits}]).to_string();
+        let r = app.api("POST", "/api/v1/usage", &token, &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["results"][0]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // 52,500 free a day. 8 Mar, the default plan: 1,000 additional credits cost 0.14.
+    assert_eq!(usage("a", "2026-03-08T10:00:00Z", 53_500), "accepted");
+    // 10 Mar, the new plan: 10,000 additional credits would cost 10.00, 1,000 cost 1.00.
+    assert_eq!(usage("b", "2026-03-10T10:00:00Z", 62_500), "refused");
+    assert_eq!(usage("c", "2026-03-10T10:00:00Z", 53_500), "accepted");
+    assert_eq!(usage("d", "2026-03-10T11:00:00Z", 1_000), "refused");
+    let charged: i64 = creditmeter::store::usage::days_in(
+        &mut app.conn(),
+        org.org_id,
+        chrono::NaiveDate::from_ymd_opt(2026, 3, 5).unwrap(),
+        from,
+    )
+    .unwrap()
+    .iter()
+    .map(|d| d.amount_minor)
+    .sum();
+    assert_eq!(charged, 114);
+}
+
+/// The outbox's leases: one worker at a time takes a due delivery, not before its retry time, and
+/// only the lease's holder moves it on.
+#[test]
+fn only_the_holder_of_a_lease_records_a_delivery() {
+    use creditmeter::store::alerts::{self as outbox, Attempt, State};
+    let app = TestApp::builder().spawn();
+    let org = app.seed_org("leases", Edition::Standard, "UTC");
+    let mut conn = app.conn();
+    let now = chrono::Utc::now();
+    let event = creditmeter::webhooks::test_event(org.org_id, "leases", now);
+    outbox::enqueue(&mut conn, org.org_id, &event, now).unwrap();
+    let later = now + chrono::Duration::seconds(1);
+    let due = outbox::due(&mut conn, later, &[], 10).unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(
+        outbox::due(&mut conn, later, &[org.org_id], 10)
+            .unwrap()
+            .is_empty(),
+        "a busy org waits"
+    );
+    let until = later + chrono::Duration::seconds(60);
+    assert!(outbox::lease(&mut conn, &due[0], later, until, "first").unwrap());
+    assert!(
+        !outbox::lease(&mut conn, &due[0], later, until, "second").unwrap(),
+        "held"
+    );
+    let failed = Attempt {
+        at: later,
+        status_code: Some(500),
+        latency_ms: 3,
+        error: Some("answered 500".into()),
+    };
+    // A worker whose lease was taken over changes nothing but the log.
+    outbox::finish_attempt(&mut conn, due[0].id, "second", &failed, State::Failed, None).unwrap();
+    let retry_at = later + chrono::Duration::seconds(30);
+    outbox::finish_attempt(
+        &mut conn,
+        due[0].id,
+        "first",
+        &failed,
+        State::Pending,
+        Some(retry_at),
+    )
+    .unwrap();
+    let rows = outbox::recent_deliveries(&mut conn, org.org_id, 10).unwrap();
+    assert_eq!(
+        (rows[0].state.as_str(), rows[0].attempts.len()),
+        ("pending", 2)
+    );
+    // Not due again before its retry time, whoever read it earlier.
+    assert!(!outbox::lease(&mut conn, &due[0], later, until, "third").unwrap());
+    assert!(outbox::due(&mut conn, later, &[], 10).unwrap().is_empty());
+    let again = outbox::due(&mut conn, retry_at, &[], 10).unwrap();
+    assert_eq!(again[0].attempts, 1);
+    assert!(outbox::lease(&mut conn, &again[0], retry_at, until, "third").unwrap());
+}

@@ -3,7 +3,7 @@
 //! event, "retry now".
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::{DateTime, Utc};
 use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
@@ -276,9 +276,23 @@ pub struct ThresholdsForm {
     thresholds: String,
     #[serde(default)]
     csrf_token: String,
+    /// `credits` when sent from the Credits tab, which it returns to.
+    #[serde(default)]
+    from: String,
+}
+
+/// After a saved setting: back to the Credits tab (with its message) when the form was there,
+/// else to the Alerts page.
+fn saved(req: &HttpRequest, state: &AppState, from: &str, code: &str) -> HttpResponse {
+    if from == "credits" {
+        super::credits::redirect_with_flash(req, state, &format!("alerts-{code}"))
+    } else {
+        back(code)
+    }
 }
 
 pub async fn set_thresholds(
+    req: HttpRequest,
     state: web::Data<AppState>,
     signed_in: SignedIn,
     form: web::Form<ThresholdsForm>,
@@ -317,7 +331,7 @@ pub async fn set_thresholds(
         })
         .await?;
     state.cache.invalidate_org(org_id);
-    Ok(back("thresholds"))
+    Ok(saved(&req, &state, &form.from, "thresholds"))
 }
 
 #[derive(Deserialize)]
@@ -328,6 +342,8 @@ pub struct BudgetForm {
     budget_stop: Option<String>,
     #[serde(default)]
     csrf_token: String,
+    #[serde(default)]
+    from: String,
 }
 
 /// A budget as typed, in the plan's currency: blank for none, else an amount with at most the
@@ -356,6 +372,7 @@ fn parse_budget(text: &str, currency: &str) -> Result<Option<i64>, String> {
 }
 
 pub async fn set_budget(
+    req: HttpRequest,
     state: web::Data<AppState>,
     signed_in: SignedIn,
     form: web::Form<BudgetForm>,
@@ -405,7 +422,7 @@ pub async fn set_budget(
         })
         .await?;
     state.cache.invalidate_org(org_id);
-    Ok(back("budget"))
+    Ok(saved(&req, &state, &form.from, "budget"))
 }
 
 #[derive(Deserialize)]

@@ -61,6 +61,11 @@ pub struct AlertsView {
     /// Why calls that need additional credits are refused now, if the budget stops them.
     pub budget_stop_reason: Option<String>,
     pub latest: Vec<(String, String)>,
+    /// The forms' values: thresholds as typed ("50, 80, 100"), the budget ("" for none).
+    pub thresholds_value: String,
+    pub budget_value: String,
+    pub budget_stop: bool,
+    pub currency: String,
 }
 
 fn alerts_view(
@@ -107,6 +112,12 @@ fn alerts_view(
         }),
         budget_stop_reason,
         latest,
+        thresholds_value: thresholds.to_string().replace(',', ", "),
+        budget_value: budget.map_or(String::new(), |cap| {
+            crate::domain::money::from_minor_units(cap.amount_minor, &currency).to_string()
+        }),
+        budget_stop: budget.is_some_and(|cap| cap.stop),
+        currency,
     })
 }
 
@@ -197,8 +208,25 @@ pub async fn credits_tab(
     Ok(response)
 }
 
+/// A 303 to the Credits tab that shows the message of `code` once.
+pub fn redirect_with_flash(req: &HttpRequest, state: &AppState, code: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/apis/credits"))
+        .cookie(session::cookie(
+            FLASH_COOKIE,
+            code.to_string(),
+            "/apis/credits",
+            state.is_https(req),
+            Some(CookieDuration::minutes(5)),
+        ))
+        .finish()
+}
+
 /// The flash cookie carries only a code and a number; the text is made here.
 fn flash_message(value: &str) -> Option<String> {
+    if let Some(code) = value.strip_prefix("alerts-") {
+        return super::alerts::saved_message(code).map(str::to_string);
+    }
     let limit: i64 = value.strip_prefix("limit-")?.parse().ok()?;
     Some(if limit == 0 {
         "Additional credits are now off: calls stop when the daily free credits are spent."
@@ -254,16 +282,11 @@ pub async fn set_limit(
         .await?;
     state.cache.invalidate_org(org_id);
     tracing::info!(org = %org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/apis/credits"))
-        .cookie(session::cookie(
-            FLASH_COOKIE,
-            format!("limit-{}", limit.get()),
-            "/apis/credits",
-            state.is_https(&req),
-            Some(CookieDuration::minutes(5)),
-        ))
-        .finish())
+    Ok(redirect_with_flash(
+        &req,
+        &state,
+        &format!("limit-{}", limit.get()),
+    ))
 }
 
 pub struct AuditRow {

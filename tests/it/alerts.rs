@@ -496,6 +496,37 @@ fn alert_settings_refuse_bad_input_and_are_audited() {
         audit.body
     );
     assert!(audit.body.contains("50,80,100") && audit.body.contains("25,75"));
+    // From the Credits tab's forms, back to the Credits tab with a message.
+    let r = app.post_signed(
+        "/apis/credits/alerts/budget",
+        &session,
+        &[
+            ("budget", "250"),
+            ("budget_stop", "on"),
+            ("from", "credits"),
+            ("csrf_token", &session.csrf),
+        ],
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/apis/credits"));
+    let cookie = r.set_cookie("cm_flash").expect("a message");
+    let cookies = format!("cm_session={}; cm_flash={cookie}", session.cookie);
+    let tab = common::http::request(
+        app.port,
+        "GET",
+        "/apis/credits",
+        &[("Cookie", &cookies)],
+        b"",
+    );
+    assert!(tab.body.contains("The budget is saved."), "{}", tab.body);
+    assert!(
+        tab.body.contains("value=\"250.00\""),
+        "the form shows the budget"
+    );
+    assert!(
+        tab.body
+            .contains("USD 250.00 per billing period, calls stop at it")
+    );
     // An admin reads the settings without forms.
     let read_only = app.get("/apis/credits/alerts", Some(&admin));
     assert_eq!(read_only.status, 200);

@@ -13,7 +13,7 @@ pub fn project_period_total(
     days: &[(NaiveDate, i64)],
     today: NaiveDate,
     period: BillingPeriod,
-) -> i64 {
+) -> Projected {
     let completed: Vec<i64> = days
         .iter()
         .filter(|(day, _)| *day < today)
@@ -31,7 +31,24 @@ pub fn project_period_total(
     } else {
         charged / completed.len() as i64
     };
-    charged + rate.saturating_mul(remaining_days).max(today_amount)
+    Projected {
+        total_minor: charged + rate.saturating_mul(remaining_days).max(today_amount),
+        completed_days: completed.len() as i64,
+        rate_minor: rate,
+        days_to_come: remaining_days,
+    }
+}
+
+/// A projection and its basis, for the page to state it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projected {
+    pub total_minor: i64,
+    /// The period's days before today, whose average is the rate (0: today's amount is).
+    pub completed_days: i64,
+    /// The amount a day to come is counted at.
+    pub rate_minor: i64,
+    /// Today and the days after it in the period.
+    pub days_to_come: i64,
 }
 
 #[cfg(test)]
@@ -48,15 +65,27 @@ mod tests {
         let period = billing_period(day(1), 0); // 1 Mar – 31 Mar, 31 days
         // Two completed days at 100 and 300: rate 200; today (3 Mar) and 28 more days to come.
         let days = [(day(1), 100), (day(2), 300), (day(3), 50)];
-        assert_eq!(project_period_total(&days, day(3), period), 400 + 200 * 29);
+        let projected = project_period_total(&days, day(3), period);
+        assert_eq!(projected.total_minor, 400 + 200 * 29);
+        assert_eq!(
+            (
+                projected.completed_days,
+                projected.rate_minor,
+                projected.days_to_come
+            ),
+            (2, 200, 29)
+        );
         // The first day: today's amount so far is the rate.
         assert_eq!(
-            project_period_total(&[(day(1), 70)], day(1), period),
+            project_period_total(&[(day(1), 70)], day(1), period).total_minor,
             70 * 31
         );
         // On the last day only today is to come, and never less than it.
         let late = [(day(30), 10), (day(31), 500)];
-        assert_eq!(project_period_total(&late, day(31), period), 10 + 500);
-        assert_eq!(project_period_total(&[], day(5), period), 0);
+        assert_eq!(
+            project_period_total(&late, day(31), period).total_minor,
+            10 + 500
+        );
+        assert_eq!(project_period_total(&[], day(5), period).total_minor, 0);
     }
 }

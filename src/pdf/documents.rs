@@ -143,11 +143,13 @@ pub fn statement_document(report: &StatementReport, org_name: &str, zone: Tz) ->
             human_date(last),
             report.lines.len()
         ),
+        // The day it was issued, as the Statements page says it (the billing date, unless the
+        // server closed the period later).
         billing_period: format!(
             "{} - {}, issued {}",
             human_date(start),
             human_date(last),
-            human_date(item.period.end)
+            human_date(item.issued_at.with_timezone(&zone).date_naive())
         ),
         zone: zone.name().to_string(),
         generated: generated(item.issued_at, zone),

@@ -9,7 +9,7 @@ use diesel::QueryResult;
 use super::{DayLine, PricedBy, Totals, plan_of, plans_of};
 use crate::db::DbConn;
 use crate::domain::calendar::{self, BillingPeriod};
-use crate::domain::projection::project_period_total;
+use crate::domain::projection::{Projected, project_period_total};
 use crate::domain::types::DayRange;
 use crate::store::orgs::OrgRow;
 use crate::store::{plans, usage};
@@ -39,6 +39,7 @@ pub struct Projection {
     pub period: BillingPeriod,
     pub so_far_minor: i64,
     pub projected_minor: i64,
+    pub basis: Projected,
 }
 
 /// Everything View details shows for a range.
@@ -114,10 +115,12 @@ pub fn details(
                 .map(|d| (d.local_day, d.amount_minor))
                 .collect();
             let charged = super::charged_in_period(conn, org.id, period)?;
+            let basis = project_period_total(&so_far, today, period);
             Some(Projection {
                 period,
                 so_far_minor: charged,
-                projected_minor: project_period_total(&so_far, today, period).max(charged),
+                projected_minor: basis.total_minor.max(charged),
+                basis,
             })
         }
         None => None,

@@ -46,6 +46,10 @@ pub fn set(
             .find(org_id)
             .select((orgs::additional_limit, orgs::billing_anchor))
             .first(conn)?;
+        // Saving the limit it has is no change: nothing to log, nothing to anchor.
+        if old_limit == new_limit.get() {
+            return Ok(old_limit);
+        }
         diesel::insert_into(limit_changes::table)
             .values((
                 limit_changes::org_id.eq(org_id),

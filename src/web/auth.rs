@@ -19,6 +19,27 @@ struct LoginPage {
     csrf_token: String,
     email: String,
     error: Option<String>,
+    /// The page to return to once signed in ("" for the Credits tab).
+    next: String,
+}
+
+/// A page of this dashboard that sign-in may return to: a path under `/apis/credits` (never
+/// another site, a scheme, a protocol-relative URL or a dot segment), at most 500 characters.
+pub fn safe_return(path: &str) -> Option<&str> {
+    let ok = path.len() <= 500
+        && (path == "/apis/credits"
+            || path.starts_with("/apis/credits/")
+            || path.starts_with("/apis/credits?"))
+        && !path.contains("//")
+        && !path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .split('/')
+            .any(|segment| segment == ".." || segment == ".")
+        && !path.contains('\\')
+        && !path.chars().any(char::is_control);
+    ok.then_some(path)
 }
 
 /// The sign-in form's token for the browser holding `nonce` in its cookie: an attacker who can set
@@ -44,6 +65,7 @@ fn login_page(
     status: StatusCode,
     email: String,
     error: Option<String>,
+    next: &str,
     secure: bool,
 ) -> Result<HttpResponse, AppError> {
     let nonce = format!(
@@ -57,6 +79,7 @@ fn login_page(
             csrf_token: login_token(state, &nonce),
             email,
             error,
+            next: safe_return(next).unwrap_or_default().to_string(),
         },
     )?;
     response
@@ -71,16 +94,27 @@ fn login_page(
     Ok(response)
 }
 
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
 pub async fn login_form(
     req: HttpRequest,
     state: web::Data<AppState>,
+    query: Option<web::Query<LoginQuery>>,
 ) -> Result<HttpResponse, AppError> {
+    let next = query.map(|q| q.into_inner().next).unwrap_or_default();
     if req.cookie(SESSION_COOKIE).is_some() {
         // Already signed in? Go to the dashboard; a stale cookie lands back here via the extractor.
         let signed_in = SignedIn::extract(&req).await;
         if signed_in.is_ok() {
             return Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/apis/credits"))
+                .insert_header((
+                    header::LOCATION,
+                    safe_return(&next).unwrap_or("/apis/credits"),
+                ))
                 .finish());
         }
     }
@@ -89,6 +123,7 @@ pub async fn login_form(
         StatusCode::OK,
         String::new(),
         None,
+        &next,
         state.is_https(&req),
     )
 }
@@ -101,6 +136,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     csrf_token: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn login(
@@ -119,6 +156,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             form.email,
             Some("The sign-in form expired. Please try again.".into()),
+            &form.next,
             state.is_https(&req),
         );
     }
@@ -129,6 +167,7 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             form.email,
             Some("Too many failed sign-in attempts. Please wait 15 minutes and try again.".into()),
+            &form.next,
             state.is_https(&req),
         );
     }
@@ -171,13 +210,17 @@ pub async fn login(
             StatusCode::UNAUTHORIZED,
             form.email,
             Some("The email or password is not correct.".into()),
+            &form.next,
             state.is_https(&req),
         );
     };
     state.throttle.record_success(&form.email, &address);
     let max_age = CookieDuration::hours(users::SESSION_HOURS);
     Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/apis/credits"))
+        .insert_header((
+            header::LOCATION,
+            safe_return(&form.next).unwrap_or("/apis/credits"),
+        ))
         .cookie(session::cookie(
             SESSION_COOKIE,
             session.cookie_value,

@@ -46,6 +46,7 @@ struct Figures {
     period_text: Option<String>,
     period_so_far: String,
     projection: Option<String>,
+    projection_basis: Option<String>,
 }
 
 #[derive(Template)]
@@ -123,6 +124,24 @@ fn figures(report: &DetailsReport) -> Figures {
         projection: report
             .projection
             .map(|p| display_amount(p.projected_minor, c)),
+        projection_basis: report.projection.map(|p| {
+            let b = p.basis;
+            let days = |n: i64| if n == 1 { "1 day".to_string() } else { format!("{n} days") };
+            if b.completed_days == 0 {
+                format!(
+                    "Basis: today's amount so far ({}) for each of the {} left in the period, today included; no full day yet.",
+                    display_amount(b.rate_minor, c),
+                    days(b.days_to_come)
+                )
+            } else {
+                format!(
+                    "Basis: the average of the {} so far this period ({} a day) for each of the {} left, today included.",
+                    if b.completed_days == 1 { "1 full day".to_string() } else { format!("{} full days", b.completed_days) },
+                    display_amount(b.rate_minor, c),
+                    days(b.days_to_come)
+                )
+            }
+        }),
     }
 }
 

@@ -19,8 +19,9 @@ pub use super::respond::page;
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// A page needs a session: the browser is sent to sign in.
+    /// With the page that was asked for, which sign-in returns to.
     #[error("not signed in")]
-    SignInRequired,
+    SignInRequired(Option<String>),
     /// An API call needs a valid bearer token.
     #[error("A valid API token is required: Authorization: Bearer <token>.")]
     Unauthorized,
@@ -79,7 +80,7 @@ impl AppError {
     /// The code of the JSON answer.
     pub fn code(&self) -> &'static str {
         match self {
-            AppError::SignInRequired | AppError::Unauthorized => "UNAUTHORIZED",
+            AppError::SignInRequired(_) | AppError::Unauthorized => "UNAUTHORIZED",
             AppError::Forbidden(_) => "FORBIDDEN",
             AppError::NotFound => "NOT_FOUND",
             AppError::MethodNotAllowed(_) => "METHOD_NOT_ALLOWED",
@@ -133,7 +134,7 @@ impl AppError {
     /// The JSON answer of the API scope.
     pub fn json_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, AppError::Unauthorized | AppError::SignInRequired) {
+        if matches!(self, AppError::Unauthorized | AppError::SignInRequired(_)) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         if let AppError::MethodNotAllowed(allow) = self {
@@ -175,7 +176,7 @@ struct ErrorPage<'a> {
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
         match self {
-            AppError::SignInRequired => StatusCode::SEE_OTHER,
+            AppError::SignInRequired(_) => StatusCode::SEE_OTHER,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound => StatusCode::NOT_FOUND,
@@ -198,9 +199,16 @@ impl ResponseError for AppError {
     /// The page; the API scope replaces it with `json_response` (see `json_errors`).
     fn error_response(&self) -> HttpResponse {
         self.log();
-        if let AppError::SignInRequired = self {
+        if let AppError::SignInRequired(asked) = self {
+            let location = match asked.as_deref().and_then(super::auth::safe_return) {
+                Some(path) => format!(
+                    "/login?{}",
+                    serde_urlencoded::to_string([("next", path)]).unwrap_or_default()
+                ),
+                None => "/login".to_string(),
+            };
             return HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/login"))
+                .insert_header((header::LOCATION, location))
                 .finish();
         }
         let status = self.status_code();

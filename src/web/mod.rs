@@ -213,6 +213,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/healthz", web::head().to(healthz))
             .route("/metrics", web::get().to(metrics::serve))
             .route("/static/app.css", web::get().to(stylesheet))
+            .route("/favicon.svg", web::get().to(favicon))
+            .route("/favicon.ico", web::get().to(favicon))
             .route("/static/ping.txt", web::get().to(ping))
             .default_service(web::to(not_found)),
     );
@@ -258,6 +260,14 @@ async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+/// The tab icon (SVG; also answered for `/favicon.ico`, which browsers ask for by themselves).
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(include_str!("../../static/favicon.svg"))
 }
 
 /// A small static file, the baseline of the dashboard benchmark.

@@ -72,11 +72,15 @@ impl FromRequest for SignedIn {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<Data<AppState>>().cloned();
         let cookie = req.cookie(SESSION_COOKIE).map(|c| c.value().to_string());
-        Box::pin(async move {
+        // A page asked for without a session is where sign-in returns to.
+        let asked = (req.method() == actix_web::http::Method::GET)
+            .then(|| req.uri().path_and_query().map(|p| p.as_str().to_string()))
+            .flatten();
+        let signed_in = async move {
             let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
             let cookie_value = cookie
                 .filter(|c| c.len() == 64)
-                .ok_or(AppError::SignInRequired)?;
+                .ok_or(AppError::SignInRequired(None))?;
             let now = state.clock.now();
             let cookie_hash = secrets::token_hash(&cookie_value);
             let entry = match state.cache.session(&cookie_hash, now) {
@@ -87,10 +91,10 @@ impl FromRequest for SignedIn {
                     let entry = state
                         .db(move |conn| {
                             let found = users::session_user(conn, &lookup, now)?
-                                .ok_or(AppError::SignInRequired)?;
+                                .ok_or(AppError::SignInRequired(None))?;
                             let (user, csrf_token, expires_at) = found;
-                            let org =
-                                orgs::find(conn, user.org_id)?.ok_or(AppError::SignInRequired)?;
+                            let org = orgs::find(conn, user.org_id)?
+                                .ok_or(AppError::SignInRequired(None))?;
                             Ok(SessionEntry {
                                 user,
                                 org,
@@ -113,6 +117,12 @@ impl FromRequest for SignedIn {
                 org,
                 csrf_token,
                 cookie_value,
+            })
+        };
+        Box::pin(async move {
+            signed_in.await.map_err(|e| match e {
+                AppError::SignInRequired(_) => AppError::SignInRequired(asked),
+                other => other,
             })
         })
     }

@@ -19,7 +19,7 @@ fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     let base = format!("http://127.0.0.1:{}", app.port);
 
     browser.goto(&format!("{base}/apis/credits"));
-    browser.wait_for_url("/login");
+    browser.wait_for_url("/login?next=%2Fapis%2Fcredits");
     browser.screenshot("login-1280");
     browser.type_into("#email", &org.super_admin);
     browser.type_into("#password", common::PASSWORD);

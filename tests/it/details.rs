@@ -633,6 +633,23 @@ fn r8_closing_twice_issues_once_and_late_usage_is_refused() {
                 && text.contains("10 Feb 2026")
                 && text.contains("28 Feb 2026")
         );
+        // One issue date: the list's is the PDF's.
+        let list = app.get("/apis/credits/statements", Some(&session)).body;
+        let row = list
+            .split(&format!("data-number=\"{number}\""))
+            .nth(1)
+            .and_then(|r| r.split("</tr>").next())
+            .unwrap();
+        let cells: Vec<&str> = row
+            .split("<td")
+            .skip(1)
+            .filter_map(|c| c.split_once('>').and_then(|(_, t)| t.split("</td>").next()))
+            .collect();
+        let issued = cells[3];
+        assert!(
+            text.contains(&format!("issued {issued}")),
+            "{issued} in {text}"
+        );
     });
 }
 

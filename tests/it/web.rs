@@ -28,7 +28,15 @@ fn signed_out_visitors_are_sent_to_sign_in() {
     for page in PAGES {
         let r = app.get(page, None);
         assert_eq!(r.status, 303, "{page}");
-        assert_eq!(r.header("location"), Some("/login"));
+        // Sign-in returns to the page asked for.
+        let expected = format!(
+            "/login?next={}",
+            page.replace('/', "%2F")
+                .replace('?', "%3F")
+                .replace('=', "%3D")
+                .replace('&', "%26")
+        );
+        assert_eq!(r.header("location"), Some(expected.as_str()), "{page}");
     }
     let r = app.post_form(
         "/apis/credits/limit",
@@ -379,4 +387,123 @@ fn shared() -> &'static (TestApp, OrgId, Session) {
         let session = app.sign_in(&org.super_admin);
         (app, org.org_id, session)
     })
+}
+
+/// Issue 17's small things: no token in a GET URL, a favicon, a skip link, sign-in returning to
+/// the page asked for (and never to another site), no no-op audit entries, a malformed date
+/// kept in its input, the projection's basis stated.
+#[test]
+fn the_dashboard_minds_the_small_things() {
+    use crate::common::http;
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("small", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 100_000, "2026-03-01T08:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-03-08T10:00:00Z", 60_000),
+            ("2026-03-09T10:00:00Z", 62_500),
+        ],
+    );
+    let session = app.sign_in(&org.super_admin);
+
+    let page = app.get("/apis/credits/details", Some(&session)).body;
+    let range_form = page
+        .split("<form method=\"get\"")
+        .nth(1)
+        .and_then(|f| f.split("</form>").next())
+        .expect("the range form");
+    assert!(!range_form.contains("csrf_token"), "no token in a GET URL");
+    assert!(page.contains("class=\"skip-link\" href=\"#main\"") && page.contains("id=\"main\""));
+    assert!(page.contains("rel=\"icon\""));
+    let basis = common::text_of_id(&page, "projection-basis").expect("the basis is stated");
+    assert!(
+        basis.contains("average of the 9 full days") && basis.contains("22 days left"),
+        "{basis}"
+    );
+    let icon = http::request(app.port, "GET", "/favicon.ico", &[], b"");
+    assert_eq!(icon.status, 200);
+    assert_eq!(icon.header("content-type"), Some("image/svg+xml"));
+
+    // A malformed date stays in its input, beside its message.
+    let bad = app.get(
+        "/apis/credits/details?from=2026-02-30&to=2026-03-05",
+        Some(&session),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("value=\"2026-02-30\"") && bad.body.contains("value=\"2026-03-05\""));
+    assert!(bad.body.contains("type=\"text\""));
+
+    // Sign-in returns to the page asked for, and only to a page of this dashboard.
+    let asked = "/apis/credits/details?from=2026-03-01&to=2026-03-05";
+    let away = http::request(app.port, "GET", asked, &[], b"");
+    assert_eq!(away.status, 303);
+    let login_at = away.header("location").unwrap().to_string();
+    assert!(
+        login_at.starts_with("/login?next=%2Fapis%2Fcredits%2Fdetails"),
+        "{login_at}"
+    );
+    for (next, lands) in [
+        (asked, asked),
+        ("//evil.example/x", "/apis/credits"),
+        ("https://evil.example/", "/apis/credits"),
+        ("/apis/credits/../../logout", "/apis/credits"),
+        ("/metrics", "/apis/credits"),
+    ] {
+        let form = app.get(&format!("/login?next={}", urlencode(next)), None);
+        let nonce = form.set_cookie("cm_login_csrf").unwrap();
+        let token = common::hidden_csrf(&form.body).unwrap();
+        let body = http::form_encode(&[
+            ("email", &org.admin),
+            ("password", common::PASSWORD),
+            ("csrf_token", &token),
+            ("next", next),
+        ]);
+        let cookie = format!("cm_login_csrf={nonce}");
+        let r = http::request(
+            app.port,
+            "POST",
+            "/login",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &cookie),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 303, "{next}");
+        assert_eq!(r.header("location"), Some(lands), "{next}");
+    }
+
+    // Saving the limit it has is not a change.
+    for _ in 0..2 {
+        let r = app.post_signed(
+            "/apis/credits/limit",
+            &session,
+            &[
+                ("additional_limit", "100000"),
+                ("csrf_token", &session.csrf),
+            ],
+        );
+        assert_eq!(r.status, 303);
+    }
+    let audit = app.get("/apis/credits/audit", Some(&session)).body;
+    assert_eq!(audit.matches("100,000 credits/day").count(), 1, "{audit}");
+
+    // The error page offers the Credits tab, not a sign-in, to whoever sees it.
+    let missing = app.get("/apis/credits/nowhere", Some(&session));
+    assert_eq!(missing.status, 404);
+    assert!(!missing.body.contains("href=\"/login\""));
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -194,3 +194,98 @@ fn a_super_admin_sets_alerts_and_a_budget_in_the_browser() {
     browser.resize(1280, 1600);
     browser.screenshot("credits-alerts-1280");
 }
+
+/// Every page at 375 px with nothing cut off (tables stack their rows), and View details laid out
+/// for print with every column, the org and the total once.
+#[test]
+fn every_page_fits_a_phone_and_view_details_prints_whole() {
+    let Some(browser) = webdriver::start(1280, 1400) else {
+        return;
+    };
+    browser.resize(375, 1400);
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-20T15:00:00Z"))
+        .spawn();
+    let org = app.seed_org("muller", Edition::Professional, "Europe/Berlin");
+    creditmeter::store::orgs::update(
+        &mut app.conn(),
+        org.org_id,
+        &creditmeter::store::orgs::OrgUpdate {
+            name: Some("Müller & Söhne Industrieanlagen und Maschinenbau".into()),
+            ..Default::default()
+        },
+        app.clock.now(),
+    )
+    .unwrap();
+    app.set_limit_at(org.org_id, 100_000, "2026-01-10T08:00:00Z");
+    let requests: Vec<UsageRequest> = (1..=60)
+        .map(|i| UsageRequest {
+            org_id: org.org_id,
+            kind: Kind::Metered,
+            event_id: Some(format!("p-{i}")),
+            occurred_at: app.clock.now() - Duration::days(i % 65),
+            credits: 20_000 + (i * 7919) % 90_000,
+            operation: format!("operation-with-a-rather-long-name-{}", i % 3),
+            client: format!("client-{}-eu-west-1.internal.example.com", i % 4),
+            user: String::new(),
+        })
+        .collect();
+    ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
+    creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port);
+    browser.goto(&format!("{base}/login"));
+    browser.type_into("#email", &org.super_admin);
+    browser.type_into("#password", common::PASSWORD);
+    browser.click("button[type=submit]");
+    browser.wait_for_url("/apis/credits");
+    // Long values in the audit log and the alerts.
+    app.set_limit(org.org_id, 250_000);
+    let session = app.sign_in(&org.super_admin);
+    app.post_signed(
+        "/apis/credits/alerts/webhook",
+        &session,
+        &[
+            ("webhook_url", "https://hooks.example.com/a/very/long/path/that/keeps/going/creditmeter?token=abcdefghijklmnopqrstuvwxyz"),
+            ("csrf_token", &session.csrf),
+        ],
+    );
+    for page in [
+        "/apis/credits",
+        "/apis/credits/details",
+        "/apis/credits/details?from=2026-01-15&to=2026-03-20",
+        "/apis/credits/statements",
+        "/apis/credits/alerts",
+        "/apis/credits/audit",
+        "/apis/credits/nowhere",
+    ] {
+        browser.goto(&format!("{base}{page}"));
+        browser.assert_nothing_cut_off(page);
+    }
+    browser.goto(&format!("{base}/apis/credits/statements"));
+    browser.screenshot("statements-375");
+    browser.goto(&format!("{base}/apis/credits/audit"));
+    browser.screenshot("audit-375");
+    browser.resize(1280, 1400);
+    browser.assert_nothing_cut_off("/apis/credits/audit at 1280");
+    browser.screenshot("audit-1280");
+
+    // Print: A4-ish width, every column of the daily table visible, the org named, one total.
+    browser.resize(800, 1400);
+    browser.goto(&format!("{base}/apis/credits/details"));
+    browser.emulate_print(true);
+    browser.assert_nothing_cut_off("View details, printed");
+    let visible = browser.script(
+        r#"const t = document.querySelector('#daily-usage');
+        const right = t.getBoundingClientRect().right;
+        return [right <= document.documentElement.clientWidth,
+                getComputedStyle(document.querySelector('#print-org')).display,
+                getComputedStyle(document.querySelector('tfoot')).display,
+                getComputedStyle(document.querySelector('.topbar')).display];"#,
+    );
+    assert_eq!(
+        visible,
+        serde_json::json!([true, "block", "table-row-group", "none"])
+    );
+    browser.screenshot("details-print");
+    browser.emulate_print(false);
+}

@@ -206,6 +206,40 @@ impl Browser {
         );
     }
 
+    /// Nothing on the page is cut off: no horizontal scrolling of the document, and no element
+    /// whose content is wider than its box where the overflow is scrolled or hidden (a table in a
+    /// scroll box counts as cut off: its columns are out of sight).
+    pub fn assert_nothing_cut_off(&self, page: &str) {
+        let cut = self.script(
+            r#"const cut = [];
+            if (document.documentElement.scrollWidth > window.innerWidth)
+              cut.push('document ' + document.documentElement.scrollWidth + ' > ' + window.innerWidth);
+            for (const el of document.querySelectorAll('body *')) {
+              const cs = getComputedStyle(el);
+              if (cs.display === 'none' || cs.visibility === 'hidden') continue;
+              if (!['auto', 'scroll', 'hidden', 'clip'].includes(cs.overflowX)) continue;
+              // Visually hidden on purpose (kept for screen readers); a text field scrolls its text.
+              if (el.clientWidth <= 1 || el.tagName === 'INPUT' || el.tagName === 'TEXTAREA') continue;
+              if (el.scrollWidth > el.clientWidth + 1)
+                cut.push(el.tagName + '#' + el.id + '.' + (el.getAttribute('class') || '') + ' ' + el.scrollWidth + ' > ' + el.clientWidth);
+            }
+            return cut;"#,
+        );
+        assert_eq!(cut, json!([]), "{page}: cut off at this width");
+    }
+
+    /// Emulate the print media (as Ctrl+P lays the page out), or the screen again.
+    pub fn emulate_print(&self, print: bool) {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "media": if print { "print" } else { "" } }
+            })),
+        );
+    }
+
     /// Save a PNG of the viewport under target/screenshots/ and return its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let data = self.cmd("GET", "/screenshot", None);

@@ -253,6 +253,8 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
         "/apis/credits",
         "/apis/credits/details",
         "/apis/credits/details?from=2026-01-15&to=2026-03-20",
+        "/apis/credits/details?from=2025-03-21&to=2026-03-20",
+        "/apis/credits/details?from=2024-01-01&to=2024-01-31",
         "/apis/credits/statements",
         "/apis/credits/alerts",
         "/apis/credits/audit",
@@ -263,6 +265,21 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
     }
     browser.goto(&format!("{base}/apis/credits/statements"));
     browser.screenshot("statements-375");
+    browser.goto(&format!(
+        "{base}/apis/credits/details?from=2024-01-01&to=2024-01-31"
+    ));
+    assert!(
+        browser
+            .text("#chart-empty")
+            .contains("No credits were used")
+    );
+    browser.resize(1280, 1400);
+    browser.goto(&format!(
+        "{base}/apis/credits/details?from=2025-03-21&to=2026-03-20"
+    ));
+    assert_eq!(browser.text("#chart-heading"), "Credits per month");
+    browser.screenshot("details-366-1280");
+    browser.resize(375, 1400);
     browser.goto(&format!("{base}/apis/credits/audit"));
     browser.screenshot("audit-375");
     browser.resize(1280, 1400);

@@ -278,7 +278,9 @@ fn the_pdf_statement_has_every_day_and_the_total() {
     assert_eq!(r.header("content-type"), Some("application/pdf"));
     assert_eq!(
         r.header("content-disposition"),
-        Some("attachment; filename=\"creditmeter-acme-corp-2026-02-26-2026-03-02.pdf\"")
+        Some(
+            "attachment; filename=\"creditmeter-acme-corp-2026-02-26-2026-03-02.pdf\"; filename*=UTF-8''creditmeter-acme-corp-2026-02-26-2026-03-02.pdf"
+        )
     );
     let raw = common::http::request(
         app.port,

@@ -305,4 +305,24 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
     );
     browser.screenshot("details-print");
     browser.emulate_print(false);
+
+    // Dark mode, from the system's setting: every page at both widths, nothing cut off.
+    browser.emulate_media("", true);
+    for (page, name) in [
+        ("/apis/credits", "credits"),
+        ("/apis/credits/details", "details"),
+        ("/apis/credits/statements", "statements"),
+        ("/apis/credits/alerts", "alerts"),
+        ("/apis/credits/audit", "audit"),
+    ] {
+        for width in [1280, 375] {
+            browser.resize(width, 1400);
+            browser.goto(&format!("{base}{page}"));
+            browser.assert_nothing_cut_off(page);
+            browser.screenshot(&format!("{name}-dark-{width}"));
+        }
+    }
+    let background = browser.script("return getComputedStyle(document.body).backgroundColor;");
+    assert_eq!(background, serde_json::json!("rgb(15, 20, 28)"));
+    browser.emulate_media("", false);
 }

@@ -230,12 +230,21 @@ impl Browser {
 
     /// Emulate the print media (as Ctrl+P lays the page out), or the screen again.
     pub fn emulate_print(&self, print: bool) {
+        self.emulate_media(if print { "print" } else { "" }, false);
+    }
+
+    /// Emulate a media type ("" for the screen) and the system's dark mode, through DevTools.
+    pub fn emulate_media(&self, media: &str, dark: bool) {
+        let scheme = if dark { "dark" } else { "light" };
         self.cmd(
             "POST",
             "/goog/cdp/execute",
             Some(json!({
                 "cmd": "Emulation.setEmulatedMedia",
-                "params": { "media": if print { "print" } else { "" } }
+                "params": {
+                    "media": media,
+                    "features": [{ "name": "prefers-color-scheme", "value": scheme }]
+                }
             })),
         );
     }

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod alerts;
 pub mod allowance;
 pub mod calendar;
+pub mod estimate;
 pub mod event;
 pub mod money;
 pub mod pricing;

@@ -51,6 +51,7 @@ struct CreditsTab {
     flash: Option<String>,
     billing: Option<BillingView>,
     alerts: AlertsView,
+    prices: super::prices::PricesView,
 }
 
 /// The Credits tab's alerts card: the settings in a sentence, the budget's state, the latest
@@ -128,6 +129,7 @@ async fn render_tab(
     form_value: Option<String>,
     form_error: Option<String>,
     flash: Option<String>,
+    query: &str,
 ) -> Result<HttpResponse, AppError> {
     let org = signed_in.org.clone();
     let now = state.clock.now();
@@ -141,9 +143,21 @@ async fn render_tab(
             state.cache.put_credits(org_id, generation, data)
         }
     };
-    let alerts = {
-        let (org, data) = (signed_in.org.clone(), data.clone());
-        state.db(move |conn| alerts_view(conn, &org, &data)).await?
+    let (alerts, (prices, estimate_refused)) = {
+        let (org, data, query) = (signed_in.org.clone(), data.clone(), query.to_string());
+        state
+            .db(move |conn| {
+                Ok((
+                    alerts_view(conn, &org, &data)?,
+                    super::prices::prices_view(conn, &org, &data, &query)?,
+                ))
+            })
+            .await?
+    };
+    let status = if estimate_refused && status == StatusCode::OK {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
     };
     let b = data.today.budget;
     let billing = data.billing.as_ref().map(|billing| BillingView {
@@ -181,6 +195,7 @@ async fn render_tab(
         flash,
         billing,
         alerts,
+        prices,
     };
     page(status, &tab)
 }
@@ -194,8 +209,16 @@ pub async fn credits_tab(
     let flash = req
         .cookie(FLASH_COOKIE)
         .and_then(|c| flash_message(c.value()));
-    let mut response =
-        render_tab(&state, signed_in, StatusCode::OK, None, None, flash.clone()).await?;
+    let mut response = render_tab(
+        &state,
+        signed_in,
+        StatusCode::OK,
+        None,
+        None,
+        flash.clone(),
+        req.query_string(),
+    )
+    .await?;
     if flash.is_some() {
         response
             .add_removal_cookie(&session::removal(
@@ -269,6 +292,7 @@ pub async fn set_limit(
                 Some(value),
                 Some(e.to_string()),
                 None,
+                "",
             )
             .await;
         }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod prices;
 pub mod range;
 pub mod respond;
 pub mod schema;

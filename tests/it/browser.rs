@@ -158,6 +158,7 @@ fn a_super_admin_sets_alerts_and_a_budget_in_the_browser() {
     // Nothing listens on port 9 of 127.0.0.1: deliveries fail and are listed with their errors.
     browser.type_into("#webhook_url", "http://127.0.0.1:9/hooks");
     browser.click("form[action$=webhook] button");
+    browser.wait_for_url("/apis/credits/alerts/webhook");
     assert!(browser.text("#webhook-secret").starts_with("whsec_"));
 
     // 55,000 free, then additional credits charged 2.10, 5.30, 5.90 (of 6.00); 20,000 more would

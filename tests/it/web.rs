@@ -507,3 +507,135 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The Prices card: the slab the next credit falls in, the next 1,000 credits' price, and the
+/// what-if estimator, whose figure is what the ledger then bills for that pattern, to the cent.
+#[test]
+fn the_estimator_is_what_the_ledger_then_charges() {
+    use creditmeter::domain::money::display_amount;
+    use creditmeter::ledger::{self, Kind, UsageRequest};
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("estimates", Edition::Standard, "UTC");
+    // The last 30 full days (8 Feb – 9 Mar): an uneven pattern, in calls of 1,000 credits.
+    let pattern: Vec<(chrono::NaiveDate, i64)> = (0..30)
+        .map(|i| {
+            let day =
+                chrono::NaiveDate::from_ymd_opt(2026, 2, 8).unwrap() + chrono::Duration::days(i);
+            (day, 1_000 * (40 + (i * 37) % 60))
+        })
+        .collect();
+    // Usage in calls of 500 credits, which divide the free allowance (52,500) and the limits: the
+    // ledger admits them until the limit, as a gateway's calls would be (a call that straddles the
+    // limit is refused whole, R4, which an estimate by day cannot know of).
+    let replay = |org_id, days: &[(chrono::NaiveDate, i64)]| {
+        let requests: Vec<UsageRequest> = days
+            .iter()
+            .flat_map(|(day, credits)| {
+                (0..credits / 500).map(move |n| UsageRequest {
+                    org_id,
+                    kind: Kind::Metered,
+                    event_id: Some(format!("{day}-{n}")),
+                    occurred_at: day.and_hms_opt(1, 0, 0).unwrap().and_utc()
+                        + chrono::Duration::seconds(n),
+                    credits: 500,
+                    operation: String::new(),
+                    client: String::new(),
+                    user: String::new(),
+                })
+            })
+            .collect();
+        ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
+    };
+    let charged = |org_id, from: chrono::NaiveDate, to: chrono::NaiveDate| -> i64 {
+        creditmeter::store::usage::days_in(&mut app.conn(), org_id, from, to)
+            .unwrap()
+            .iter()
+            .map(|d| d.amount_minor)
+            .sum()
+    };
+    app.set_limit_at(org.org_id, 100_000, "2026-02-01T00:00:00Z");
+    replay(org.org_id, &pattern);
+    let session = app.sign_in(&org.super_admin);
+
+    let tab = app.get("/apis/credits", Some(&session)).body;
+    assert!(tab.contains("today&#x27;s next credit") || tab.contains("today's next credit"));
+    assert_eq!(
+        common::text_of_id(&tab, "next-thousand").unwrap(),
+        "The next 1,000 additional credits today cost USD 0.14."
+    );
+    assert!(
+        common::text_of_id(&tab, "full-day")
+            .unwrap()
+            .contains("USD 8.00")
+    );
+
+    let estimate = |query: &str| {
+        let page = app.get(&format!("/apis/credits?{query}"), Some(&session));
+        assert_eq!(page.status, 200, "{query}");
+        common::text_of_id(&page.body, "estimate-total").unwrap()
+    };
+
+    // A steady 130,000 credits a day at a limit of 60,000, over a 31-day period like this one.
+    let steady = estimate("est_limit=60000&est_daily=130000&est_pattern=daily");
+    let twin = app.seed_org("twin", Edition::Standard, "UTC");
+    app.set_limit_at(twin.org_id, 60_000, "2025-12-01T00:00:00Z");
+    let january: Vec<(chrono::NaiveDate, i64)> = (0..31)
+        .map(|i| {
+            (
+                chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(i),
+                130_000,
+            )
+        })
+        .collect();
+    replay(twin.org_id, &january);
+    let billed = charged(
+        twin.org_id,
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+    );
+    assert_eq!(
+        steady,
+        format!(
+            "{} at a daily limit of 60,000",
+            display_amount(billed, "USD")
+        )
+    );
+
+    // Like the last 30 days, at a limit of 20,000.
+    let like = estimate("est_limit=20000&est_pattern=last30");
+    let twin2 = app.seed_org("twin2", Edition::Standard, "UTC");
+    app.set_limit_at(twin2.org_id, 20_000, "2026-02-01T00:00:00Z");
+    replay(twin2.org_id, &pattern);
+    let billed = charged(twin2.org_id, pattern[0].0, pattern[29].0);
+    assert!(billed > 0);
+    assert_eq!(
+        like,
+        format!(
+            "{} at a daily limit of 20,000",
+            display_amount(billed, "USD")
+        )
+    );
+
+    // Bad input: a 400 with the message, nothing else changed.
+    for bad in [
+        "est_limit=600000&est_daily=1",
+        "est_limit=abc&est_daily=1",
+        "est_limit=1000&est_daily=-5",
+        "est_limit=1000&est_daily=",
+        "est_limit=1000&est_daily=99999999999",
+    ] {
+        let page = app.get(&format!("/apis/credits?{bad}"), Some(&session));
+        assert_eq!(page.status, 400, "{bad}");
+        assert!(
+            common::text_of_id(&page.body, "estimate-error").is_some(),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        app.org_limit(org.org_id),
+        100_000,
+        "an estimate saves nothing"
+    );
+}

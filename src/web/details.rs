@@ -60,6 +60,7 @@ struct DetailsPage {
     figures: Option<Figures>,
     last_30_query: String,
     period_query: Option<String>,
+    previous_query: Option<String>,
 }
 
 fn shares(list: &[Share]) -> Vec<(String, String, String)> {
@@ -153,9 +154,12 @@ pub async fn details_page(
     signed_in.require_credits_access()?;
     let now = state.clock.now();
     let today = signed_in.org.local_day(now);
-    let period_query = signed_in
-        .org
-        .current_period(today)
+    let current = signed_in.org.current_period(today);
+    let period_query = current.map(|p| format!("from={}&to={}", p.start, p.last_day()));
+    // The period before this one (R7), for stepping back a month at a time.
+    let previous_query = current
+        .and_then(|p| p.start.pred_opt())
+        .and_then(|day| signed_in.org.current_period(day))
         .map(|p| format!("from={}&to={}", p.start, p.last_day()));
     let mut view = DetailsPage {
         chrome: Chrome::new(&signed_in, "details"),
@@ -166,6 +170,7 @@ pub async fn details_page(
         figures: None,
         last_30_query: range_query(DayRange::ending_on(today, 30)),
         period_query,
+        previous_query,
     };
     let range = match parse_range(req.query_string(), today) {
         Ok(range) => range,

@@ -17,12 +17,23 @@ pub struct StatementItem {
     pub period: String,
     pub total: String,
     pub issued: String,
+    /// The View details query of the statement's days.
+    pub days_query: String,
+}
+
+/// The billing period in progress: what it has charged so far, and when it is billed.
+pub struct OpenPeriod {
+    pub period: String,
+    pub so_far: String,
+    pub billing_date: String,
+    pub days_query: String,
 }
 
 #[derive(Template)]
 #[template(path = "credits/statements.html")]
 struct StatementsPage {
     chrome: Chrome,
+    open: Option<OpenPeriod>,
     items: Vec<StatementItem>,
 }
 
@@ -32,9 +43,25 @@ pub async fn list(
 ) -> Result<HttpResponse, AppError> {
     signed_in.require_credits_access()?;
     let org = signed_in.org.clone();
-    let found = state
-        .db(move |conn| Ok(statement::list(conn, &org)?))
+    let now = state.clock.now();
+    let (found, summary) = state
+        .db(move |conn| {
+            Ok((
+                statement::list(conn, &org)?,
+                crate::report::credits::summary(conn, &org, now)?,
+            ))
+        })
         .await?;
+    let open = summary.billing.map(|b| OpenPeriod {
+        period: format!(
+            "{} – {}",
+            human_date(b.period.start),
+            human_date(b.period.last_day())
+        ),
+        so_far: display_amount(b.amount_so_far_minor, &b.currency),
+        billing_date: human_date(b.period.end),
+        days_query: format!("from={}&to={}", b.period.start, summary.today.local_day),
+    });
     let zone = signed_in.org.zone();
     let items = found
         .iter()
@@ -47,12 +74,14 @@ pub async fn list(
             ),
             total: display_amount(s.total_minor, &s.currency),
             issued: human_date(s.issued_at.with_timezone(&zone).date_naive()),
+            days_query: format!("from={}&to={}", s.period.start, s.period.last_day()),
         })
         .collect();
     page(
         StatusCode::OK,
         &StatementsPage {
             chrome: Chrome::new(&signed_in, "statements"),
+            open,
             items,
         },
     )

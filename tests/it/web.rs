@@ -639,3 +639,72 @@ fn the_estimator_is_what_the_ledger_then_charges() {
         "an estimate saves nothing"
     );
 }
+
+/// Period navigation: the Statements page lists the period in progress and links each period to
+/// its days; View details steps to the previous period; a statement's days add up to its total.
+#[test]
+fn periods_link_to_their_days_and_add_up() {
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-20T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("periods", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 100_000, "2026-01-10T08:00:00Z");
+    app.record(
+        org.org_id,
+        &[
+            ("2026-01-20T10:00:00Z", 80_000),
+            ("2026-02-15T10:00:00Z", 70_000),
+            ("2026-03-12T10:00:00Z", 60_000),
+        ],
+    );
+    creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
+    let session = app.sign_in(&org.admin);
+    let list = app
+        .get("/apis/credits/statements", Some(&session))
+        .body
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let open = common::text_of_id(&list, "open-period").unwrap_or_default();
+    assert!(list.contains("In progress"), "{list}");
+    assert!(
+        list.contains("10 Mar 2026 – 9 Apr 2026") && list.contains("on 10 Apr 2026"),
+        "{open}"
+    );
+    assert!(list.contains("/apis/credits/details?from=2026-03-10&to=2026-03-20"));
+    assert!(
+        list.contains("USD 1.05"),
+        "so far this period: 7,500 additional credits"
+    );
+    for (from, to, total) in [
+        ("2026-01-10", "2026-02-09", "USD 3.65"),
+        ("2026-02-10", "2026-03-09", "USD 2.45"),
+    ] {
+        assert!(list.contains(&format!("from={from}&to={to}")), "{from}");
+        assert!(list.contains(total), "{total}");
+        let days = app.get(
+            &format!("/apis/credits/details?from={from}&to={to}"),
+            Some(&session),
+        );
+        assert_eq!(
+            format!(
+                "USD {}",
+                common::text_of_id(&days.body, "total-amount").unwrap()
+            ),
+            total,
+            "the statement's days add up to it"
+        );
+    }
+    let details = app
+        .get("/apis/credits/details", Some(&session))
+        .body
+        .replace("&#38;", "&");
+    let previous = details
+        .split("id=\"previous-period\"")
+        .next()
+        .and_then(|b| b.rsplit("href=\"").next())
+        .unwrap();
+    assert!(
+        previous.starts_with("/apis/credits/details?from=2026-02-10&to=2026-03-09"),
+        "{previous}"
+    );
+}

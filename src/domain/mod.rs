@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admission;
 pub mod alerts;
+pub mod allocation;
 pub mod allowance;
 pub mod calendar;
 pub mod estimate;

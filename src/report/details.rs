@@ -25,12 +25,66 @@ pub struct Days {
     pub currency: String,
 }
 
-/// Credits and additional credits of one operation or client over the range.
+/// Credits, additional credits and cost of one operation or client over the range: each day's
+/// charge shared out in proportion to its additional credits that day (`domain::allocation`), so
+/// that the shares of all operations (or clients) add up to the range's total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub name: String,
     pub credits: i64,
     pub additional: i64,
+    pub amount_minor: i64,
+}
+
+/// The shares of a range by `key` (operation or client), largest use first.
+fn shares_by(
+    rows: &[usage::BreakdownRow],
+    lines: &[super::DayLine],
+    key: impl Fn(&usage::BreakdownRow) -> &str,
+) -> Vec<Share> {
+    use std::collections::BTreeMap;
+    let mut days: BTreeMap<NaiveDate, BTreeMap<&str, (i64, i64)>> = BTreeMap::new();
+    for row in rows {
+        let entry = days
+            .entry(row.local_day)
+            .or_default()
+            .entry(key(row))
+            .or_default();
+        entry.0 += row.credits;
+        entry.1 += row.additional;
+    }
+    let mut totals: BTreeMap<String, Share> = BTreeMap::new();
+    fn total_of<'t>(totals: &'t mut BTreeMap<String, Share>, name: &str) -> &'t mut Share {
+        totals.entry(name.to_string()).or_insert_with(|| Share {
+            name: name.to_string(),
+            credits: 0,
+            additional: 0,
+            amount_minor: 0,
+        })
+    }
+    for line in lines {
+        let entries: Vec<(&str, (i64, i64))> = days
+            .get(&line.local_day)
+            .map(|d| d.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default();
+        let weights: Vec<i64> = entries.iter().map(|(_, (_, a))| *a).collect();
+        let parts = crate::domain::allocation::share_out(line.amount_minor, &weights);
+        for ((name, (credits, additional)), part) in entries.iter().zip(&parts) {
+            let share = total_of(&mut totals, name);
+            share.credits += credits;
+            share.additional += additional;
+            share.amount_minor += part;
+        }
+        // A charged day without a breakdown of its additional credits (none recorded) is shown
+        // as unspecified, so the lines still add up.
+        let unshared = line.amount_minor - parts.iter().sum::<i64>();
+        if unshared != 0 {
+            total_of(&mut totals, crate::domain::event::UNSPECIFIED).amount_minor += unshared;
+        }
+    }
+    let mut list: Vec<Share> = totals.into_values().collect();
+    list.sort_by(|a, b| b.credits.cmp(&a.credits).then_with(|| a.name.cmp(&b.name)));
+    list
 }
 
 /// The current billing period, its charges so far and their projection to its end.
@@ -96,16 +150,9 @@ pub fn details(
     let zone = org.zone();
     let today = calendar::local_day(now, zone);
     let days = days(conn, org.id, range, today)?;
-    let breakdown = usage::breakdown(conn, org.id, range)?;
-    let shares = |list: Vec<(String, i64, i64)>| {
-        list.into_iter()
-            .map(|(name, credits, additional)| Share {
-                name,
-                credits,
-                additional,
-            })
-            .collect()
-    };
+    let rows = usage::breakdown_rows(conn, org.id, range)?;
+    let by_operation = shares_by(&rows, &days.lines, |r| &r.operation);
+    let by_client = shares_by(&rows, &days.lines, |r| &r.client);
     let projection = match calendar::current_period(org.billing_anchor, today) {
         Some(period) => {
             let up_to_today = DayRange::new(period.start, today.max(period.start))
@@ -130,8 +177,8 @@ pub fn details(
         zone,
         today,
         days,
-        by_operation: shares(breakdown.by_operation),
-        by_client: shares(breakdown.by_client),
+        by_operation,
+        by_client,
         projection,
         generated_at: now,
     })

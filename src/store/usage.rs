@@ -242,38 +242,18 @@ pub fn add_breakdowns(conn: &mut DbConn, rows: &[BreakdownRow]) -> QueryResult<(
     Ok(())
 }
 
-/// Credits and additional credits by operation and by client over a range, largest first.
-pub struct Breakdown {
-    pub by_operation: Vec<(String, i64, i64)>,
-    pub by_client: Vec<(String, i64, i64)>,
-}
-
-pub fn breakdown(conn: &mut DbConn, org_id: OrgId, range: DayRange) -> QueryResult<Breakdown> {
-    let rows: Vec<BreakdownRow> = daily_breakdown::table
+/// The breakdown rows (org, day, operation, client) of a range.
+pub fn breakdown_rows(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    range: DayRange,
+) -> QueryResult<Vec<BreakdownRow>> {
+    daily_breakdown::table
         .filter(daily_breakdown::org_id.eq(org_id))
         .filter(daily_breakdown::local_day.ge(range.from()))
         .filter(daily_breakdown::local_day.le(range.to()))
         .select(BreakdownRow::as_select())
-        .load(conn)?;
-    let mut by_operation: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut by_client: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for row in rows {
-        let op = by_operation.entry(row.operation).or_default();
-        op.0 += row.credits;
-        op.1 += row.additional;
-        let client = by_client.entry(row.client).or_default();
-        client.0 += row.credits;
-        client.1 += row.additional;
-    }
-    let sorted = |map: BTreeMap<String, (i64, i64)>| {
-        let mut list: Vec<_> = map.into_iter().map(|(k, (c, a))| (k, c, a)).collect();
-        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        list
-    };
-    Ok(Breakdown {
-        by_operation: sorted(by_operation),
-        by_client: sorted(by_client),
-    })
+        .load(conn)
 }
 
 #[derive(Debug, Clone, Insertable)]

@@ -41,8 +41,8 @@ struct Figures {
     total_amount_plain: String,
     currency: String,
     chart: Chart,
-    by_operation: Vec<(String, String, String)>,
-    by_client: Vec<(String, String, String)>,
+    by_operation: Vec<(String, String, String, String)>,
+    by_client: Vec<(String, String, String, String)>,
     period_text: Option<String>,
     period_so_far: String,
     projection: Option<String>,
@@ -63,13 +63,14 @@ struct DetailsPage {
     previous_query: Option<String>,
 }
 
-fn shares(list: &[Share]) -> Vec<(String, String, String)> {
+fn shares(list: &[Share], currency: &str) -> Vec<(String, String, String, String)> {
     list.iter()
         .map(|s| {
             (
                 s.name.clone(),
                 group_thousands(s.credits),
                 group_thousands(s.additional),
+                format_minor(s.amount_minor, currency),
             )
         })
         .collect()
@@ -110,8 +111,8 @@ fn figures(report: &DetailsReport) -> Figures {
         total_amount_plain: format_minor(days.totals.amount_minor, c),
         currency: c.clone(),
         chart: chart(&days.lines),
-        by_operation: shares(&report.by_operation),
-        by_client: shares(&report.by_client),
+        by_operation: shares(&report.by_operation, c),
+        by_client: shares(&report.by_client, c),
         period_text: report.projection.map(|p| {
             format!(
                 "{} – {}",
@@ -236,6 +237,34 @@ pub async fn details_csv(
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
+    // `by=operation` or `by=client`: the cost breakdown instead of the days.
+    let by = req
+        .query_string()
+        .split('&')
+        .find_map(|p| p.strip_prefix("by="));
+    if let Some(by) = by {
+        let (shares, name) = match by {
+            "operation" => (&report.by_operation, "operation"),
+            "client" => (&report.by_client, "client"),
+            _ => return Err(AppError::invalid("by= takes operation or client")),
+        };
+        writer.write_record([name, "credits", "additional", "amount"])?;
+        for share in shares {
+            writer.write_record([
+                share.name.clone(),
+                share.credits.to_string(),
+                share.additional.to_string(),
+                format_minor(share.amount_minor, currency),
+            ])?;
+        }
+        let body = writer
+            .into_inner()
+            .map_err(|e| AppError::internal(e.into_error()))?;
+        return Ok(respond::csv(
+            &file_name(&report, &format!("{by}.csv")),
+            body,
+        ));
+    }
     for l in &report.days.lines {
         writer.serialize(CsvRow {
             day: l.local_day,

@@ -708,3 +708,72 @@ fn periods_link_to_their_days_and_add_up() {
         "{previous}"
     );
 }
+
+/// Cost by operation and client: each day's amount shared out by additional credits, to the cent,
+/// the lines adding up to the total, on the page and in the CSV.
+#[test]
+fn cost_by_operation_and_client_adds_up_to_the_total() {
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("costs", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 100_000, "2026-03-01T08:00:00Z");
+    // `record` alternates search and ocr. 9 Mar: search 60,000 (7,500 additional), then ocr
+    // 30,000 (all additional): 37,500 additional cost 4.25, shared 0.85 and 3.40.
+    app.record(
+        org.org_id,
+        &[
+            ("2026-03-09T10:00:00Z", 60_000),
+            ("2026-03-09T11:00:00Z", 30_000),
+            ("2026-03-08T10:00:00Z", 55_001),
+            ("2026-03-08T11:00:00Z", 1),
+            ("2026-03-08T12:00:00Z", 1),
+        ],
+    );
+    let session = app.sign_in(&org.admin);
+    let range = "from=2026-03-08&to=2026-03-09";
+    let page = app.get(&format!("/apis/credits/details?{range}"), Some(&session));
+    assert!(
+        common::text_of_id(&page.body, "cost-rule")
+            .unwrap()
+            .contains("in proportion")
+    );
+    let csv = |by: &str| -> Vec<(String, i64)> {
+        let r = app.get(
+            &format!("/apis/credits/details.csv?{range}&by={by}"),
+            Some(&session),
+        );
+        assert_eq!(r.status, 200);
+        let mut lines = r.body.lines();
+        assert_eq!(
+            lines.next(),
+            Some(format!("{by},credits,additional,amount").as_str())
+        );
+        lines
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                let cents: i64 = cells[3].replace('.', "").parse().unwrap();
+                (cells[0].to_string(), cents)
+            })
+            .collect()
+    };
+    let total: i64 = common::text_of_id(&page.body, "total-amount")
+        .unwrap()
+        .replace('.', "")
+        .parse()
+        .unwrap();
+    let by_operation = csv("operation");
+    // 8 Mar: 55,001 + 1 + 1 → 2,503 additional (0.35): search 2,502 and ocr 1 share 0.35.
+    assert_eq!(total, 425 + 35);
+    assert_eq!(by_operation.iter().map(|(_, c)| c).sum::<i64>(), total);
+    assert_eq!(
+        by_operation,
+        [("search".to_string(), 85 + 35), ("ocr".to_string(), 340)]
+    );
+    assert_eq!(csv("client").iter().map(|(_, c)| c).sum::<i64>(), total);
+    let bad = app.get(
+        &format!("/apis/credits/details.csv?{range}&by=user"),
+        Some(&session),
+    );
+    assert_eq!(bad.status, 400);
+}

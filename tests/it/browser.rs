@@ -264,6 +264,30 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
         browser.goto(&format!("{base}{page}"));
         browser.assert_nothing_cut_off(page);
     }
+    // axe-core on every page, at 1280 px.
+    browser.resize(1280, 1400);
+    for page in [
+        "/apis/credits",
+        "/apis/credits/details",
+        "/apis/credits/statements",
+        "/apis/credits/alerts",
+        "/apis/credits/audit",
+        "/apis/credits/nowhere",
+    ] {
+        browser.goto(&format!("{base}{page}"));
+        if let Some(violations) = browser.axe_violations() {
+            assert!(violations.is_empty(), "{page}: {violations:#?}");
+        }
+    }
+    // The check finds what it should: an image without a text alternative.
+    browser.script("document.body.appendChild(document.createElement('img')); return 1;");
+    if let Some(violations) = browser.axe_violations() {
+        assert!(
+            violations.iter().any(|v| v.starts_with("image-alt")),
+            "{violations:?}"
+        );
+    }
+    browser.resize(375, 1400);
     browser.goto(&format!("{base}/apis/credits/statements"));
     browser.screenshot("statements-375");
     browser.goto(&format!(

@@ -195,6 +195,46 @@ impl Browser {
         )
     }
 
+    /// axe-core's violations on the current page (each "rule: how many nodes: the first ones"), or
+    /// `None` where axe-core is not installed (`npm ci --prefix tests/axe`; required under CI).
+    pub fn axe_violations(&self) -> Option<Vec<String>> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/axe/node_modules/axe-core/axe.min.js");
+        let Ok(source) = std::fs::read_to_string(&path) else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must install axe-core (npm ci --prefix tests/axe, see .ci/run)"
+            );
+            eprintln!(
+                "SKIPPED: the accessibility check needs axe-core (npm ci --prefix tests/axe)"
+            );
+            return None;
+        };
+        self.script(&format!("{source}\n;window.axe = axe; return true;"));
+        let found = self.cmd(
+            "POST",
+            "/execute/async",
+            Some(json!({
+                "script": "const done = arguments[arguments.length - 1];
+                    axe.run(document, { resultTypes: ['violations'] })
+                      .then(r => done(r.violations.map(v => v.id + ': ' + v.nodes.length + ' ' +
+                          v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))))
+                      .catch(e => done(['axe failed: ' + e]));",
+                "args": []
+            })),
+        );
+        Some(
+            found
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     /// The page fits the window: nothing is wider than the viewport.
     pub fn assert_fits_width(&self) {
         let overflow =

@@ -263,7 +263,49 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
     ] {
         browser.goto(&format!("{base}{page}"));
         browser.assert_nothing_cut_off(page);
+        if !page.contains('?') {
+            browser.screenshot(&format!("page{}-375", page.replace('/', "-")));
+        }
     }
+    // A refused limit on a phone's screen: the field with its message has the focus, in view.
+    browser.resize(375, 700);
+    browser.goto(&format!("{base}/apis/credits"));
+    browser.type_into("#additional_limit", "lots");
+    browser.click(".limit-form button[type=submit]");
+    browser.wait_for_url("/apis/credits/limit");
+    let focus = browser.script(
+        r#"const f = document.activeElement, r = f.getBoundingClientRect(),
+                 e = document.querySelector('#limit-error').getBoundingClientRect();
+           return [f.id, r.top >= 0 && r.bottom <= innerHeight, e.bottom <= innerHeight];"#,
+    );
+    assert_eq!(focus, serde_json::json!(["additional_limit", true, true]));
+    browser.screenshot("credits-error-375");
+    browser.resize(375, 1400);
+    // The PDFs as pictures (pdftoppm), to look at beside the pages.
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let number = format!("CM-{}-20260210", org.org_id);
+    for (path, name) in [
+        (
+            "/apis/credits/details.pdf?from=2026-02-19&to=2026-03-20".to_string(),
+            "details-pdf",
+        ),
+        (
+            format!("/apis/credits/statements/{number}.pdf"),
+            "statement-pdf",
+        ),
+    ] {
+        let bytes = app.get_bytes(&path, &session);
+        assert!(bytes.starts_with(b"%PDF"), "{path}");
+        let file = shots.join(format!("{name}.pdf"));
+        std::fs::write(&file, &bytes).unwrap();
+        let _ = std::process::Command::new("pdftoppm")
+            .args(["-png", "-r", "70"])
+            .arg(&file)
+            .arg(shots.join(name))
+            .status();
+    }
+
     // axe-core on every page, at 1280 px.
     browser.resize(1280, 1400);
     for page in [
@@ -275,6 +317,7 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
         "/apis/credits/nowhere",
     ] {
         browser.goto(&format!("{base}{page}"));
+        browser.screenshot(&format!("page{}-1280", page.replace('/', "-")));
         if let Some(violations) = browser.axe_violations() {
             assert!(violations.is_empty(), "{page}: {violations:#?}");
         }

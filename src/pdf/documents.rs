@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{PlanSection, StatementDoc, StatementLine};
+use super::{BreakdownSection, PlanSection, StatementDoc, StatementLine};
 use crate::domain::calendar::human_date;
 use crate::domain::money::{display_amount, format_exact, format_minor, group_thousands};
 use crate::domain::pricing::PricePlan;
@@ -124,6 +124,29 @@ pub fn details_document(report: &DetailsReport) -> StatementDoc {
         total_additional: group_thousands(additional),
         total: display_amount(amount_minor, c),
         plans: plan_sections(&days.plans),
+        breakdowns: [
+            ("Cost by operation", "Operation", &report.by_operation),
+            ("Cost by client", "Client", &report.by_client),
+        ]
+        .into_iter()
+        .filter(|(_, _, shares)| !shares.is_empty())
+        .map(|(heading, name, shares)| BreakdownSection {
+            heading: heading.into(),
+            name_header: name.into(),
+            rows: shares
+                .iter()
+                .map(|s| {
+                    [
+                        s.name.clone(),
+                        group_thousands(s.credits),
+                        group_thousands(s.additional),
+                        format_minor(s.amount_minor, c),
+                    ]
+                })
+                .collect(),
+            caption: "Each day's amount shared out in proportion to additional credits that day; the rows add up to the total.".into(),
+        })
+        .collect(),
         note: "A day's charge is rounded once, to the cent; the total is the sum of the days. Today's amount is so far, not final.".into(),
     }
 }
@@ -160,6 +183,7 @@ pub fn statement_document(report: &StatementReport, org_name: &str, zone: Tz) ->
         total_additional: group_thousands(report.totals.additional),
         total: display_amount(item.total_minor, c),
         plans: plan_sections(&report.plans),
+        breakdowns: Vec::new(),
         note: "Issued statements never change. A day's charge is rounded once, to the cent; the total is the sum of the days.".into(),
     }
 }

@@ -27,7 +27,18 @@ pub struct StatementDoc {
     pub total: String,
     /// The slab table of each plan that priced the days, in order of first use.
     pub plans: Vec<PlanSection>,
+    /// Cost by operation and by client (range exports), each adding up to the total.
+    pub breakdowns: Vec<BreakdownSection>,
     pub note: String,
+}
+
+/// A cost breakdown: (name, credits, additional, amount) rows under a heading.
+pub struct BreakdownSection {
+    pub heading: String,
+    /// The first column's header: "Operation" or "Client".
+    pub name_header: String,
+    pub rows: Vec<[String; 4]>,
+    pub caption: String,
 }
 
 /// The slab table of a plan.
@@ -56,6 +67,18 @@ const BODY: f32 = 9.5;
 const FOOTER_Y: f32 = 30.0;
 /// Right edges of the numeric columns.
 const COLUMNS: [f32; 3] = [330.0, 440.0, PAGE_W - MARGIN];
+
+/// `text` cut with an ellipsis to fit `width` points at `size`.
+fn fit(text: &str, width: f32, size: f32) -> String {
+    if text_width(text, size, false) <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.to_string();
+    while !cut.is_empty() && text_width(&format!("{cut}..."), size, false) > width {
+        cut.pop();
+    }
+    format!("{cut}...")
+}
 
 /// Width of text in builtin Helvetica, from its metrics for the characters we print most.
 fn text_width(text: &str, size: f32, bold: bool) -> f32 {
@@ -168,12 +191,16 @@ impl Canvas {
 }
 
 fn table_header(c: &mut Canvas, y: f32, currency: &str) -> f32 {
+    table_header_named(c, y, currency, "Day")
+}
+
+fn table_header_named(c: &mut Canvas, y: f32, currency: &str, first: &str) -> f32 {
     c.band(
         y - 5.0,
         ROW_H + 2.0,
         Color::Rgb(Rgb::new(0.91, 0.93, 0.96, None)),
     );
-    c.text(MARGIN + 6.0, y, BODY, true, grey(0.1), "Day");
+    c.text(MARGIN + 6.0, y, BODY, true, grey(0.1), first);
     c.right(COLUMNS[0], y, BODY, true, "Credits used");
     c.right(COLUMNS[1], y, BODY, true, "Additional credits");
     c.right(
@@ -233,24 +260,22 @@ fn heading(c: &mut Canvas, doc: &StatementDoc) -> f32 {
 
 fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
     c.rule(FOOTER_Y + 12.0, 0.5, 0.75);
+    let page_label = format!("Page {page} of {pages}");
+    // The left text gives way to the page number (a long org name is cut, not overprinted).
+    let room = PAGE_W - 2.0 * MARGIN - text_width(&page_label, 8.0, false) - 12.0;
+    let left = format!(
+        "{} - {} - generated {}",
+        doc.org_name, doc.range, doc.generated
+    );
     c.text(
         MARGIN,
         FOOTER_Y,
         8.0,
         false,
         grey(0.4),
-        &format!(
-            "{} - {} - generated {}",
-            doc.org_name, doc.range, doc.generated
-        ),
+        &fit(&left, room, 8.0),
     );
-    c.right(
-        PAGE_W - MARGIN,
-        FOOTER_Y,
-        8.0,
-        false,
-        &format!("Page {page} of {pages}"),
-    );
+    c.right(PAGE_W - MARGIN, FOOTER_Y, 8.0, false, &page_label);
 }
 
 /// A plan's heading, caption and slab table from `y` down; returns the `y` below it.
@@ -339,6 +364,30 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         true,
     );
     y -= ROW_H + 24.0;
+    for section in &doc.breakdowns {
+        // A heading and a few rows stay together; longer tables continue on the next page.
+        if y - (40.0 + ROW_H * 3.0) < bottom {
+            pages.push(std::mem::replace(&mut c, Canvas::new()));
+            y = PAGE_H - MARGIN - 6.0;
+        }
+        c.text(MARGIN, y, 12.0, true, grey(0.1), &section.heading);
+        y -= 14.0;
+        c.text(MARGIN, y, 8.5, false, grey(0.35), &section.caption);
+        y -= 18.0;
+        y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
+        for cells in &section.rows {
+            if y < bottom {
+                pages.push(std::mem::replace(&mut c, Canvas::new()));
+                y = PAGE_H - MARGIN - 6.0;
+                y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
+            }
+            let name = fit(&cells[0], COLUMNS[0] - 110.0 - MARGIN, BODY);
+            row(&mut c, y, [&name, &cells[1], &cells[2], &cells[3]], false);
+            c.rule(y - 4.5, 0.3, 0.85);
+            y -= ROW_H;
+        }
+        y -= 24.0;
+    }
     for plan in &doc.plans {
         let slab_height = 40.0 + ROW_H * (plan.slabs.len() as f32 + 1.0) + 30.0;
         if y - slab_height < bottom {

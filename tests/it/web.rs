@@ -771,6 +771,26 @@ fn cost_by_operation_and_client_adds_up_to_the_total() {
         [("search".to_string(), 85 + 35), ("ocr".to_string(), 340)]
     );
     assert_eq!(csv("client").iter().map(|(_, c)| c).sum::<i64>(), total);
+    // The PDF shows the same breakdowns.
+    let pdf = app.get_bytes(&format!("/apis/credits/details.pdf?{range}"), &session);
+    if let Ok(out) = std::process::Command::new("pdftotext")
+        .args(["-layout", "-", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&pdf)?;
+            child.wait_with_output()
+        })
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Cost by operation") && text.contains("Cost by client"),
+            "{text}"
+        );
+        assert!(text.contains("1.20") && text.contains("3.40"), "{text}");
+    }
     let bad = app.get(
         &format!("/apis/credits/details.csv?{range}&by=user"),
         Some(&session),

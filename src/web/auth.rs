@@ -23,23 +23,25 @@ struct LoginPage {
     next: String,
 }
 
-/// A page of this dashboard that sign-in may return to: a path under `/apis/credits` (never
-/// another site, a scheme, a protocol-relative URL or a dot segment), at most 500 characters.
+/// A page of this dashboard that sign-in may return to: `/apis/credits` or a page under it (path
+/// segments of letters, digits, `-` and `_` only: no dot segment, no download, no escape that a
+/// browser would decode), with a query of letters, digits and `=&_.:-` only, at most 500
+/// characters. Anything else returns to the Credits tab.
 pub fn safe_return(path: &str) -> Option<&str> {
-    let ok = path.len() <= 500
-        && (path == "/apis/credits"
-            || path.starts_with("/apis/credits/")
-            || path.starts_with("/apis/credits?"))
-        && !path.contains("//")
-        && !path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .split('/')
-            .any(|segment| segment == ".." || segment == ".")
-        && !path.contains('\\')
-        && !path.chars().any(char::is_control);
-    ok.then_some(path)
+    let (page, query) = path.split_once('?').unwrap_or((path, ""));
+    let page_ok = page == "/apis/credits"
+        || page.strip_prefix("/apis/credits/").is_some_and(|rest| {
+            rest.split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
+        });
+    let query_ok = query
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "=&_.:-".contains(c));
+    (path.len() <= 500 && page_ok && query_ok).then_some(path)
 }
 
 /// The sign-in form's token for the browser holding `nonce` in its cookie: an attacker who can set

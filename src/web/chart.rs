@@ -173,7 +173,11 @@ pub fn chart(lines: &[DayLine]) -> Chart {
         bars,
         labels,
         max_text: compact(scale_max),
-        half_text: compact(scale_max / 2),
+        half_text: if scale_max % 2 == 0 {
+            compact(scale_max / 2)
+        } else {
+            format!("{}.5", scale_max / 2)
+        },
         description,
         empty: max == 0,
         unit,
@@ -238,6 +242,11 @@ mod tests {
         assert_eq!(compact(150_000), "150k");
         assert_eq!(compact(1_200_000), "1.2M");
         assert_eq!(compact(600), "600");
+        let one = chart(&[line(NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(), 1)]);
+        assert_eq!(
+            (one.max_text.as_str(), one.half_text.as_str()),
+            ("1", "0.5")
+        );
     }
 
     #[test]

@@ -159,8 +159,9 @@ pub async fn details_page(
     let period_query = current.map(|p| format!("from={}&to={}", p.start, p.last_day()));
     // The period before this one (R7), for stepping back a month at a time.
     let previous_query = current
-        .and_then(|p| p.start.pred_opt())
-        .and_then(|day| signed_in.org.current_period(day))
+        .filter(|p| p.index > 0)
+        .zip(signed_in.org.billing_anchor)
+        .map(|(p, anchor)| crate::domain::calendar::billing_period(anchor, p.index - 1))
         .map(|p| format!("from={}&to={}", p.start, p.last_day()));
     let mut view = DetailsPage {
         chrome: Chrome::new(&signed_in, "details"),
@@ -218,6 +219,16 @@ fn file_name(report: &DetailsReport, extension: &str) -> String {
     )
 }
 
+/// A name as a spreadsheet cell: one that a spreadsheet would take for a formula (starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return) gets a leading `'`, which shows it as text.
+fn spreadsheet_safe(name: &str) -> String {
+    if name.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{name}")
+    } else {
+        name.to_string()
+    }
+}
+
 /// One CSV row (SPEC §3): `day,credits,additional,amount`, the amount as `6.80`.
 #[derive(serde::Serialize)]
 struct CsvRow {
@@ -251,7 +262,7 @@ pub async fn details_csv(
         writer.write_record([name, "credits", "additional", "amount"])?;
         for share in shares {
             writer.write_record([
-                share.name.clone(),
+                spreadsheet_safe(&share.name),
                 share.credits.to_string(),
                 share.additional.to_string(),
                 format_minor(share.amount_minor, currency),

@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::AppError;
 use crate::db::DbConn;
+use crate::domain::admission;
 use crate::domain::allowance::free_credits_on;
-use crate::domain::calendar::human_date;
+use crate::domain::calendar::{self, human_date};
 use crate::domain::estimate::{self, PatternDay};
 use crate::domain::money::{display_amount, group_thousands};
 use crate::domain::types::{AdditionalLimit, DayRange};
@@ -156,14 +157,32 @@ pub fn prices_view(
     };
     let history = orgs::allowance_history(conn, org.id)?;
     let free_on = |day: NaiveDate| free_credits_on(&history, org.allowance(), day);
+    // Days of the pattern that used all that was allowed then: their calls past it were refused,
+    // so the demand of those days is not known, and the estimate is a lower bound.
+    let mut full_days = 0usize;
     let (days, basis): (Vec<PatternDay>, String) = if last30 {
         let last = today.pred_opt().unwrap_or(today);
         let range = DayRange::ending_on(last, PATTERN_DAYS);
+        let history = orgs::rules_of(conn, &[org.id])?
+            .remove(&org.id)
+            .map(|r| r.limit_history)
+            .unwrap_or_default();
+        let zone = org.zone();
         let days = usage::every_day(conn, org.id, range)?
             .iter()
-            .map(|d| PatternDay {
-                free_allowance: free_on(d.local_day),
-                credits: d.credits,
+            .map(|d| {
+                let free_allowance = free_on(d.local_day);
+                let day_end =
+                    calendar::day_start(d.local_day.succ_opt().unwrap_or(d.local_day), zone)
+                        - chrono::Duration::seconds(1);
+                let limit_then = admission::limit_in_force(&history, day_end);
+                if d.credits > 0 && d.credits >= free_allowance + limit_then {
+                    full_days += 1;
+                }
+                PatternDay {
+                    free_allowance,
+                    credits: d.credits,
+                }
             })
             .collect();
         (
@@ -209,7 +228,8 @@ pub fn prices_view(
     };
     let result = estimate::estimate(&plan, limit, &days);
     view.estimate = Some(format!(
-        "{} at a daily limit of {}",
+        "{}{} at a daily limit of {}",
+        if full_days > 0 { "At least " } else { "" },
         display_amount(result.total_minor, &currency),
         group_thousands(limit)
     ));
@@ -224,12 +244,20 @@ pub fn prices_view(
             result.days_capped
         ));
     }
+    if full_days > 0 {
+        detail.push_str(&format!(
+            " On {full_days} of those days use reached what the limit then allowed: calls past it were refused, so their demand is not in the pattern and the cost may be higher."
+        ));
+    }
     view.estimate_days = Some(detail);
     Ok((view, false))
 }
 
 fn parse_daily(text: &str) -> Result<i64, String> {
-    let cleaned: String = text.trim().chars().filter(|c| *c != ',').collect();
+    let cleaned: String = text
+        .chars()
+        .filter(|c| !matches!(c, ',' | '_') && !c.is_whitespace())
+        .collect();
     match cleaned.parse::<i64>() {
         Ok(n) if (0..=MAX_DAILY_USE).contains(&n) => Ok(n),
         Ok(_) => Err(format!(

@@ -110,6 +110,8 @@ pub fn slug(name: &str) -> String {
             out.push('-');
         }
     }
+    // At most 60 characters: a file name stays well under the 255 bytes file systems allow.
+    let out: String = out.chars().take(60).collect();
     let out = out.trim_end_matches('-').to_string();
     if out.is_empty() { "org".into() } else { out }
 }

@@ -60,7 +60,11 @@ pub async fn list(
         ),
         so_far: display_amount(b.amount_so_far_minor, &b.currency),
         billing_date: human_date(b.period.end),
-        days_query: format!("from={}&to={}", b.period.start, summary.today.local_day),
+        days_query: format!(
+            "from={}&to={}",
+            b.period.start,
+            summary.today.local_day.max(b.period.start)
+        ),
     });
     let zone = signed_in.org.zone();
     let items = found

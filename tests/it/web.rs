@@ -450,6 +450,18 @@ fn the_dashboard_minds_the_small_things() {
         ("//evil.example/x", "/apis/credits"),
         ("https://evil.example/", "/apis/credits"),
         ("/apis/credits/../../logout", "/apis/credits"),
+        ("/apis/credits/%2e%2e/%2e%2e/metrics", "/apis/credits"),
+        (
+            "/apis/credits/details.csv?from=2026-03-01&to=2026-03-05",
+            "/apis/credits",
+        ),
+        ("/apis/credits@evil.example", "/apis/credits"),
+        ("/apis/creditsX", "/apis/credits"),
+        ("/apis/credits/\u{e9}", "/apis/credits"),
+        (
+            "/apis/credits/alerts?saved=budget",
+            "/apis/credits/alerts?saved=budget",
+        ),
         ("/metrics", "/apis/credits"),
     ] {
         let form = app.get(&format!("/login?next={}", urlencode(next)), None);
@@ -617,6 +629,17 @@ fn the_estimator_is_what_the_ledger_then_charges() {
             display_amount(billed, "USD")
         )
     );
+
+    // A pattern whose days used all the limit allowed then is a lower bound, and says so.
+    let capped = app.seed_org("capped", Edition::Standard, "UTC");
+    replay(capped.org_id, &pattern[..5]);
+    let capped_session = app.sign_in(&capped.super_admin);
+    let page = app.get(
+        "/apis/credits?est_limit=100000&est_pattern=last30",
+        Some(&capped_session),
+    );
+    let total = common::text_of_id(&page.body, "estimate-total").unwrap();
+    assert!(total.starts_with("At least "), "{total}");
 
     // Bad input: a 400 with the message, nothing else changed.
     for bad in [
@@ -791,6 +814,24 @@ fn cost_by_operation_and_client_adds_up_to_the_total() {
         );
         assert!(text.contains("1.20") && text.contains("3.40"), "{text}");
     }
+    // A name a spreadsheet would run as a formula is written as text.
+    let token = app.token(org.org_id);
+    let r = app.api(
+        "POST",
+        "/api/v1/usage",
+        &token,
+        r#"[{"id": "f", "timestamp": "2026-03-09T12:00:00Z", "credits": 10, "operation": "=HYPERLINK(\"http://x\")"}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let raw = app.get(
+        &format!("/apis/credits/details.csv?{range}&by=operation"),
+        Some(&session),
+    );
+    assert!(
+        raw.body.contains("\"'=HYPERLINK(\"\"http://x\"\")\""),
+        "{}",
+        raw.body
+    );
     let bad = app.get(
         &format!("/apis/credits/details.csv?{range}&by=user"),
         Some(&session),

@@ -9,6 +9,15 @@ use creditmeter::domain::allowance::Edition;
 use creditmeter::domain::calendar;
 use creditmeter::ledger::{self, Kind, UsageRequest};
 
+/// Sign in through the form, as a person would.
+fn sign_in(browser: &webdriver::Browser, base: &str, email: &str) {
+    browser.goto(&format!("{base}/login"));
+    browser.type_into("#email", email);
+    browser.type_into("#password", common::PASSWORD);
+    browser.click("button[type=submit]");
+    browser.wait_for_url("/apis/credits");
+}
+
 #[test]
 fn a_super_admin_sets_a_limit_in_the_browser_and_sees_billing_details() {
     let Some(browser) = webdriver::start(1280, 1300) else {
@@ -140,11 +149,7 @@ fn a_super_admin_sets_alerts_and_a_budget_in_the_browser() {
     app.set_limit_at(org.org_id, 100_000, "2026-03-01T08:00:00Z");
     let token = app.token(org.org_id);
     let base = format!("http://127.0.0.1:{}", app.port);
-    browser.goto(&format!("{base}/login"));
-    browser.type_into("#email", &org.super_admin);
-    browser.type_into("#password", common::PASSWORD);
-    browser.click("button[type=submit]");
-    browser.wait_for_url("/apis/credits");
+    sign_in(&browser, &base, &org.super_admin);
 
     browser.goto(&format!("{base}/apis/credits/alerts"));
     browser.type_into("#thresholds", "25, 50, 90");
@@ -234,11 +239,7 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
     ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
     creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
     let base = format!("http://127.0.0.1:{}", app.port);
-    browser.goto(&format!("{base}/login"));
-    browser.type_into("#email", &org.super_admin);
-    browser.type_into("#password", common::PASSWORD);
-    browser.click("button[type=submit]");
-    browser.wait_for_url("/apis/credits");
+    sign_in(&browser, &base, &org.super_admin);
     // Long values in the audit log and the alerts.
     app.set_limit(org.org_id, 250_000);
     let session = app.sign_in(&org.super_admin);

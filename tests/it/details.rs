@@ -219,7 +219,7 @@ fn shared() -> &'static (TestApp, common::Session) {
 }
 
 /// The text of a PDF, page by page, via poppler's pdftotext; `None` (with a note) where it is missing.
-fn pdf_pages(bytes: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn pdf_pages(bytes: &[u8]) -> Option<Vec<String>> {
     if std::process::Command::new("pdftotext")
         .arg("-v")
         .output()

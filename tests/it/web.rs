@@ -796,18 +796,8 @@ fn cost_by_operation_and_client_adds_up_to_the_total() {
     assert_eq!(csv("client").iter().map(|(_, c)| c).sum::<i64>(), total);
     // The PDF shows the same breakdowns.
     let pdf = app.get_bytes(&format!("/apis/credits/details.pdf?{range}"), &session);
-    if let Ok(out) = std::process::Command::new("pdftotext")
-        .args(["-layout", "-", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(&pdf)?;
-            child.wait_with_output()
-        })
-    {
-        let text = String::from_utf8_lossy(&out.stdout);
+    if let Some(pages) = crate::details::pdf_pages(&pdf) {
+        let text = pages.join("\n");
         assert!(
             text.contains("Cost by operation") && text.contains("Cost by client"),
             "{text}"

@@ -250,6 +250,13 @@ fn flash_message(value: &str) -> Option<String> {
     if let Some(code) = value.strip_prefix("alerts-") {
         return super::alerts::saved_message(code).map(str::to_string);
     }
+    if let Some(same) = value.strip_prefix("limit-same-") {
+        let limit: i64 = same.parse().ok()?;
+        return Some(format!(
+            "The additional credit limit stays at {} credits per day: nothing changed.",
+            group_thousands(limit)
+        ));
+    }
     let limit: i64 = value.strip_prefix("limit-")?.parse().ok()?;
     Some(if limit == 0 {
         "Additional credits are now off: calls stop when the daily free credits are spent."
@@ -301,9 +308,16 @@ pub async fn set_limit(
     let org_id = signed_in.org.id;
     let local_today = signed_in.org.local_day(now);
     let who = signed_in.user.email.clone();
-    state
+    let old = state
         .db(move |conn| Ok(limits::set(conn, org_id, limit, &who, now, local_today)?))
         .await?;
+    if old == limit.get() {
+        return Ok(redirect_with_flash(
+            &req,
+            &state,
+            &format!("limit-same-{}", limit.get()),
+        ));
+    }
     state.cache.invalidate_org(org_id);
     tracing::info!(org = %org_id, user = %signed_in.user.email, limit = limit.get(), "additional limit changed");
     Ok(redirect_with_flash(

@@ -488,7 +488,7 @@ fn the_dashboard_minds_the_small_things() {
         assert_eq!(r.header("location"), Some(lands), "{next}");
     }
 
-    // Saving the limit it has is not a change.
+    // Saving the limit it has is not a change, and the message says so.
     for _ in 0..2 {
         let r = app.post_signed(
             "/apis/credits/limit",
@@ -499,6 +499,19 @@ fn the_dashboard_minds_the_small_things() {
             ],
         );
         assert_eq!(r.status, 303);
+        let flash = r.set_cookie("cm_flash").unwrap();
+        let cookies = format!("cm_session={}; cm_flash={flash}", session.cookie);
+        let tab = http::request(
+            app.port,
+            "GET",
+            "/apis/credits",
+            &[("Cookie", &cookies)],
+            b"",
+        );
+        assert!(
+            tab.body.contains("stays at 100,000 credits per day"),
+            "{flash}"
+        );
     }
     let audit = app.get("/apis/credits/audit", Some(&session)).body;
     assert_eq!(audit.matches("100,000 credits/day").count(), 1, "{audit}");

@@ -73,8 +73,8 @@ fn alerts_view(
     conn: &mut crate::db::DbConn,
     org: &crate::store::orgs::OrgRow,
     data: &credits::CreditsSummary,
+    plan: &crate::domain::pricing::PricePlan,
 ) -> Result<AlertsView, AppError> {
-    let (_, plan) = crate::store::plans::for_day(conn, data.today.local_day)?;
     let currency = plan.currency().to_string();
     let thresholds = org.thresholds();
     let latest = crate::store::alerts::recent_alerts(conn, org.id, 5)?
@@ -147,9 +147,11 @@ async fn render_tab(
         let (org, data, query) = (signed_in.org.clone(), data.clone(), query.to_string());
         state
             .db(move |conn| {
+                // Today's plan, read once for both cards.
+                let (_, plan) = crate::store::plans::for_day(conn, data.today.local_day)?;
                 Ok((
-                    alerts_view(conn, &org, &data)?,
-                    super::prices::prices_view(conn, &org, &data, &query)?,
+                    alerts_view(conn, &org, &data, &plan)?,
+                    super::prices::prices_view(conn, &org, &data, &plan, &query)?,
                 ))
             })
             .await?

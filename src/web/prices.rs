@@ -13,10 +13,11 @@ use crate::domain::allowance::free_credits_on;
 use crate::domain::calendar::{self, human_date};
 use crate::domain::estimate::{self, PatternDay};
 use crate::domain::money::{display_amount, group_thousands};
+use crate::domain::pricing::PricePlan;
 use crate::domain::types::{AdditionalLimit, DayRange};
 use crate::report::credits::CreditsSummary;
 use crate::store::orgs::{self, OrgRow};
-use crate::store::{plans, usage};
+use crate::store::usage;
 
 /// The largest daily use the estimator takes.
 const MAX_DAILY_USE: i64 = 1_000_000_000;
@@ -59,13 +60,13 @@ pub fn prices_view(
     conn: &mut DbConn,
     org: &OrgRow,
     data: &CreditsSummary,
+    plan: &PricePlan,
     query: &str,
 ) -> Result<(PricesView, bool), AppError> {
     let today = data.today.local_day;
-    let (_, plan) = plans::for_day(conn, today)?;
     let currency = plan.currency().to_string();
     let budget = data.today.budget;
-    let tier = estimate::current_tier(&plan, budget.additional_used);
+    let tier = estimate::current_tier(plan, budget.additional_used);
     let ranges = plan.tier_ranges();
     let slabs = ranges
         .iter()
@@ -95,7 +96,7 @@ pub fn prices_view(
             format!(
                 "The next 1,000 additional credits today cost {}.",
                 display_amount(
-                    estimate::price_of_more(&plan, budget.additional_used, 1000),
+                    estimate::price_of_more(plan, budget.additional_used, 1000),
                     &currency
                 )
             )
@@ -226,7 +227,7 @@ pub fn prices_view(
             ),
         )
     };
-    let result = estimate::estimate(&plan, limit, &days);
+    let result = estimate::estimate(plan, limit, &days);
     view.estimate = Some(format!(
         "{}{} at a daily limit of {}",
         if full_days > 0 { "At least " } else { "" },

@@ -464,7 +464,7 @@ fn the_dashboard_minds_the_small_things() {
         ),
         ("/metrics", "/apis/credits"),
     ] {
-        let form = app.get(&format!("/login?next={}", urlencode(next)), None);
+        let form = app.get(&format!("/login?next={}", crate::fuzz::percent(next)), None);
         let nonce = form.set_cookie("cm_login_csrf").unwrap();
         let token = common::hidden_csrf(&form.body).unwrap();
         let body = http::form_encode(&[
@@ -520,17 +520,6 @@ fn the_dashboard_minds_the_small_things() {
     let missing = app.get("/apis/credits/nowhere", Some(&session));
     assert_eq!(missing.status, 404);
     assert!(!missing.body.contains("href=\"/login\""));
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The Prices card: the slab the next credit falls in, the next 1,000 credits' price, and the

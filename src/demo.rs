@@ -37,6 +37,15 @@ const CLIENTS: [(&str, u32); 4] = [
     ("batch-etl", 20),
     ("partner-portal", 10),
 ];
+/// The gateway's end users; an empty one is usage that names no user.
+const END_USERS: [(&str, u32); 6] = [
+    ("maria.silva", 24),
+    ("kenji.tanaka", 18),
+    ("amira.haddad", 14),
+    ("lukas.becker", 10),
+    ("svc-nightly-sync", 14),
+    ("", 20),
+];
 
 pub struct DemoUser {
     pub email: &'static str,
@@ -212,7 +221,7 @@ fn day_of_usage(
             credits,
             operation: pick(rng, &OPERATIONS).to_string(),
             client: pick(rng, &CLIENTS).to_string(),
-            user: String::new(),
+            user: pick(rng, &END_USERS).to_string(),
         });
     }
     requests.sort_by_key(|r| r.occurred_at);

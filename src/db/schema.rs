@@ -178,6 +178,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    daily_user_breakdown (org_id, local_day, user_ref) {
+        org_id -> BigInt,
+        local_day -> Date,
+        user_ref -> Text,
+        credits -> BigInt,
+        additional -> BigInt,
+    }
+}
+
+diesel::table! {
     usage_events (id) {
         id -> BigInt,
         org_id -> BigInt,
@@ -236,6 +246,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     price_plans,
     daily_usage,
     daily_breakdown,
+    daily_user_breakdown,
     usage_events,
     usage_keys,
     statements,

@@ -23,7 +23,7 @@ use crate::domain::event::{EventId, UsageEvent};
 use crate::domain::pricing::{PlanSchedule, PricePlan};
 use crate::store::alerts::Crossing;
 use crate::store::orgs;
-use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert};
+use crate::store::usage::{self, BreakdownRow, DayRow, EventInsert, UserBreakdownRow};
 use crate::store::{alerts, db_time, plans};
 
 #[derive(Debug, Clone)]
@@ -405,6 +405,8 @@ struct Writes<'r> {
     /// Day rows whose counters changed (the new values are in the cache).
     days: BTreeSet<(OrgId, NaiveDate)>,
     breakdown: BTreeMap<(OrgId, NaiveDate, &'r str, &'r str), (i64, i64)>,
+    /// Usage of named users; what names no user is the day's remainder ("unspecified").
+    users: BTreeMap<(OrgId, NaiveDate, &'r str), (i64, i64)>,
     events: Vec<EventInsert>,
     /// The ids admitted in this batch, with their day.
     admitted: HashMap<(OrgId, &'r str), NaiveDate>,
@@ -566,6 +568,14 @@ impl<'r> Writes<'r> {
             .or_default();
         counters.0 += request.credits;
         counters.1 += spend.additional;
+        if !request.user.is_empty() {
+            let counters = self
+                .users
+                .entry((request.org_id, local_day, request.user.as_str()))
+                .or_default();
+            counters.0 += request.credits;
+            counters.1 += spend.additional;
+        }
         if let Some(id) = request.event_id.as_deref() {
             self.admitted.insert((request.org_id, id), local_day);
         }
@@ -611,7 +621,20 @@ impl<'r> Writes<'r> {
                 },
             )
             .collect();
-        usage::write_batch(conn, &days, &breakdowns, &self.events)?;
+        let users: Vec<UserBreakdownRow> = self
+            .users
+            .into_iter()
+            .map(
+                |((org_id, local_day, user), (credits, additional))| UserBreakdownRow {
+                    org_id,
+                    local_day,
+                    user_ref: user.to_string(),
+                    credits,
+                    additional,
+                },
+            )
+            .collect();
+        usage::write_batch(conn, &days, &breakdowns, &users, &self.events)?;
         if !self.crossings.is_empty() {
             alerts::record_crossings(conn, &self.crossings)?;
         }

@@ -8,7 +8,7 @@ use super::{BreakdownSection, PlanSection, StatementDoc, StatementLine};
 use crate::domain::calendar::human_date;
 use crate::domain::money::{display_amount, format_exact, format_minor, group_thousands};
 use crate::domain::pricing::PricePlan;
-use crate::report::details::DetailsReport;
+use crate::report::details::{Costs, DetailsReport, largest};
 use crate::report::statement::StatementReport;
 use crate::report::{DayLine, PricedBy, Totals};
 
@@ -124,31 +124,40 @@ pub fn details_document(report: &DetailsReport) -> StatementDoc {
         total_additional: group_thousands(additional),
         total: display_amount(amount_minor, c),
         plans: plan_sections(&days.plans),
-        breakdowns: [
-            ("Cost by operation", "Operation", &report.by_operation),
-            ("Cost by client", "Client", &report.by_client),
-        ]
-        .into_iter()
-        .filter(|(_, _, shares)| !shares.is_empty())
-        .map(|(heading, name, shares)| BreakdownSection {
-            heading: heading.into(),
-            name_header: name.into(),
-            rows: shares
-                .iter()
-                .map(|s| {
-                    [
-                        s.name.clone(),
-                        group_thousands(s.credits),
-                        group_thousands(s.additional),
-                        format_minor(s.amount_minor, c),
-                    ]
-                })
-                .collect(),
-            caption: "Each day's amount shared out in proportion to additional credits that day; the rows add up to the total.".into(),
-        })
-        .collect(),
+        breakdowns: breakdowns(&report.costs, c),
         note: "A day's charge is rounded once, to the cent; the total is the sum of the days. Today's amount is so far, not final.".into(),
     }
+}
+
+/// Rows of a cost breakdown in a PDF before the rest is summed up in one row (the CSV has all).
+const SHOWN: usize = 25;
+
+/// The cost tables of a document: by operation, client and user, each adding up to the total.
+fn breakdowns(costs: &Costs, c: &str) -> Vec<BreakdownSection> {
+    [
+        ("Cost by operation", "Operation", &costs.by_operation, "operations"),
+        ("Cost by client", "Client", &costs.by_client, "clients"),
+        ("Cost by user", "User", &costs.by_user, "users"),
+    ]
+    .into_iter()
+    .filter(|(_, _, shares, _)| !shares.is_empty())
+    .map(|(heading, name, shares, plural)| BreakdownSection {
+        heading: heading.into(),
+        name_header: name.into(),
+        rows: largest(shares, SHOWN, plural)
+            .iter()
+            .map(|s| {
+                [
+                    s.name.clone(),
+                    group_thousands(s.credits),
+                    group_thousands(s.additional),
+                    format_minor(s.amount_minor, c),
+                ]
+            })
+            .collect(),
+        caption: "Each day's amount shared out in proportion to additional credits that day; the rows add up to the total.".into(),
+    })
+    .collect()
 }
 
 /// An issued monthly statement of an org.
@@ -183,7 +192,7 @@ pub fn statement_document(report: &StatementReport, org_name: &str, zone: Tz) ->
         total_additional: group_thousands(report.totals.additional),
         total: display_amount(item.total_minor, c),
         plans: plan_sections(&report.plans),
-        breakdowns: Vec::new(),
+        breakdowns: breakdowns(&report.costs, c),
         note: "Issued statements never change. A day's charge is rounded once, to the cent; the total is the sum of the days.".into(),
     }
 }

@@ -1,12 +1,16 @@
-//! PDF statements: a pure function from a `StatementDoc` to PDF bytes (printpdf, builtin
-//! Helvetica, A4). The daily table breaks across pages with its header repeated; every page says
-//! "page x of y"; text is real text, so `pdftotext` finds every day and amount.
+//! PDF statements: a pure function from a `StatementDoc` to PDF bytes (printpdf, A4, text in
+//! every script through `typeset`). The daily table breaks across pages with its header
+//! repeated; every page says "page x of y"; text is real text, so `pdftotext` finds every day,
+//! amount and name.
 
 pub mod documents;
+mod typeset;
+
+use typeset::Typesetter;
 
 use printpdf::{
-    BuiltinFont, Color, DateTime as PdfDate, Line, LinePoint, Mm, Op, PdfDocument, PdfFontHandle,
-    PdfPage, PdfSaveOptions, Point, Pt, Rect, Rgb, TextItem,
+    Color, DateTime as PdfDate, Line, LinePoint, Mm, Op, PdfDocument, PdfPage, PdfSaveOptions,
+    Point, Pt, Rect, Rgb,
 };
 
 /// Everything a statement shows, already formatted for people.
@@ -27,7 +31,7 @@ pub struct StatementDoc {
     pub total: String,
     /// The slab table of each plan that priced the days, in order of first use.
     pub plans: Vec<PlanSection>,
-    /// Cost by operation and by client (range exports), each adding up to the total.
+    /// Cost by operation, client and user, each adding up to the total.
     pub breakdowns: Vec<BreakdownSection>,
     pub note: String,
 }
@@ -68,47 +72,6 @@ const FOOTER_Y: f32 = 30.0;
 /// Right edges of the numeric columns.
 const COLUMNS: [f32; 3] = [330.0, 440.0, PAGE_W - MARGIN];
 
-/// `text` cut with an ellipsis to fit `width` points at `size`.
-fn fit(text: &str, width: f32, size: f32) -> String {
-    if text_width(text, size, false) <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.to_string();
-    while !cut.is_empty() && text_width(&format!("{cut}..."), size, false) > width {
-        cut.pop();
-    }
-    format!("{cut}...")
-}
-
-/// Width of text in builtin Helvetica, from its metrics for the characters we print most.
-fn text_width(text: &str, size: f32, bold: bool) -> f32 {
-    let em: f32 = text
-        .chars()
-        .map(|c| match c {
-            '0'..='9' => 0.556,
-            ',' | '.' | ' ' | ':' => 0.278,
-            '-' => 0.333,
-            'A'..='Z' => {
-                if bold {
-                    0.72
-                } else {
-                    0.667
-                }
-            }
-            'i' | 'l' | 'j' => 0.222,
-            'm' | 'w' => 0.833,
-            _ => {
-                if bold {
-                    0.611
-                } else {
-                    0.556
-                }
-            }
-        })
-        .sum();
-    em * size
-}
-
 fn grey(level: f32) -> Color {
     Color::Rgb(Rgb::new(level, level, level, None))
 }
@@ -118,40 +81,85 @@ fn brand() -> Color {
 }
 
 struct Canvas {
+    ts: Typesetter,
+    /// The pages laid out so far, and the one being laid out.
+    pages: Vec<Vec<Op>>,
     ops: Vec<Op>,
 }
 
 impl Canvas {
     fn new() -> Self {
-        Canvas { ops: Vec::new() }
+        Canvas {
+            ts: Typesetter::take(),
+            pages: Vec::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    fn break_page(&mut self) {
+        let page = std::mem::take(&mut self.ops);
+        self.pages.push(page);
+    }
+
+    fn width(&mut self, text: &str, size: f32, bold: bool) -> f32 {
+        self.ts.width(text, size, bold)
+    }
+
+    /// `text` cut with an ellipsis to fit `width` points at `size`.
+    fn fit(&mut self, text: &str, width: f32, size: f32) -> String {
+        if self.width(text, size, false) <= width {
+            return text.to_string();
+        }
+        let mut cut: String = text.to_string();
+        while !cut.is_empty() && self.width(&format!("{cut}\u{2026}"), size, false) > width {
+            cut.pop();
+        }
+        format!("{}\u{2026}", cut.trim_end())
+    }
+
+    /// `text` in lines of at most `width` points, broken between words.
+    fn wrap(&mut self, text: &str, width: f32, size: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for word in text.split_whitespace() {
+            let longer = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if !line.is_empty() && self.width(&longer, size, false) > width {
+                lines.push(std::mem::replace(&mut line, word.to_string()));
+            } else {
+                line = longer;
+            }
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// A small grey paragraph from `y` down, wrapped to the text width; returns the `y` of the
+    /// line after it.
+    fn caption(&mut self, mut y: f32, text: &str) -> f32 {
+        for line in self.wrap(text, PAGE_W - 2.0 * MARGIN, 8.5) {
+            self.text(MARGIN, y, 8.5, false, grey(0.35), &line);
+            y -= 11.0;
+        }
+        y
     }
 
     fn text(&mut self, x: f32, y: f32, size: f32, bold: bool, color: Color, text: &str) {
-        let font = if bold {
-            BuiltinFont::HelveticaBold
-        } else {
-            BuiltinFont::Helvetica
-        };
-        self.ops.extend([
-            Op::StartTextSection,
-            Op::SetFillColor { col: color },
-            Op::SetFont {
-                font: PdfFontHandle::Builtin(font),
-                size: Pt(size),
-            },
-            Op::SetTextCursor {
-                pos: Point { x: Pt(x), y: Pt(y) },
-            },
-            Op::ShowText {
-                items: vec![TextItem::Text(text.to_string())],
-            },
-            Op::EndTextSection,
-        ]);
+        let line = self.ts.line(text, size, bold);
+        self.ops.push(Op::SetFillColor { col: color });
+        self.ts.draw(&line, x, y, &mut self.ops);
     }
 
     fn right(&mut self, right_edge: f32, y: f32, size: f32, bold: bool, text: &str) {
-        let x = right_edge - text_width(text, size, bold);
-        self.text(x, y, size, bold, grey(0.1), text);
+        let line = self.ts.line(text, size, bold);
+        self.ops.push(Op::SetFillColor { col: grey(0.1) });
+        self.ts
+            .draw(&line, right_edge - line.width, y, &mut self.ops);
     }
 
     fn rule(&mut self, y: f32, thickness: f32, level: f32) {
@@ -230,7 +238,8 @@ fn heading(c: &mut Canvas, doc: &StatementDoc) -> f32 {
     y -= 28.0;
     c.text(MARGIN, y, 20.0, true, grey(0.1), &doc.title);
     y -= 20.0;
-    c.text(MARGIN, y, 12.0, false, grey(0.15), &doc.org_name);
+    let name = c.fit(&doc.org_name, PAGE_W - 2.0 * MARGIN, 12.0);
+    c.text(MARGIN, y, 12.0, false, grey(0.15), &name);
     y -= 22.0;
     let facts = [
         ("Range", doc.range.as_str()),
@@ -262,19 +271,13 @@ fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
     c.rule(FOOTER_Y + 12.0, 0.5, 0.75);
     let page_label = format!("Page {page} of {pages}");
     // The left text gives way to the page number (a long org name is cut, not overprinted).
-    let room = PAGE_W - 2.0 * MARGIN - text_width(&page_label, 8.0, false) - 12.0;
+    let room = PAGE_W - 2.0 * MARGIN - c.width(&page_label, 8.0, false) - 12.0;
     let left = format!(
         "{} - {} - generated {}",
         doc.org_name, doc.range, doc.generated
     );
-    c.text(
-        MARGIN,
-        FOOTER_Y,
-        8.0,
-        false,
-        grey(0.4),
-        &fit(&left, room, 8.0),
-    );
+    let left = c.fit(&left, room, 8.0);
+    c.text(MARGIN, FOOTER_Y, 8.0, false, grey(0.4), &left);
     c.right(PAGE_W - MARGIN, FOOTER_Y, 8.0, false, &page_label);
 }
 
@@ -282,8 +285,7 @@ fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
 fn slab_table(c: &mut Canvas, mut y: f32, plan: &PlanSection) -> f32 {
     c.text(MARGIN, y, 12.0, true, grey(0.1), &plan.heading);
     y -= 14.0;
-    c.text(MARGIN, y, 8.5, false, grey(0.35), &plan.caption);
-    y -= 18.0;
+    y = c.caption(y, &plan.caption) - 7.0;
     c.band(
         y - 5.0,
         ROW_H + 2.0,
@@ -311,7 +313,6 @@ fn slab_table(c: &mut Canvas, mut y: f32, plan: &PlanSection) -> f32 {
 /// Lay out the statement and return the PDF file.
 pub fn render(doc: &StatementDoc) -> Vec<u8> {
     let bottom = FOOTER_Y + 30.0;
-    let mut pages: Vec<Canvas> = Vec::new();
     let mut c = Canvas::new();
     let mut y = heading(&mut c, doc);
     c.text(MARGIN, y, 12.0, true, grey(0.1), "Daily usage");
@@ -319,16 +320,11 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     y = table_header(&mut c, y, &doc.currency);
     for line in &doc.lines {
         if y < bottom {
-            pages.push(std::mem::replace(&mut c, Canvas::new()));
+            c.break_page();
             y = PAGE_H - MARGIN - 6.0;
-            c.text(
-                MARGIN,
-                y,
-                9.0,
-                false,
-                grey(0.35),
-                &format!("{} - {} (continued)", doc.org_name, doc.range),
-            );
+            let continued = format!("{} - {} (continued)", doc.org_name, doc.range);
+            let continued = c.fit(&continued, PAGE_W - 2.0 * MARGIN, 9.0);
+            c.text(MARGIN, y, 9.0, false, grey(0.35), &continued);
             y -= 22.0;
             y = table_header(&mut c, y, &doc.currency);
         }
@@ -348,7 +344,7 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     }
     // Totals, then each slab table; each moves to a new page rather than splitting.
     if y < bottom + 10.0 {
-        pages.push(std::mem::replace(&mut c, Canvas::new()));
+        c.break_page();
         y = PAGE_H - MARGIN - 6.0;
     }
     c.rule(y + ROW_H - 4.0, 1.2, 0.1);
@@ -367,21 +363,20 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     for section in &doc.breakdowns {
         // A heading and a few rows stay together; longer tables continue on the next page.
         if y - (40.0 + ROW_H * 3.0) < bottom {
-            pages.push(std::mem::replace(&mut c, Canvas::new()));
+            c.break_page();
             y = PAGE_H - MARGIN - 6.0;
         }
         c.text(MARGIN, y, 12.0, true, grey(0.1), &section.heading);
         y -= 14.0;
-        c.text(MARGIN, y, 8.5, false, grey(0.35), &section.caption);
-        y -= 18.0;
+        y = c.caption(y, &section.caption) - 7.0;
         y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
         for cells in &section.rows {
             if y < bottom {
-                pages.push(std::mem::replace(&mut c, Canvas::new()));
+                c.break_page();
                 y = PAGE_H - MARGIN - 6.0;
                 y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
             }
-            let name = fit(&cells[0], COLUMNS[0] - 110.0 - MARGIN, BODY);
+            let name = c.fit(&cells[0], COLUMNS[0] - 110.0 - MARGIN, BODY);
             row(&mut c, y, [&name, &cells[1], &cells[2], &cells[3]], false);
             c.rule(y - 4.5, 0.3, 0.85);
             y -= ROW_H;
@@ -391,24 +386,26 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     for plan in &doc.plans {
         let slab_height = 40.0 + ROW_H * (plan.slabs.len() as f32 + 1.0) + 30.0;
         if y - slab_height < bottom {
-            pages.push(std::mem::replace(&mut c, Canvas::new()));
+            c.break_page();
             y = PAGE_H - MARGIN - 6.0;
         }
         y = slab_table(&mut c, y, plan) - 14.0;
     }
     y -= 10.0;
-    c.text(MARGIN, y, 8.5, false, grey(0.35), &doc.note);
-    pages.push(c);
+    if y - 22.0 < bottom {
+        c.break_page();
+        y = PAGE_H - MARGIN - 6.0;
+    }
+    c.caption(y, &doc.note);
+    c.break_page();
 
-    let count = pages.len();
-    let pdf_pages: Vec<PdfPage> = pages
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut page)| {
-            footer(&mut page, doc, i + 1, count);
-            PdfPage::new(Mm(210.0), Mm(297.0), page.ops)
-        })
-        .collect();
+    let mut bodies = std::mem::take(&mut c.pages);
+    let count = bodies.len();
+    for (i, body) in bodies.iter_mut().enumerate() {
+        c.ops = std::mem::take(body);
+        footer(&mut c, doc, i + 1, count);
+        *body = std::mem::take(&mut c.ops);
+    }
     let mut pdf = PdfDocument::new(&doc.title);
     if let Ok(date) = PdfDate::from_unix_timestamp(doc.generated_unix) {
         pdf.metadata.info.creation_date = date;
@@ -417,7 +414,47 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
     }
     pdf.metadata.info.creator = "creditmeter".into();
     pdf.metadata.info.producer = "creditmeter".into();
+    c.ts.embed(&mut pdf, &mut bodies);
+    let pdf_pages: Vec<PdfPage> = bodies
+        .into_iter()
+        .map(|ops| PdfPage::new(Mm(210.0), Mm(297.0), ops))
+        .collect();
     let mut warnings = Vec::new();
-    pdf.with_pages(pdf_pages)
-        .save(&PdfSaveOptions::default(), &mut warnings)
+    let options = PdfSaveOptions {
+        optimize: false,
+        ..PdfSaveOptions::default()
+    };
+    let mut document = pdf
+        .with_pages(pdf_pages)
+        .to_lopdf_document(&options, &mut warnings);
+    compress(&mut document);
+    let mut bytes = Vec::new();
+    document
+        .save_to(&mut bytes)
+        .expect("a PDF is written to memory");
+    bytes
+}
+
+/// Deflate every stream at the fast level: a third the time of the best level, for PDFs a few
+/// percent larger.
+fn compress(document: &mut lopdf::Document) {
+    use flate2::{Compression, write::ZlibEncoder};
+    use std::io::Write;
+    for object in document.objects.values_mut() {
+        if let lopdf::Object::Stream(stream) = object {
+            if !stream.allows_compression || stream.dict.get(b"Filter").is_ok() {
+                continue;
+            }
+            let mut encoder = ZlibEncoder::new(Vec::new(), Compression::fast());
+            if encoder.write_all(&stream.content).is_err() {
+                continue;
+            }
+            if let Ok(deflated) = encoder.finish()
+                && deflated.len() < stream.content.len()
+            {
+                stream.dict.set("Filter", "FlateDecode");
+                stream.set_content(deflated);
+            }
+        }
+    }
 }

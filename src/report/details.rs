@@ -1,5 +1,6 @@
 //! View details: the days of a range with their amounts and plans (the page, the CSV, the PDF and
-//! `/api/v1/usage/daily`), usage by operation and by client, and the current period's projection.
+//! `/api/v1/usage/daily`), usage by operation, by client and by user, and the current period's
+//! projection.
 
 use crate::domain::types::OrgId;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -36,22 +37,20 @@ pub struct Share {
     pub amount_minor: i64,
 }
 
-/// The shares of a range by `key` (operation or client), largest use first.
-fn shares_by(
-    rows: &[usage::BreakdownRow],
+/// The shares of a range from its (day, name, credits, additional) rows, largest use first. What
+/// no row of a day names (a day without rows, or the usage that named no user) is "unspecified",
+/// so the shares add up to the range's total.
+fn shares_by<'r>(
+    rows: impl Iterator<Item = (NaiveDate, &'r str, i64, i64)>,
     lines: &[super::DayLine],
-    key: impl Fn(&usage::BreakdownRow) -> &str,
 ) -> Vec<Share> {
+    use crate::domain::event::UNSPECIFIED;
     use std::collections::BTreeMap;
     let mut days: BTreeMap<NaiveDate, BTreeMap<&str, (i64, i64)>> = BTreeMap::new();
-    for row in rows {
-        let entry = days
-            .entry(row.local_day)
-            .or_default()
-            .entry(key(row))
-            .or_default();
-        entry.0 += row.credits;
-        entry.1 += row.additional;
+    for (day, name, credits, additional) in rows {
+        let entry = days.entry(day).or_default().entry(name).or_default();
+        entry.0 += credits;
+        entry.1 += additional;
     }
     let mut totals: BTreeMap<String, Share> = BTreeMap::new();
     fn total_of<'t>(totals: &'t mut BTreeMap<String, Share>, name: &str) -> &'t mut Share {
@@ -63,10 +62,21 @@ fn shares_by(
         })
     }
     for line in lines {
-        let entries: Vec<(&str, (i64, i64))> = days
+        let mut entries: Vec<(&str, (i64, i64))> = days
             .get(&line.local_day)
             .map(|d| d.iter().map(|(k, v)| (*k, *v)).collect())
             .unwrap_or_default();
+        let named_credits: i64 = entries.iter().map(|(_, (c, _))| c).sum();
+        let named_additional: i64 = entries.iter().map(|(_, (_, a))| a).sum();
+        if line.credits > named_credits || line.additional > named_additional {
+            entries.push((
+                UNSPECIFIED,
+                (
+                    (line.credits - named_credits).max(0),
+                    (line.additional - named_additional).max(0),
+                ),
+            ));
+        }
         let weights: Vec<i64> = entries.iter().map(|(_, (_, a))| *a).collect();
         let parts = crate::domain::allocation::share_out(line.amount_minor, &weights);
         for ((name, (credits, additional)), part) in entries.iter().zip(&parts) {
@@ -75,16 +85,76 @@ fn shares_by(
             share.additional += additional;
             share.amount_minor += part;
         }
-        // A charged day without a breakdown of its additional credits (none recorded) is shown
-        // as unspecified, so the lines still add up.
+        // A charged day with no additional credits to share by (none recorded) goes to
+        // unspecified whole, so the lines still add up.
         let unshared = line.amount_minor - parts.iter().sum::<i64>();
         if unshared != 0 {
-            total_of(&mut totals, crate::domain::event::UNSPECIFIED).amount_minor += unshared;
+            total_of(&mut totals, UNSPECIFIED).amount_minor += unshared;
         }
     }
-    let mut list: Vec<Share> = totals.into_values().collect();
+    let mut list: Vec<Share> = totals
+        .into_values()
+        .filter(|s| s.credits != 0 || s.amount_minor != 0)
+        .collect();
     list.sort_by(|a, b| b.credits.cmp(&a.credits).then_with(|| a.name.cmp(&b.name)));
     list
+}
+
+/// Cost by operation, by client and by user of a range's days; `by_user` is empty when no usage
+/// of the range names a user.
+#[derive(Debug, Clone, Default)]
+pub struct Costs {
+    pub by_operation: Vec<Share>,
+    pub by_client: Vec<Share>,
+    pub by_user: Vec<Share>,
+}
+
+/// The costs of `lines`, the days of `range`, from the breakdowns kept beside the day rows.
+pub fn costs(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    range: DayRange,
+    lines: &[super::DayLine],
+) -> QueryResult<Costs> {
+    let rows = usage::breakdown_rows(conn, org_id, range)?;
+    let rows_by = |key: fn(&usage::BreakdownRow) -> &str| {
+        rows.iter()
+            .map(move |r| (r.local_day, key(r), r.credits, r.additional))
+    };
+    let users = usage::user_breakdown_rows(conn, org_id, range)?;
+    // Cost by user only where some usage names a user: all "unspecified" says nothing.
+    let by_user = if users.is_empty() {
+        Vec::new()
+    } else {
+        shares_by(
+            users
+                .iter()
+                .map(|r| (r.local_day, r.user_ref.as_str(), r.credits, r.additional)),
+            lines,
+        )
+    };
+    Ok(Costs {
+        by_operation: shares_by(rows_by(|r| &r.operation), lines),
+        by_client: shares_by(rows_by(|r| &r.client), lines),
+        by_user,
+    })
+}
+
+/// The first `shown` shares, then one row for the rest ("312 other users") so that the lines
+/// still add up to the total: what a page or a PDF lists; the CSV has every share.
+pub fn largest(list: &[Share], shown: usize, noun_plural: &str) -> Vec<Share> {
+    if list.len() <= shown + 1 {
+        return list.to_vec();
+    }
+    let (head, tail) = list.split_at(shown);
+    let mut out = head.to_vec();
+    out.push(Share {
+        name: format!("{} other {noun_plural}", tail.len()),
+        credits: tail.iter().map(|s| s.credits).sum(),
+        additional: tail.iter().map(|s| s.additional).sum(),
+        amount_minor: tail.iter().map(|s| s.amount_minor).sum(),
+    });
+    out
 }
 
 /// The current billing period, its charges so far and their projection to its end.
@@ -103,8 +173,7 @@ pub struct DetailsReport {
     pub zone: Tz,
     pub today: NaiveDate,
     pub days: Days,
-    pub by_operation: Vec<Share>,
-    pub by_client: Vec<Share>,
+    pub costs: Costs,
     /// `None` while no limit was ever set (R7).
     pub projection: Option<Projection>,
     pub generated_at: DateTime<Utc>,
@@ -150,9 +219,7 @@ pub fn details(
     let zone = org.zone();
     let today = calendar::local_day(now, zone);
     let days = days(conn, org.id, range, today)?;
-    let rows = usage::breakdown_rows(conn, org.id, range)?;
-    let by_operation = shares_by(&rows, &days.lines, |r| &r.operation);
-    let by_client = shares_by(&rows, &days.lines, |r| &r.client);
+    let costs = costs(conn, org.id, range, &days.lines)?;
     let projection = match calendar::current_period(org.billing_anchor, today) {
         Some(period) => {
             let up_to_today = DayRange::new(period.start, today.max(period.start))
@@ -177,9 +244,67 @@ pub fn details(
         zone,
         today,
         days,
-        by_operation,
-        by_client,
+        costs,
         projection,
         generated_at: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(day: u32, credits: i64, additional: i64, amount_minor: i64) -> DayLine {
+        DayLine {
+            local_day: NaiveDate::from_ymd_opt(2026, 3, day).unwrap(),
+            credits,
+            additional,
+            amount_minor,
+            in_progress: false,
+            plan_id: 1,
+        }
+    }
+
+    #[test]
+    fn usage_no_row_names_is_unspecified_and_the_shares_add_up() {
+        let lines = [line(1, 90_000, 30_000, 380), line(2, 60_000, 10_000, 140)];
+        let day = lines[0].local_day;
+        // Only Bob is named on day 1; day 2 has no rows at all.
+        let shares = shares_by([(day, "bob", 20_000, 20_000)].into_iter(), &lines);
+        let named = |n: &str| shares.iter().find(|s| s.name == n).unwrap().clone();
+        assert_eq!(named("bob").amount_minor, 253);
+        let unspecified = named("unspecified");
+        assert_eq!(
+            (
+                unspecified.credits,
+                unspecified.additional,
+                unspecified.amount_minor
+            ),
+            (130_000, 20_000, 127 + 140)
+        );
+        assert_eq!(shares.iter().map(|s| s.amount_minor).sum::<i64>(), 520);
+    }
+
+    #[test]
+    fn the_largest_are_listed_and_the_rest_summed_in_one_row() {
+        let list: Vec<Share> = (0..30)
+            .map(|i| Share {
+                name: format!("u{i}"),
+                credits: 100 - i,
+                additional: 10,
+                amount_minor: 7,
+            })
+            .collect();
+        let shown = largest(&list, 25, "users");
+        assert_eq!(shown.len(), 26);
+        assert_eq!(shown[25].name, "5 other users");
+        assert_eq!(shown.iter().map(|s| s.amount_minor).sum::<i64>(), 210);
+        assert_eq!(
+            shown.iter().map(|s| s.credits).sum::<i64>(),
+            list.iter().map(|s| s.credits).sum::<i64>()
+        );
+        // One more than shown is listed, not summed up as "1 other".
+        assert_eq!(largest(&list[..26], 25, "users").len(), 26);
+        assert_eq!(largest(&list[..26], 25, "users")[25].name, "u25");
+    }
 }

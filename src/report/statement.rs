@@ -7,6 +7,7 @@ use diesel::QueryResult;
 use super::{DayLine, PricedBy, Totals, corrupt, plan_of, plans_of};
 use crate::db::DbConn;
 use crate::domain::calendar::{self, BillingPeriod};
+use crate::domain::types::DayRange;
 use crate::store::orgs::OrgRow;
 use crate::store::statements::{self, StatementRow};
 use crate::store::{from_db_time, plans};
@@ -28,6 +29,8 @@ pub struct StatementReport {
     pub lines: Vec<DayLine>,
     pub totals: Totals,
     pub plans: Vec<PricedBy>,
+    /// Cost by operation, client and user over the statement's days.
+    pub costs: super::details::Costs,
 }
 
 fn item(org: &OrgRow, row: &StatementRow) -> StatementItem {
@@ -81,10 +84,15 @@ pub fn by_number(
             row.number, row.total_minor, totals.amount_minor
         )));
     }
+    let item = item(org, &row);
+    let days = DayRange::new(item.period.start, item.period.last_day())
+        .map_err(|e| corrupt(e.to_string()))?;
+    let costs = super::details::costs(conn, org.id, days, &lines)?;
     Ok(Some(StatementReport {
-        item: item(org, &row),
+        item,
         lines,
         totals,
         plans,
+        costs,
     }))
 }

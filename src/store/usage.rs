@@ -13,7 +13,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
 use crate::db::DbConn;
-use crate::db::schema::{daily_breakdown, daily_usage, usage_events, usage_keys};
+use crate::db::schema::{
+    daily_breakdown, daily_usage, daily_user_breakdown, usage_events, usage_keys,
+};
 use crate::domain::types::DayRange;
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -90,13 +92,15 @@ pub fn every_day(conn: &mut DbConn, org_id: OrgId, range: DayRange) -> QueryResu
 }
 
 /// Write what a usage batch decided: its day rows (new counters and amount; the caller holds their
-/// locks), breakdown increments and raw events. On PostgreSQL the three are one statement (two
-/// data-modifying `WITH` parts and the events' insert), one round trip; on SQLite, where a
-/// statement costs no round trip, each is its own prepared statement.
+/// locks), breakdown increments (by operation and client, and by named user) and raw events. On
+/// PostgreSQL the four are one statement (three data-modifying `WITH` parts and the events'
+/// insert), one round trip; on SQLite, where a statement costs no round trip, each is its own
+/// prepared statement, and a batch that names no user writes no user rows.
 pub fn write_batch(
     conn: &mut DbConn,
     days: &[&DayRow],
     breakdowns: &[BreakdownRow],
+    users: &[UserBreakdownRow],
     events: &[EventInsert],
 ) -> QueryResult<()> {
     match conn {
@@ -104,6 +108,7 @@ pub fn write_batch(
             PgWriteBatch {
                 days: PgDays::of(days),
                 breakdowns: PgBreakdowns::of(breakdowns),
+                users: PgUsers::of(users),
                 events: PgEvents::of(events),
             }
             .execute(c)?;
@@ -111,6 +116,7 @@ pub fn write_batch(
         _ => {
             save_days(conn, days)?;
             add_breakdowns(conn, breakdowns)?;
+            add_user_breakdowns(conn, users)?;
             insert_events(conn, events)?;
         }
     }
@@ -135,6 +141,11 @@ const BREAKDOWN_UPSERT: &str = " ON CONFLICT (org_id, local_day, operation, clie
      credits = daily_breakdown.credits + excluded.credits, \
      additional = daily_breakdown.additional + excluded.additional";
 
+/// How a batch's user breakdowns are written: increments, as for operations and clients.
+const USER_UPSERT: &str = " ON CONFLICT (org_id, local_day, user_ref) DO UPDATE SET \
+     credits = daily_user_breakdown.credits + excluded.credits, \
+     additional = daily_user_breakdown.additional + excluded.additional";
+
 /// Rows per multi-row upsert: seven parameters each at most, far below both backends' limits.
 const ROWS_PER_UPSERT: usize = 500;
 
@@ -144,6 +155,7 @@ const ROWS_PER_UPSERT: usize = 500;
 /// write path uses `PgWriteBatch`, with the same conflict clauses.
 struct SaveDays<'a>(&'a [&'a DayRow]);
 struct AddBreakdowns<'a>(&'a [BreakdownRow]);
+struct AddUserBreakdowns<'a>(&'a [UserBreakdownRow]);
 
 impl QueryId for SaveDays<'_> {
     type QueryId = ();
@@ -151,6 +163,11 @@ impl QueryId for SaveDays<'_> {
 }
 
 impl QueryId for AddBreakdowns<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryId for AddUserBreakdowns<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
@@ -220,8 +237,39 @@ where
     }
 }
 
+impl<DB> QueryFragment<DB> for AddUserBreakdowns<'_>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    NaiveDate: ToSql<Date, DB>,
+    String: ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(
+            "INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, credits, additional) \
+             VALUES ",
+        );
+        for (i, row) in self.0.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(&row.org_id)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Date, _>(&row.local_day)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(&row.user_ref)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.credits)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(&row.additional)?;
+            out.push_sql(")");
+        }
+        out.push_sql(USER_UPSERT);
+        Ok(())
+    }
+}
+
 impl<Conn> RunQueryDsl<Conn> for SaveDays<'_> {}
 impl<Conn> RunQueryDsl<Conn> for AddBreakdowns<'_> {}
+impl<Conn> RunQueryDsl<Conn> for AddUserBreakdowns<'_> {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Insertable, Queryable, Selectable)]
 #[diesel(table_name = daily_breakdown)]
@@ -240,6 +288,39 @@ pub fn add_breakdowns(conn: &mut DbConn, rows: &[BreakdownRow]) -> QueryResult<(
         crate::on_backend!(conn, c => AddBreakdowns(chunk).execute(c))?;
     }
     Ok(())
+}
+
+/// The usage of one named user of an org on a day.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = daily_user_breakdown)]
+pub struct UserBreakdownRow {
+    pub org_id: OrgId,
+    pub local_day: NaiveDate,
+    pub user_ref: String,
+    pub credits: i64,
+    pub additional: i64,
+}
+
+/// Add to the counters of org-day-users, each given once.
+pub fn add_user_breakdowns(conn: &mut DbConn, rows: &[UserBreakdownRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        crate::on_backend!(conn, c => AddUserBreakdowns(chunk).execute(c))?;
+    }
+    Ok(())
+}
+
+/// The user rows (org, day, user) of a range.
+pub fn user_breakdown_rows(
+    conn: &mut DbConn,
+    org_id: OrgId,
+    range: DayRange,
+) -> QueryResult<Vec<UserBreakdownRow>> {
+    daily_user_breakdown::table
+        .filter(daily_user_breakdown::org_id.eq(org_id))
+        .filter(daily_user_breakdown::local_day.ge(range.from()))
+        .filter(daily_user_breakdown::local_day.le(range.to()))
+        .select(UserBreakdownRow::as_select())
+        .load(conn)
 }
 
 /// The breakdown rows (org, day, operation, client) of a range.
@@ -535,10 +616,31 @@ impl<'a> PgBreakdowns<'a> {
     }
 }
 
+struct PgUsers<'a> {
+    org_ids: Vec<i64>,
+    days: Vec<NaiveDate>,
+    users: Vec<&'a str>,
+    credits: Vec<i64>,
+    additional: Vec<i64>,
+}
+
+impl<'a> PgUsers<'a> {
+    fn of(rows: &'a [UserBreakdownRow]) -> Self {
+        PgUsers {
+            org_ids: rows.iter().map(|r| r.org_id.get()).collect(),
+            days: rows.iter().map(|r| r.local_day).collect(),
+            users: rows.iter().map(|r| r.user_ref.as_str()).collect(),
+            credits: rows.iter().map(|r| r.credits).collect(),
+            additional: rows.iter().map(|r| r.additional).collect(),
+        }
+    }
+}
+
 /// A batch's writes in one PostgreSQL statement; the text is the same for any number of rows.
 struct PgWriteBatch<'a> {
     days: PgDays,
     breakdowns: PgBreakdowns<'a>,
+    users: PgUsers<'a>,
     events: PgEvents<'a>,
 }
 
@@ -583,6 +685,22 @@ impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
         out.push_bind_param::<Array<BigInt>, _>(&breakdowns.additional)?;
         out.push_sql(")");
         out.push_sql(BREAKDOWN_UPSERT);
+        out.push_sql(
+            "), users AS (INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, credits, \
+             additional) SELECT * FROM UNNEST(",
+        );
+        let users = &self.users;
+        out.push_bind_param::<Array<BigInt>, _>(&users.org_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Date>, _>(&users.days)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&users.users)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&users.credits)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&users.additional)?;
+        out.push_sql(")");
+        out.push_sql(USER_UPSERT);
         out.push_sql(") ");
         self.events.walk_ast(out.reborrow())
     }

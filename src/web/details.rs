@@ -15,7 +15,7 @@ use super::{AppError, AppState};
 use crate::domain::calendar::human_date;
 use crate::domain::money::{display_amount, format_minor, group_thousands};
 use crate::domain::types::DayRange;
-use crate::report::details::{self, DetailsReport, Share};
+use crate::report::details::{self, DetailsReport, Share, largest};
 
 pub struct RowView {
     pub day: String,
@@ -43,6 +43,7 @@ struct Figures {
     chart: Chart,
     by_operation: Vec<(String, String, String, String)>,
     by_client: Vec<(String, String, String, String)>,
+    by_user: Vec<(String, String, String, String)>,
     period_text: Option<String>,
     period_so_far: String,
     projection: Option<String>,
@@ -62,6 +63,9 @@ struct DetailsPage {
     period_query: Option<String>,
     previous_query: Option<String>,
 }
+
+/// Rows of a cost breakdown on the page before the rest is summed up in one row (the CSV has all).
+const SHOWN: usize = 25;
 
 fn shares(list: &[Share], currency: &str) -> Vec<(String, String, String, String)> {
     list.iter()
@@ -111,8 +115,9 @@ fn figures(report: &DetailsReport) -> Figures {
         total_amount_plain: format_minor(days.totals.amount_minor, c),
         currency: c.clone(),
         chart: chart(&days.lines),
-        by_operation: shares(&report.by_operation, c),
-        by_client: shares(&report.by_client, c),
+        by_operation: shares(&largest(&report.costs.by_operation, SHOWN, "operations"), c),
+        by_client: shares(&largest(&report.costs.by_client, SHOWN, "clients"), c),
+        by_user: shares(&largest(&report.costs.by_user, SHOWN, "users"), c),
         period_text: report.projection.map(|p| {
             format!(
                 "{} – {}",
@@ -248,16 +253,17 @@ pub async fn details_csv(
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
-    // `by=operation` or `by=client`: the cost breakdown instead of the days.
+    // `by=operation`, `by=client` or `by=user`: the cost breakdown instead of the days.
     let by = req
         .query_string()
         .split('&')
         .find_map(|p| p.strip_prefix("by="));
     if let Some(by) = by {
         let (shares, name) = match by {
-            "operation" => (&report.by_operation, "operation"),
-            "client" => (&report.by_client, "client"),
-            _ => return Err(AppError::invalid("by= takes operation or client")),
+            "operation" => (&report.costs.by_operation, "operation"),
+            "client" => (&report.costs.by_client, "client"),
+            "user" => (&report.costs.by_user, "user"),
+            _ => return Err(AppError::invalid("by= takes operation, client or user")),
         };
         writer.write_record([name, "credits", "additional", "amount"])?;
         for share in shares {

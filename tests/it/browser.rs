@@ -233,7 +233,11 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
             credits: 20_000 + (i * 7919) % 90_000,
             operation: format!("operation-with-a-rather-long-name-{}", i % 3),
             client: format!("client-{}-eu-west-1.internal.example.com", i % 4),
-            user: String::new(),
+            // Long, unbroken user names, and some usage that names no user.
+            user: match i % 4 {
+                0 => String::new(),
+                n => format!("service-account-{n}@a-very-long-project-name.iam.example.com"),
+            },
         })
         .collect();
     ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
@@ -268,6 +272,18 @@ fn every_page_fits_a_phone_and_view_details_prints_whole() {
             browser.screenshot(&format!("page{}-375", page.replace('/', "-")));
         }
     }
+    // The cost tables, further down View details: by operation and client, then by user.
+    browser.goto(&format!(
+        "{base}/apis/credits/details?from=2026-01-15&to=2026-03-20"
+    ));
+    for (width, height) in [(375, 1400), (1280, 1000)] {
+        browser.resize(width, height);
+        browser.script("document.getElementById('cost-rule').scrollIntoView(); return 0;");
+        browser.screenshot(&format!("details-costs-{width}"));
+        browser.script("document.getElementById('by-user').scrollIntoView(); return 0;");
+        browser.screenshot(&format!("details-by-user-{width}"));
+    }
+    browser.resize(375, 1400);
     // A refused limit on a phone's screen: the field with its message has the focus, in view.
     browser.resize(375, 700);
     browser.goto(&format!("{base}/apis/credits"));

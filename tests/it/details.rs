@@ -772,3 +772,134 @@ fn r6_a_statement_priced_by_two_plans_shows_each_plan_with_its_days() {
         assert!(!text.contains("Price plan in force"), "{text}");
     }
 }
+
+/// The fonts of a PDF as pdffonts lists them: (name, embedded, subset) per font.
+fn pdf_fonts(bytes: &[u8]) -> Vec<(String, bool, bool)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.pdf");
+    std::fs::write(&path, bytes).unwrap();
+    let out = std::process::Command::new("pdffonts")
+        .arg(&path)
+        .output()
+        .expect("pdffonts comes with pdftotext (poppler-utils)");
+    assert!(out.status.success());
+    // name, type words, encoding, emb, sub, uni, object id, generation.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(2)
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let n = words.len();
+            (
+                words[0].to_string(),
+                words[n - 5] == "yes",
+                words[n - 4] == "yes",
+            )
+        })
+        .collect()
+}
+
+/// Names in Latin, Greek, Cyrillic, CJK and Arabic print in every PDF with embedded subset fonts,
+/// and `pdftotext` gives each back as written (Arabic in its logical, right-to-left order).
+#[test]
+fn every_script_prints_in_the_pdfs_and_reads_back() {
+    use creditmeter::ledger::{self, Kind, UsageRequest};
+    let app = TestApp::builder()
+        .clock(fixed("2026-03-02T18:00:00Z"))
+        .spawn();
+    let org = app.seed_org("scripts", Edition::Standard, "UTC");
+    let name = "Müller & Söhne 株式会社 مؤسسة النور Σοφία Москва 한국";
+    creditmeter::store::orgs::update(
+        &mut app.conn(),
+        org.org_id,
+        &creditmeter::store::orgs::OrgUpdate {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        app.clock.now(),
+    )
+    .unwrap();
+    app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
+    let names = [
+        ("検索", "東京-gateway"),
+        ("تقرير", "клиент-1"),
+        ("résumé", "Ωmega"),
+    ];
+    let requests: Vec<UsageRequest> = (0..12)
+        .map(|i| UsageRequest {
+            org_id: org.org_id,
+            kind: Kind::Metered,
+            event_id: Some(format!("s-{i}")),
+            occurred_at: chrono::DateTime::parse_from_rfc3339("2026-02-20T10:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+                + chrono::Duration::hours(i),
+            credits: 15_000,
+            operation: names[i as usize % 3].0.to_string(),
+            client: names[i as usize % 3].1.to_string(),
+            user: String::new(),
+        })
+        .collect();
+    ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
+    let issued = creditmeter::billing::close_due(&mut app.conn(), app.clock.now(), None).unwrap();
+    assert_eq!(issued.len(), 1);
+    let session = app.sign_in(&org.admin);
+    let statement = app.get_bytes(
+        &format!("/apis/credits/statements/{}.pdf", issued[0]),
+        &session,
+    );
+    let details = app.get_bytes(
+        "/apis/credits/details.pdf?from=2026-02-01&to=2026-02-28",
+        &session,
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("scripts-statement.pdf"), &statement).unwrap();
+    std::fs::write(dir.join("scripts-details.pdf"), &details).unwrap();
+    for (what, bytes) in [("statement", &statement), ("details", &details)] {
+        // Subsets: the CJK face alone is 4 MB whole.
+        assert!(bytes.len() < 400_000, "{what}: {} bytes", bytes.len());
+        let Some(pages) = pdf_pages(bytes) else {
+            return;
+        };
+        // pdftotext marks a right-to-left run with U+202B ... U+202C and moves the space at its
+        // end; every character comes back in the order it was written.
+        let text: String = pages
+            .join("\n")
+            .chars()
+            .filter(|c| !('\u{202a}'..='\u{202e}').contains(c))
+            .collect();
+        let bare = |s: &str| s.split_whitespace().collect::<String>();
+        let line = text
+            .lines()
+            .find(|l| l.contains("Müller"))
+            .unwrap_or_default();
+        assert!(
+            bare(line).starts_with(&bare(name)),
+            "{what}: the name as written in {line:?}"
+        );
+        assert!(
+            !text.contains('?'),
+            "{what}: no replacement marks in {text}"
+        );
+        let fonts = pdf_fonts(bytes);
+        assert!(!fonts.is_empty());
+        for (font, embedded, subset) in &fonts {
+            assert!(*embedded && *subset, "{what}: {font} embedded and subset");
+        }
+        assert!(
+            fonts
+                .iter()
+                .any(|(f, ..)| f.ends_with("+DroidSansFallback"))
+                && fonts.iter().any(|(f, ..)| f.ends_with("+DejaVuSans")),
+            "{what}: {fonts:?}"
+        );
+    }
+    let text = pdf_pages(&details).unwrap().join("\n");
+    for (operation, client) in names {
+        assert!(
+            text.contains(operation) && text.contains(client),
+            "{operation} and {client} in {text}"
+        );
+    }
+}

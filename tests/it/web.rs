@@ -825,8 +825,137 @@ fn cost_by_operation_and_client_adds_up_to_the_total() {
         raw.body
     );
     let bad = app.get(
-        &format!("/apis/credits/details.csv?{range}&by=user"),
+        &format!("/apis/credits/details.csv?{range}&by=team"),
         Some(&session),
     );
     assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("operation, client or user"),
+        "{}",
+        bad.body
+    );
+}
+
+/// Cost by user: each day's amount shared by the additional credits of each named user, usage
+/// that names no user as "unspecified", and the rows adding up to the total on the page, in the
+/// CSV, in the range PDF and in the issued statement's PDF.
+#[test]
+fn cost_by_user_adds_up_with_the_unnamed_as_unspecified() {
+    let app = TestApp::builder()
+        .clock(common::fixed("2026-03-10T12:00:00Z"))
+        .spawn();
+    let org = app.seed_org("users", Edition::Standard, "UTC");
+    app.set_limit_at(org.org_id, 200_000, "2026-03-01T08:00:00Z");
+    let token = app.token(org.org_id);
+    // Ann spends the free allowance and more; then Bob 20,000 and 10,000 named by no one, all
+    // additional.
+    let r = app.api(
+        "POST",
+        "/api/v1/usage",
+        &token,
+        r#"[{"id": "a", "timestamp": "2026-03-09T10:00:00Z", "credits": 60000, "user": "ann"},
+            {"id": "b", "timestamp": "2026-03-09T11:00:00Z", "credits": 20000, "user": "bob"},
+            {"id": "c", "timestamp": "2026-03-09T12:00:00Z", "credits": 10000},
+            {"id": "d", "timestamp": "2026-03-08T12:00:00Z", "credits": 7, "user": "bob"}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A consume names its user too.
+    let r = app.api(
+        "POST",
+        "/api/v1/consume",
+        &token,
+        r#"{"credits": 3000, "user": "zoë"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let session = app.sign_in(&org.admin);
+    let range = "from=2026-03-08&to=2026-03-10";
+    let csv = app.get(
+        &format!("/apis/credits/details.csv?{range}&by=user"),
+        Some(&session),
+    );
+    assert_eq!(csv.status, 200);
+    let rows: Vec<(String, i64, i64, i64)> = csv
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (
+                cells[0].to_string(),
+                cells[1].parse().unwrap(),
+                cells[2].parse().unwrap(),
+                cells[3].replace('.', "").parse().unwrap(),
+            )
+        })
+        .collect();
+    let row = |name: &str| rows.iter().find(|r| r.0 == name).cloned().unwrap();
+    let page = app.get(&format!("/apis/credits/details?{range}"), Some(&session));
+    let total: i64 = common::text_of_id(&page.body, "total-amount")
+        .unwrap()
+        .replace('.', "")
+        .parse()
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.3).sum::<i64>(), total, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.1).sum::<i64>(), 93_007, "{rows:?}");
+    assert_eq!((row("bob").1, row("bob").2), (20_007, 20_000));
+    assert_eq!(
+        (row("unspecified").1, row("unspecified").2),
+        (10_000, 10_000)
+    );
+    assert_eq!(
+        (row("zoë").1, row("zoë").2),
+        (3_000, 0),
+        "within the free allowance"
+    );
+    assert_eq!(row("ann").1, 60_000);
+    // On 9 Mar Bob's additional credits are twice the unnamed ones: so is his share, to the cent.
+    let day_9 = total - row("zoë").3;
+    assert!(
+        (row("bob").3 - 2 * row("unspecified").3).abs() <= 2
+            && row("bob").3 + row("unspecified").3 + row("ann").3 == day_9,
+        "{rows:?} of {day_9}"
+    );
+    // The page lists the same rows.
+    let table = page.body.split("id=\"usage-by-user\"").nth(1).unwrap();
+    let table = table.split("</table>").next().unwrap();
+    for (name, ..) in &rows {
+        assert!(
+            table.contains(&format!("data-label=\"User\">{name}<")),
+            "{name} in {table}"
+        );
+    }
+    // The range PDF and the statement's PDF have the table too.
+    let pdf = app.get_bytes(&format!("/apis/credits/details.pdf?{range}"), &session);
+    let issued = creditmeter::billing::close_due(
+        &mut app.conn(),
+        chrono::DateTime::parse_from_rfc3339("2026-04-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+        None,
+    )
+    .unwrap();
+    assert_eq!(issued.len(), 1);
+    let statement = app.get_bytes(
+        &format!("/apis/credits/statements/{}.pdf", issued[0]),
+        &session,
+    );
+    for bytes in [pdf, statement] {
+        if let Some(pages) = crate::details::pdf_pages(&bytes) {
+            let text = pages.join("\n");
+            assert!(
+                text.contains("Cost by user")
+                    && text.contains("unspecified")
+                    && text.contains("zoë"),
+                "{text}"
+            );
+            let bob = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("bob"))
+                .unwrap();
+            assert!(
+                bob.contains(&format!("{}.{:02}", row("bob").3 / 100, row("bob").3 % 100)),
+                "{bob}"
+            );
+        }
+    }
 }

@@ -8,7 +8,9 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use creditmeter::db::DbConn;
-use creditmeter::db::schema::{daily_breakdown, daily_usage, statements, usage_events, usage_keys};
+use creditmeter::db::schema::{
+    daily_breakdown, daily_usage, daily_user_breakdown, statements, usage_events, usage_keys,
+};
 use creditmeter::domain::allowance::Edition;
 use creditmeter::domain::types::OrgId;
 use diesel::prelude::*;
@@ -176,6 +178,10 @@ impl World {
                 if let Some(id) = id {
                     body["id"] = json!(format!("e{id}"));
                 }
+                // Two of three calls name a user.
+                if credits % 3 != 0 {
+                    body["user"] = json!(format!("u{}", credits % 3));
+                }
                 let r = api_at(
                     port,
                     "POST",
@@ -200,7 +206,11 @@ impl World {
                 let body: Vec<Value> = events
                     .iter()
                     .map(|(id, when)| {
-                        json!({"id": format!("e{id}"), "timestamp": when.at().to_rfc3339(), "credits": credits_of(*id)})
+                        let mut event = json!({"id": format!("e{id}"), "timestamp": when.at().to_rfc3339(), "credits": credits_of(*id)});
+                        if id % 3 != 0 {
+                            event["user"] = json!(format!("u{}", id % 3));
+                        }
+                        event
                     })
                     .collect();
                 let r = api_at(
@@ -652,7 +662,7 @@ fn check_interleaving(world: &World, played: &[(Op, Vec<Answer>)]) {
 }
 
 /// What holds of any ledger, whatever was played: each day row's counters equal its raw events and
-/// its breakdowns, its amount is its plan's price of its additional credits (one rounding), no
+/// its breakdowns, each user's day equals the raw events that name that user, its amount is its plan's price of its additional credits (one rounding), no
 /// (org, id) has two events, every key has its event, and every statement's total is the sum of
 /// its lines.
 pub fn assert_ledger_consistent(conn: &mut DbConn) {
@@ -697,6 +707,39 @@ pub fn assert_ledger_consistent(conn: &mut DbConn) {
         let sum = breakdowns.entry((org, day)).or_default();
         *sum = (sum.0 + credits, sum.1 + additional);
     }
+    let mut by_user: BTreeMap<(i64, NaiveDate, String), (i64, i64)> = BTreeMap::new();
+    for (org, day, user, credits, additional) in usage_events::table
+        .filter(usage_events::user_ref.ne(""))
+        .select((
+            usage_events::org_id,
+            usage_events::local_day,
+            usage_events::user_ref,
+            usage_events::credits,
+            usage_events::additional,
+        ))
+        .load::<(i64, NaiveDate, String, i64, i64)>(conn)
+        .unwrap()
+    {
+        let sum = by_user.entry((org, day, user)).or_default();
+        *sum = (sum.0 + credits, sum.1 + additional);
+    }
+    let user_rows: BTreeMap<(i64, NaiveDate, String), (i64, i64)> = daily_user_breakdown::table
+        .select((
+            daily_user_breakdown::org_id,
+            daily_user_breakdown::local_day,
+            daily_user_breakdown::user_ref,
+            daily_user_breakdown::credits,
+            daily_user_breakdown::additional,
+        ))
+        .load::<(i64, NaiveDate, String, i64, i64)>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|(org, day, user, credits, additional)| ((org, day, user), (credits, additional)))
+        .collect();
+    assert_eq!(
+        user_rows, by_user,
+        "user rollups = raw events naming a user"
+    );
     for (org, day, credits, free, additional, amount, plan_id) in days {
         assert_eq!(
             credits,

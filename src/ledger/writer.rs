@@ -125,42 +125,77 @@ impl WriterStats {
     }
 }
 
+/// The writer: one lane on SQLite (one writer at a time is all it allows); on PostgreSQL a lane
+/// for calls and small bodies and a lane for bulk metering, each with its own connection and
+/// transactions, so a consume never waits behind a slice of another org's large body. Two lanes
+/// are exact as two servers are (each batch locks the rows it decides on).
 pub struct Writer {
-    queue: SyncSender<Job>,
+    lanes: Vec<Lane>,
     pub stats: Arc<WriterStats>,
+}
+
+struct Lane {
+    queue: SyncSender<Job>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// Jobs of more requests than this take the bulk lane, where there is one.
+pub const BULK_REQUESTS: usize = 32;
+
+impl Lane {
+    fn start(
+        url: &DatabaseUrl,
+        clock: Clock,
+        group_commit: bool,
+        stats: Arc<WriterStats>,
+        name: &str,
+    ) -> Result<Lane, db::DbError> {
+        let conn = WriterConn {
+            conn: db::connect_one(url)?,
+            url: url.clone(),
+        };
+        let (queue, jobs) = mpsc::sync_channel(HANDOVER);
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run(conn, jobs, clock, group_commit, &stats))
+            .expect("writer thread starts");
+        Ok(Lane {
+            queue,
+            thread: Some(thread),
+        })
+    }
+}
+
 impl Writer {
-    /// Start the writer on its own connection. With `group_commit` off every job is its own
+    /// Start the writer on its own connections. With `group_commit` off every job is its own
     /// transaction (the baseline of the benchmark).
     pub fn start(
         url: &DatabaseUrl,
         clock: Clock,
         group_commit: bool,
     ) -> Result<Writer, db::DbError> {
-        let conn = WriterConn {
-            conn: db::connect_one(url)?,
-            url: url.clone(),
-        };
-        let (queue, jobs) = mpsc::sync_channel(HANDOVER);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("usage-writer".into())
-            .spawn(move || run(conn, jobs, clock, group_commit, &thread_stats))
-            .expect("writer thread starts");
-        Ok(Writer {
-            queue,
-            stats,
-            thread: Some(thread),
-        })
+        let names: &[&str] = match url {
+            DatabaseUrl::Sqlite(_) => &["usage-writer"],
+            DatabaseUrl::Postgres(_) => &["usage-writer", "bulk-writer"],
+        };
+        let lanes = names
+            .iter()
+            .map(|name| Lane::start(url, clock, group_commit, stats.clone(), name))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Writer { lanes, stats })
     }
 
     /// Queue a job and wait until its batch is committed.
     pub async fn submit(&self, requests: Vec<UsageRequest>) -> Result<Vec<Outcome>, WriterError> {
+        let lane = if requests.len() > BULK_REQUESTS {
+            self.lanes.last()
+        } else {
+            self.lanes.first()
+        }
+        .expect("a writer has a lane");
         let (reply, answer) = oneshot::channel();
-        self.queue
+        lane.queue
             .try_send(Job::new(requests, reply))
             .map_err(|e| match e {
                 mpsc::TrySendError::Full(_) => WriterError::Overloaded,
@@ -171,12 +206,16 @@ impl Writer {
 }
 
 impl Drop for Writer {
-    /// Stop taking jobs, let the writer finish what is queued, and wait for it.
+    /// Stop taking jobs, let the lanes finish what is queued, and wait for them.
     fn drop(&mut self) {
-        let (closed, _) = mpsc::sync_channel(1);
-        drop(std::mem::replace(&mut self.queue, closed));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        for lane in &mut self.lanes {
+            let (closed, _) = mpsc::sync_channel(1);
+            drop(std::mem::replace(&mut lane.queue, closed));
+        }
+        for lane in &mut self.lanes {
+            if let Some(thread) = lane.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }

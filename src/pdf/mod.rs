@@ -105,16 +105,25 @@ impl Canvas {
         self.ts.width(text, size, bold)
     }
 
-    /// `text` cut with an ellipsis to fit `width` points at `size`.
+    /// `text` cut with an ellipsis to fit `width` points at `size`: the longest prefix that fits,
+    /// found by halving.
     fn fit(&mut self, text: &str, width: f32, size: f32) -> String {
         if self.width(text, size, false) <= width {
             return text.to_string();
         }
-        let mut cut: String = text.to_string();
-        while !cut.is_empty() && self.width(&format!("{cut}\u{2026}"), size, false) > width {
-            cut.pop();
+        let ends: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        let cut = |n: usize| format!("{}\u{2026}", text[..ends[n]].trim_end());
+        // `fits(0)` holds (an ellipsis alone); find the largest `n` with `fits(n)`.
+        let (mut low, mut high) = (0, ends.len());
+        while high - low > 1 {
+            let mid = (low + high) / 2;
+            if self.ts.trial_width(&cut(mid), size, false) <= width {
+                low = mid;
+            } else {
+                high = mid;
+            }
         }
-        format!("{}\u{2026}", cut.trim_end())
+        cut(low)
     }
 
     /// `text` in lines of at most `width` points, broken between words.
@@ -274,7 +283,9 @@ fn footer(c: &mut Canvas, doc: &StatementDoc, page: usize, pages: usize) {
     let room = PAGE_W - 2.0 * MARGIN - c.width(&page_label, 8.0, false) - 12.0;
     let left = format!(
         "{} - {} - generated {}",
-        doc.org_name, doc.range, doc.generated
+        typeset::isolate(&doc.org_name),
+        doc.range,
+        doc.generated
     );
     let left = c.fit(&left, room, 8.0);
     c.text(MARGIN, FOOTER_Y, 8.0, false, grey(0.4), &left);
@@ -322,7 +333,11 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         if y < bottom {
             c.break_page();
             y = PAGE_H - MARGIN - 6.0;
-            let continued = format!("{} - {} (continued)", doc.org_name, doc.range);
+            let continued = format!(
+                "{} - {} (continued)",
+                typeset::isolate(&doc.org_name),
+                doc.range
+            );
             let continued = c.fit(&continued, PAGE_W - 2.0 * MARGIN, 9.0);
             c.text(MARGIN, y, 9.0, false, grey(0.35), &continued);
             y -= 22.0;

@@ -81,7 +81,9 @@ struct Run {
 }
 
 /// Shaped texts kept for reuse, by text and weight; cleared when it grows past this many.
-const SHAPED_KEPT: usize = 20_000;
+const SHAPED_KEPT: usize = 4_000;
+/// Idle typesetters kept; a burst of concurrent documents makes more, and the rest are dropped.
+const IDLE_KEPT: usize = 4;
 
 pub struct Typesetter {
     faces: Vec<Face>,
@@ -140,7 +142,10 @@ impl Typesetter {
         if self.shaped.len() > SHAPED_KEPT {
             self.shaped.clear();
         }
-        IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < IDLE_KEPT {
+            idle.push(self);
+        }
     }
 
     fn has(&mut self, face: usize, ch: char) -> bool {
@@ -164,6 +169,14 @@ impl Typesetter {
     /// Width of `text` in points.
     pub fn width(&mut self, text: &str, size: f32, bold: bool) -> f32 {
         self.line(text, size, bold).width
+    }
+
+    /// Width of `text` in points, shaped without keeping it (for trial cuts of a long text).
+    pub fn trial_width(&mut self, text: &str, size: f32, bold: bool) -> f32 {
+        match self.shaped.get(&(text.to_string(), bold)) {
+            Some(shaped) => shaped.width * size,
+            None => self.shape_line(text, bold).width * size,
+        }
     }
 
     /// Shape `text` as one line.
@@ -196,7 +209,9 @@ impl Typesetter {
             })
             .collect();
         let latin = if bold { BOLD } else { REGULAR };
-        let bidi = BidiInfo::new(&text, None);
+        // Every line of these documents reads left to right, whatever script it starts with: a
+        // footer that begins with an Arabic name keeps its parts in their order.
+        let bidi = BidiInfo::new(&text, Some(unicode_bidi::Level::ltr()));
         // Runs of one direction, in visual order.
         let mut visual: Vec<(std::ops::Range<usize>, bool)> = Vec::new();
         if bidi.has_rtl() {
@@ -218,8 +233,12 @@ impl Typesetter {
                 segments.reverse();
             }
             for (face, piece) in segments {
-                let (glyphs, advance) = self.shape(face, piece, rtl);
-                runs.push(Run { face, x, glyphs });
+                let (glyphs, advance, lead) = self.shape(face, piece, rtl);
+                runs.push(Run {
+                    face,
+                    x: x + lead,
+                    glyphs,
+                });
                 x += advance;
             }
         }
@@ -251,8 +270,12 @@ impl Typesetter {
         out
     }
 
-    /// Glyphs of `piece` in one face, left to right, and their advance in ems.
-    fn shape(&mut self, face: usize, piece: &str, rtl: bool) -> (Vec<Codepoint>, f32) {
+    /// Glyphs of `piece` in one face, left to right, their advance in ems, and where the first
+    /// glyph starts (its x offset, a mark's) in ems.
+    fn shape(&mut self, face: usize, piece: &str, rtl: bool) -> (Vec<Codepoint>, f32, f32) {
+        // Bidi controls have done their work in the ordering; they draw nothing.
+        let piece: String = piece.chars().filter(|c| !is_bidi_control(*c)).collect();
+        let piece = piece.as_str();
         let script = script_of(piece);
         let entry = &mut self.faces[face];
         let raw = entry
@@ -308,11 +331,18 @@ impl Typesetter {
             let width = i32::from(entry.font.horizontal_advance(gid).unwrap_or(0));
             let next_x = positions.get(i + 1).map_or(0, |p| p.x_offset);
             let adjust = width - position.hori_advance + position.x_offset - next_x;
-            let text: String = info.glyph.unicodes.iter().collect();
+            // A missing glyph prints as a box and reads back as U+FFFD, not as the character
+            // it does not show.
+            let text: String = if gid == 0 {
+                "\u{FFFD}".into()
+            } else {
+                info.glyph.unicodes.iter().collect()
+            };
             glyphs.push(Codepoint::with_cid(gid, adjust as f32 * scale, text));
             advance += position.hori_advance;
         }
-        (glyphs, advance as f32 / entry.units_per_em)
+        let lead = positions.first().map_or(0, |p| p.x_offset) as f32 / entry.units_per_em;
+        (glyphs, advance as f32 / entry.units_per_em, lead)
     }
 
     /// Ops that draw `line` with its start at (`x`, `y`), in the fill colour already set.
@@ -422,6 +452,16 @@ fn subset_tag(ids: &[u16]) -> String {
         .collect()
 }
 
+/// `text` as a bidi isolate: a name set into a line of other text keeps its own direction and
+/// leaves the line's order alone (a number after an Arabic name stays after it).
+pub fn isolate(text: &str) -> String {
+    format!("\u{2068}{text}\u{2069}")
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The OpenType script of the first letter in `text` that has one.
 fn script_of(text: &str) -> u32 {
     for ch in text.chars() {
@@ -520,6 +560,29 @@ mod tests {
             seen.iter().all(|gid| *gid != isolated),
             "{seen:?} {isolated}"
         );
+    }
+
+    #[test]
+    fn a_line_that_starts_in_arabic_still_reads_left_to_right() {
+        let mut ts = Typesetter::new();
+        let line = ts.line(
+            &format!("{} - 1 Feb 2026 - Page 1", isolate("مؤسسة النور")),
+            8.0,
+            false,
+        );
+        let text = text_of(&line);
+        // The Arabic run comes first, drawn right to left (its last letter first); the rest
+        // follows in its order.
+        assert!(text.starts_with("رونلا ةسسؤم"), "{text}");
+        assert!(text.ends_with(" - 1 Feb 2026 - Page 1"), "{text}");
+    }
+
+    #[test]
+    fn a_character_no_face_has_prints_as_a_box_and_reads_back_as_such() {
+        let mut ts = Typesetter::new();
+        let line = ts.line("a\u{10FFFD}b", 10.0, false);
+        assert_eq!(text_of(&line), "a\u{FFFD}b");
+        assert!(line.width > 0.0);
     }
 
     #[test]

@@ -143,11 +143,20 @@ pub fn costs(
 /// The first `shown` shares, then one row for the rest ("312 other users") so that the lines
 /// still add up to the total: what a page or a PDF lists; the CSV has every share.
 pub fn largest(list: &[Share], shown: usize, noun_plural: &str) -> Vec<Share> {
-    if list.len() <= shown + 1 {
+    use crate::domain::event::UNSPECIFIED;
+    // "unspecified" is shown on its own, never summed up with the others.
+    let (unspecified, named): (Vec<&Share>, Vec<&Share>) =
+        list.iter().partition(|s| s.name == UNSPECIFIED);
+    if named.len() <= shown + 1 {
         return list.to_vec();
     }
-    let (head, tail) = list.split_at(shown);
-    let mut out = head.to_vec();
+    let (head, tail) = named.split_at(shown);
+    let mut out: Vec<Share> = head
+        .iter()
+        .chain(&unspecified)
+        .map(|s| (*s).clone())
+        .collect();
+    out.sort_by(|a, b| b.credits.cmp(&a.credits).then_with(|| a.name.cmp(&b.name)));
     out.push(Share {
         name: format!("{} other {noun_plural}", tail.len()),
         credits: tail.iter().map(|s| s.credits).sum(),
@@ -303,6 +312,13 @@ mod tests {
             shown.iter().map(|s| s.credits).sum::<i64>(),
             list.iter().map(|s| s.credits).sum::<i64>()
         );
+        // "unspecified" keeps its own row.
+        let mut with_unnamed = list.clone();
+        with_unnamed[29].name = "unspecified".into();
+        let shown = largest(&with_unnamed, 25, "users");
+        assert_eq!(shown.len(), 27);
+        assert_eq!(shown[25].name, "unspecified");
+        assert_eq!(shown[26].name, "4 other users");
         // One more than shown is listed, not summed up as "1 other".
         assert_eq!(largest(&list[..26], 25, "users").len(), 26);
         assert_eq!(largest(&list[..26], 25, "users")[25].name, "u25");

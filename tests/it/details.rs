@@ -821,9 +821,9 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
     .unwrap();
     app.set_limit_at(org.org_id, 200_000, "2026-02-01T00:00:00Z");
     let names = [
-        ("検索", "東京-gateway"),
-        ("تقرير", "клиент-1"),
-        ("résumé", "Ωmega"),
+        ("検索", "東京-gateway", "李小龙"),
+        ("تقرير", "клиент-1", "محمد"),
+        ("résumé", "Ωmega", "Σωκράτης"),
     ];
     let requests: Vec<UsageRequest> = (0..12)
         .map(|i| UsageRequest {
@@ -837,7 +837,7 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
             credits: 15_000,
             operation: names[i as usize % 3].0.to_string(),
             client: names[i as usize % 3].1.to_string(),
-            user: String::new(),
+            user: names[i as usize % 3].2.to_string(),
         })
         .collect();
     ledger::apply_batch(&mut app.conn(), app.clock.now(), &requests).unwrap();
@@ -895,11 +895,15 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
             "{what}: {fonts:?}"
         );
     }
-    let text = pdf_pages(&details).unwrap().join("\n");
-    for (operation, client) in names {
-        assert!(
-            text.contains(operation) && text.contains(client),
-            "{operation} and {client} in {text}"
-        );
+    // The cost tables of both PDFs, with every name as written.
+    for bytes in [&details, &statement] {
+        let text = pdf_pages(bytes).unwrap().join("\n");
+        assert!(text.contains("Cost by user"), "{text}");
+        for (operation, client, user) in names {
+            assert!(
+                text.contains(operation) && text.contains(client) && text.contains(user),
+                "{operation}, {client} and {user} in {text}"
+            );
+        }
     }
 }

@@ -69,6 +69,9 @@ const MARGIN: f32 = 48.0;
 const ROW_H: f32 = 15.0;
 const BODY: f32 = 9.5;
 const FOOTER_Y: f32 = 30.0;
+/// Width of a breakdown's name column, and the step between its wrapped lines.
+const NAME_WIDTH: f32 = 190.0;
+const NAME_LINE: f32 = 11.5;
 /// Right edges of the numeric columns.
 const COLUMNS: [f32; 3] = [330.0, 440.0, PAGE_W - MARGIN];
 
@@ -124,6 +127,40 @@ impl Canvas {
             }
         }
         cut(low)
+    }
+
+    /// A name in lines of at most `width` points, broken after a space or a separator
+    /// (`- . _ / @ : ,`) where the line has one, else between any two characters.
+    fn wrap_name(&mut self, text: &str, width: f32, size: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        let mut line_width = 0.0;
+        // Where `line` may break: just after its last separator.
+        let mut after_separator: Option<usize> = None;
+        for ch in text.chars() {
+            let advance = self.ts.char_width(ch, size, false);
+            if line_width + advance > width && !line.is_empty() {
+                let at = after_separator
+                    .filter(|i| *i < line.len())
+                    .unwrap_or(line.len());
+                let rest = line.split_off(at);
+                lines.push(std::mem::replace(&mut line, rest).trim_end().to_string());
+                line_width = line
+                    .chars()
+                    .map(|c| self.ts.char_width(c, size, false))
+                    .sum();
+                after_separator = None;
+            }
+            line.push(ch);
+            line_width += advance;
+            if matches!(ch, ' ' | '-' | '.' | '_' | '/' | '@' | ':' | ',') {
+                after_separator = Some(line.len());
+            }
+        }
+        if !line.is_empty() || lines.is_empty() {
+            lines.push(line);
+        }
+        lines
     }
 
     /// `text` in lines of at most `width` points, broken between words.
@@ -247,9 +284,12 @@ fn heading(c: &mut Canvas, doc: &StatementDoc) -> f32 {
     y -= 28.0;
     c.text(MARGIN, y, 20.0, true, grey(0.1), &doc.title);
     y -= 20.0;
-    let name = c.fit(&doc.org_name, PAGE_W - 2.0 * MARGIN, 12.0);
-    c.text(MARGIN, y, 12.0, false, grey(0.15), &name);
-    y -= 22.0;
+    // The whole name, however long: the footer and the continued pages may cut it.
+    for line in c.wrap_name(&doc.org_name, PAGE_W - 2.0 * MARGIN, 12.0) {
+        c.text(MARGIN, y, 12.0, false, grey(0.15), &line);
+        y -= 15.0;
+    }
+    y -= 7.0;
     let facts = [
         ("Range", doc.range.as_str()),
         ("Billing period", doc.billing_period.as_str()),
@@ -386,15 +426,27 @@ pub fn render(doc: &StatementDoc) -> Vec<u8> {
         y = c.caption(y, &section.caption) - 7.0;
         y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
         for cells in &section.rows {
-            if y < bottom {
+            // A long name wraps rather than being cut: names that differ only at the end
+            // (`…-eu-west-1`, `…-eu-west-2`) stay told apart.
+            let name = c.wrap_name(&cells[0], NAME_WIDTH, BODY);
+            let more = NAME_LINE * (name.len() as f32 - 1.0);
+            if y - more < bottom {
                 c.break_page();
                 y = PAGE_H - MARGIN - 6.0;
                 y = table_header_named(&mut c, y, &doc.currency, &section.name_header);
             }
-            let name = c.fit(&cells[0], COLUMNS[0] - 110.0 - MARGIN, BODY);
-            row(&mut c, y, [&name, &cells[1], &cells[2], &cells[3]], false);
-            c.rule(y - 4.5, 0.3, 0.85);
-            y -= ROW_H;
+            row(
+                &mut c,
+                y,
+                [&name[0], &cells[1], &cells[2], &cells[3]],
+                false,
+            );
+            for (k, line) in name.iter().enumerate().skip(1) {
+                let below = y - NAME_LINE * k as f32;
+                c.text(MARGIN + 6.0, below, BODY, false, grey(0.1), line);
+            }
+            c.rule(y - more - 4.5, 0.3, 0.85);
+            y -= ROW_H + more;
         }
         y -= 24.0;
     }
@@ -471,5 +523,34 @@ fn compress(document: &mut lopdf::Document) {
                 stream.set_content(deflated);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Canvas;
+
+    #[test]
+    fn a_long_name_wraps_after_separators_and_keeps_every_character() {
+        let mut c = Canvas::new();
+        let name = "client-2-eu-west-1.internal.example.com/gateway/v2/alpha";
+        let lines = c.wrap_name(name, 100.0, 9.5);
+        assert!(lines.len() > 2, "{lines:?}");
+        assert_eq!(lines.concat(), name);
+        for line in &lines {
+            assert!(c.width(line, 9.5, false) <= 100.0, "{line}");
+        }
+        assert!(
+            lines[..lines.len() - 1]
+                .iter()
+                .all(|l| l.ends_with(['-', '.', '/'])),
+            "{lines:?}"
+        );
+        // Without a separator a name breaks between any two characters.
+        let cjk = "株式会社".repeat(10);
+        let lines = c.wrap_name(&cjk, 60.0, 9.5);
+        assert!(lines.len() > 1);
+        assert_eq!(lines.concat(), cjk);
+        assert_eq!(c.wrap_name("", 60.0, 9.5), [""]);
     }
 }

@@ -171,6 +171,13 @@ impl Typesetter {
         self.line(text, size, bold).width
     }
 
+    /// Width of one character on its own, in points (a line's width is about the sum of its
+    /// characters' widths; kerning makes it a little less).
+    pub fn char_width(&mut self, ch: char, size: f32, bold: bool) -> f32 {
+        let mut buffer = [0u8; 4];
+        self.line(ch.encode_utf8(&mut buffer), size, bold).width
+    }
+
     /// Width of `text` in points, shaped without keeping it (for trial cuts of a long text).
     pub fn trial_width(&mut self, text: &str, size: f32, bold: bool) -> f32 {
         match self.shaped.get(&(text.to_string(), bold)) {

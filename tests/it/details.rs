@@ -808,7 +808,9 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
         .clock(fixed("2026-03-02T18:00:00Z"))
         .spawn();
     let org = app.seed_org("scripts", Edition::Standard, "UTC");
-    let name = "Müller & Söhne 株式会社 مؤسسة النور Σοφία Москва 한국";
+    // Longer than a line of the heading: it wraps there, whole.
+    let name = "Müller & Söhne 株式会社 مؤسسة النور Σοφία Москва 한국 Industrieanlagen und \
+                Maschinenbau Gesellschaft mit beschränkter Haftung, Zweigniederlassung Nord";
     creditmeter::store::orgs::update(
         &mut app.conn(),
         org.org_id,
@@ -825,6 +827,14 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
         ("تقرير", "клиент-1", "محمد"),
         ("résumé", "Ωmega", "Σωκράτης"),
     ];
+    // Clients whose long names differ only at their end: wrapped in the PDFs, not cut.
+    let client_of = |i: usize| {
+        format!(
+            "{}.eu-west-1.internal.example.com/gateway/v2/{}",
+            names[i].1,
+            ["alpha", "bravo", "charlie"][i]
+        )
+    };
     let requests: Vec<UsageRequest> = (0..12)
         .map(|i| UsageRequest {
             org_id: org.org_id,
@@ -836,7 +846,7 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
                 + chrono::Duration::hours(i),
             credits: 15_000,
             operation: names[i as usize % 3].0.to_string(),
-            client: names[i as usize % 3].1.to_string(),
+            client: client_of(i as usize % 3),
             user: names[i as usize % 3].2.to_string(),
         })
         .collect();
@@ -870,13 +880,15 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
             .filter(|c| !('\u{202a}'..='\u{202e}').contains(c))
             .collect();
         let bare = |s: &str| s.split_whitespace().collect::<String>();
-        let line = text
+        // The heading's lines: the name, wrapped, then "Range".
+        let heading: String = text
             .lines()
-            .find(|l| l.contains("Müller"))
-            .unwrap_or_default();
+            .skip_while(|l| !l.contains("Müller"))
+            .take_while(|l| !l.contains("Range"))
+            .collect();
         assert!(
-            bare(line).starts_with(&bare(name)),
-            "{what}: the name as written in {line:?}"
+            bare(&heading).starts_with(&bare(name)),
+            "{what}: the name as written in {heading:?}"
         );
         assert!(
             !text.contains('?'),
@@ -899,10 +911,15 @@ fn every_script_prints_in_the_pdfs_and_reads_back() {
     for bytes in [&details, &statement] {
         let text = pdf_pages(bytes).unwrap().join("\n");
         assert!(text.contains("Cost by user"), "{text}");
-        for (operation, client, user) in names {
+        for (i, (operation, client, user)) in names.iter().enumerate() {
+            let tail = ["alpha", "bravo", "charlie"][i];
             assert!(
-                text.contains(operation) && text.contains(client) && text.contains(user),
-                "{operation}, {client} and {user} in {text}"
+                text.contains(operation)
+                    && text.contains(&format!("{client}.eu-west-1"))
+                    && text.contains(&format!("v2/{tail}"))
+                    && text.contains(user),
+                "{operation}, {} and {user} in {text}",
+                client_of(i)
             );
         }
     }

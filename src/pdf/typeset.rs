@@ -396,37 +396,54 @@ impl Typesetter {
             let ids: Vec<u16> = std::iter::once(0)
                 .chain(face.used.keys().copied().filter(|gid| *gid != 0))
                 .collect();
-            let bytes = subset(
+            let mut warnings = Vec::new();
+            let subset_font = subset(
                 &provider(file),
                 &ids,
                 &SubsetProfile::Pdf,
                 CmapTarget::Unicode,
             )
-            .expect("the embedded fonts subset");
-            let mut warnings = Vec::new();
-            let mut parsed =
-                ParsedFont::from_bytes(&bytes, 0, &mut warnings).expect("a subset font parses");
-            parsed.font_name = Some(format!("{}+{}", subset_tag(&ids), file.name));
+            .ok()
+            .and_then(|bytes| ParsedFont::from_bytes(&bytes, 0, &mut warnings));
+            let parsed = match subset_font {
+                Some(mut parsed) => {
+                    parsed.font_name = Some(format!("{}+{}", subset_tag(&ids), file.name));
+                    renumber.insert(
+                        file.id.to_string(),
+                        ids.iter()
+                            .enumerate()
+                            .map(|(new, old)| (*old, new as u16))
+                            .collect(),
+                    );
+                    parsed
+                }
+                // Never seen: the whole face, larger but right, rather than no document.
+                None => {
+                    tracing::warn!(
+                        face = file.name,
+                        "embedding a whole face: subsetting failed"
+                    );
+                    let mut parsed = ParsedFont::from_bytes(file.bytes, 0, &mut warnings)
+                        .expect("the embedded fonts parse");
+                    parsed.font_name = Some(file.name.to_string());
+                    parsed
+                }
+            };
             pdf.resources
                 .fonts
                 .map
                 .insert(FontId(file.id.to_string()), PdfFont::new(parsed));
-            renumber.insert(
-                file.id.to_string(),
-                ids.iter()
-                    .enumerate()
-                    .map(|(new, old)| (*old, new as u16))
-                    .collect(),
-            );
         }
         for ops in pages {
             let mut current: Option<&BTreeMap<u16, u16>> = None;
             for op in ops.iter_mut() {
                 match op {
-                    Op::SetFont {
-                        font: PdfFontHandle::External(id),
-                        ..
-                    } => current = renumber.get(&id.0),
+                    Op::SetFont { font, .. } => {
+                        current = match font {
+                            PdfFontHandle::External(id) => renumber.get(&id.0),
+                            PdfFontHandle::Builtin(_) => None,
+                        }
+                    }
                     Op::ShowText { items } => {
                         let Some(map) = current else { continue };
                         for item in items {
@@ -590,6 +607,22 @@ mod tests {
         let line = ts.line("a\u{10FFFD}b", 10.0, false);
         assert_eq!(text_of(&line), "a\u{FFFD}b");
         assert!(line.width > 0.0);
+    }
+
+    #[test]
+    fn a_face_that_cannot_be_subset_is_embedded_whole() {
+        let mut ts = Typesetter::new();
+        // A glyph the face does not have: subsetting fails.
+        ts.faces[REGULAR].used.insert(60_000, "x".into());
+        let mut pdf = PdfDocument::new("t");
+        let mut pages = vec![Vec::new()];
+        ts.embed(&mut pdf, &mut pages);
+        let font = &pdf.resources.fonts.map[&FontId(FACES[REGULAR].id.into())];
+        assert_eq!(font.parsed_font.font_name.as_deref(), Some("DejaVuSans"));
+        assert_eq!(
+            font.parsed_font.original_bytes.len(),
+            FACES[REGULAR].bytes.len()
+        );
     }
 
     #[test]

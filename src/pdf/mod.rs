@@ -129,32 +129,37 @@ impl Canvas {
         cut(low)
     }
 
-    /// A name in lines of at most `width` points, broken after a space or a separator
-    /// (`- . _ / @ : ,`) where the line has one, else between any two characters.
-    fn wrap_name(&mut self, text: &str, width: f32, size: f32) -> Vec<String> {
+    /// `text` in lines of at most `width` points, broken after the last character of a line for
+    /// which `breaks_after` holds, else (a run longer than a line) between any two characters.
+    /// Widths are the sum of the characters' own, which kerning only makes smaller.
+    fn wrap(
+        &mut self,
+        text: &str,
+        width: f32,
+        size: f32,
+        breaks_after: fn(char) -> bool,
+    ) -> Vec<String> {
         let mut lines = Vec::new();
         let mut line = String::new();
         let mut line_width = 0.0;
-        // Where `line` may break: just after its last separator.
-        let mut after_separator: Option<usize> = None;
+        // Where `line` may break: just after its last break character.
+        let mut break_at: Option<usize> = None;
         for ch in text.chars() {
             let advance = self.ts.char_width(ch, size, false);
             if line_width + advance > width && !line.is_empty() {
-                let at = after_separator
-                    .filter(|i| *i < line.len())
-                    .unwrap_or(line.len());
+                let at = break_at.filter(|i| *i < line.len()).unwrap_or(line.len());
                 let rest = line.split_off(at);
                 lines.push(std::mem::replace(&mut line, rest).trim_end().to_string());
                 line_width = line
                     .chars()
                     .map(|c| self.ts.char_width(c, size, false))
                     .sum();
-                after_separator = None;
+                break_at = None;
             }
             line.push(ch);
             line_width += advance;
-            if matches!(ch, ' ' | '-' | '.' | '_' | '/' | '@' | ':' | ',') {
-                after_separator = Some(line.len());
+            if breaks_after(ch) {
+                break_at = Some(line.len());
             }
         }
         if !line.is_empty() || lines.is_empty() {
@@ -163,32 +168,18 @@ impl Canvas {
         lines
     }
 
-    /// `text` in lines of at most `width` points, broken between words.
-    fn wrap(&mut self, text: &str, width: f32, size: f32) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        for word in text.split_whitespace() {
-            let longer = if line.is_empty() {
-                word.to_string()
-            } else {
-                format!("{line} {word}")
-            };
-            if !line.is_empty() && self.width(&longer, size, false) > width {
-                lines.push(std::mem::replace(&mut line, word.to_string()));
-            } else {
-                line = longer;
-            }
-        }
-        if !line.is_empty() {
-            lines.push(line);
-        }
-        lines
+    /// A name in lines of at most `width` points, broken after a space or a separator
+    /// (`- . _ / @ : ,`) where the line has one, else between any two characters.
+    fn wrap_name(&mut self, text: &str, width: f32, size: f32) -> Vec<String> {
+        self.wrap(text, width, size, |c| {
+            matches!(c, ' ' | '-' | '.' | '_' | '/' | '@' | ':' | ',')
+        })
     }
 
     /// A small grey paragraph from `y` down, wrapped to the text width; returns the `y` of the
     /// line after it.
     fn caption(&mut self, mut y: f32, text: &str) -> f32 {
-        for line in self.wrap(text, PAGE_W - 2.0 * MARGIN, 8.5) {
+        for line in self.wrap(text, PAGE_W - 2.0 * MARGIN, 8.5, |c| c == ' ') {
             self.text(MARGIN, y, 8.5, false, grey(0.35), &line);
             y -= 11.0;
         }

@@ -686,8 +686,8 @@ impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
         out.push_sql(")");
         out.push_sql(BREAKDOWN_UPSERT);
         out.push_sql(
-            "), users AS (INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, credits, \
-             additional) SELECT * FROM UNNEST(",
+            "), user_counts AS (INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, \
+             credits, additional) SELECT * FROM UNNEST(",
         );
         let users = &self.users;
         out.push_bind_param::<Array<BigInt>, _>(&users.org_ids)?;

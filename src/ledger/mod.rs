@@ -5,6 +5,13 @@
 //! `decide` runs the pure rules of `domain::admission` request by request, in arrival order,
 //! collecting the batch's writes; `flush` writes them. Nothing is visible, and nothing may be
 //! acknowledged, before the transaction commits.
+//!
+//! On PostgreSQL, where every statement is a round trip, a batch whose orgs' rules and day rows
+//! the writer holds from its own earlier batches is decided on those and written as one statement
+//! in its own transaction (`apply_from_cache`): the statement takes the same locks in the same
+//! order, checks that what the batch decided on is still so, and writes nothing when it is not;
+//! the batch is then decided again the long way. No decision on a row another process changed is
+//! ever committed.
 
 pub mod writer;
 
@@ -73,13 +80,19 @@ pub enum Outcome {
 
 /// What the writer read in earlier batches. On SQLite all of it stays valid while `PRAGMA
 /// data_version` is unchanged, which means no other connection committed anything (this
-/// connection's own commits do not change it). On PostgreSQL day rows and keys are read again,
-/// under lock, in every batch; an org's rules are kept while its `rules_version`, read under the
-/// batch's share lock, is unchanged; plans by id (never changed once published) and which plan
-/// prices a day that usage can be placed on already (a plan may only be published for a later
-/// day) are kept.
+/// connection's own commits do not change it). On PostgreSQL the long way reads day rows and keys
+/// again, under lock, in every batch, and keeps an org's rules while its `rules_version`, read
+/// under the batch's share lock, is unchanged; a batch from the cache decides on the cached rules
+/// and day rows, and its statement checks them under lock. On both, plans by id (never changed
+/// once published) and which plan prices a day that usage can be placed on already (a plan may
+/// only be published for a later day) are kept.
 #[derive(Default)]
 pub struct LedgerCache {
+    /// PostgreSQL: batches left to go the long way, after a batch from the cache found its rows
+    /// changed (another process or lane writes the same org-days).
+    skip_cached: u32,
+    /// How batches went since the writer last took the counts; kept across `reset`.
+    pub counts: PathCounts,
     data_version: Option<i64>,
     rules: HashMap<OrgId, Option<OrgRules>>,
     /// On PostgreSQL, the `rules_version` each org's cached rules were read at.
@@ -95,13 +108,35 @@ pub struct LedgerCache {
     schedule: Option<(PlanSchedule, NaiveDate)>,
 }
 
+/// Most day rows the writer keeps between batches (a few megabytes); past it, it starts afresh.
+const DAYS_CACHED: usize = 50_000;
+
+/// Batches that go the long way after a batch from the cache found its rows changed.
+const SKIP_AFTER_STALE: u32 = 16;
+
 #[derive(diesel::QueryableByName)]
 struct DataVersion {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     data_version: i64,
 }
 
+/// Batches written from the cache in one statement (PostgreSQL), and those whose statement found
+/// the cached rows changed and went the long way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PathCounts {
+    pub cached: u64,
+    pub stale: u64,
+}
+
 impl LedgerCache {
+    /// Forget everything read (after a rollback, or a commit of unknown outcome), keeping the counts.
+    fn reset(&mut self) {
+        *self = LedgerCache {
+            counts: self.counts,
+            ..LedgerCache::default()
+        };
+    }
+
     /// Keep what is still true; called inside the write transaction.
     fn revalidate(&mut self, conn: &mut DbConn) -> QueryResult<()> {
         use diesel::RunQueryDsl;
@@ -111,19 +146,23 @@ impl LedgerCache {
                     .get_result::<DataVersion>(c)?
                     .data_version;
                 if Some(version) != self.data_version {
-                    *self = LedgerCache {
-                        data_version: Some(version),
-                        ..LedgerCache::default()
-                    };
+                    self.reset();
+                    self.data_version = Some(version);
                 }
             }
-            DbConn::Postgresql(_) => {
-                // Rules are checked against their version under lock, in `read`.
-                self.days.clear();
-                self.periods.clear();
-            }
+            // Day rows are read again under lock (`read`); rules are checked against their
+            // version under lock (`read_rules`).
+            DbConn::Postgresql(_) => self.periods.clear(),
         }
         Ok(())
+    }
+
+    /// Keep the day rows within `DAYS_CACHED` (after a batch).
+    fn trim(&mut self) {
+        if self.days.len() > DAYS_CACHED {
+            self.days.clear();
+            self.periods.clear();
+        }
     }
 
     /// R6: the plan in force on `local_day` (which the day row pins when it is first charged).
@@ -185,6 +224,10 @@ pub fn apply_batch_cached(
     requests: &[&UsageRequest],
     cache: &mut LedgerCache,
 ) -> Result<Vec<Outcome>, BatchError> {
+    if let Some(outcomes) = apply_from_cache(conn, now, requests, cache)? {
+        cache.trim();
+        return Ok(outcomes);
+    }
     let mut written = false;
     let result = crate::db::write_transaction(conn, |conn| {
         cache.revalidate(conn)?;
@@ -194,14 +237,115 @@ pub fn apply_batch_cached(
         written = true;
         Ok(outcomes)
     });
+    cache.trim();
     result.map_err(|error| {
         // Rolled back (or unknown): what the cache learnt in this batch may not be in the database.
-        *cache = LedgerCache::default();
+        cache.reset();
         BatchError {
             error,
             commit_unknown: written,
         }
     })
+}
+
+/// On PostgreSQL, when the cache holds every org's rules (with their version; no budget, whose
+/// decisions read a whole period) and every day row the batch touches: decide on those, and write
+/// with `usage::write_cached`, one round trip. `None` when the batch must go the long way: the
+/// cache lacks something, the statement found it stale, or the batch refused an id or crossed an
+/// alert threshold (the long way claims and gives back keys, and records crossings).
+fn apply_from_cache(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    requests: &[&UsageRequest],
+    cache: &mut LedgerCache,
+) -> Result<Option<Vec<Outcome>>, BatchError> {
+    if !matches!(conn, DbConn::Postgresql(_)) {
+        return Ok(None);
+    }
+    if cache.skip_cached > 0 {
+        cache.skip_cached -= 1;
+        return Ok(None);
+    }
+    let org_ids: BTreeSet<OrgId> = requests.iter().map(|r| r.org_id).collect();
+    let cached = |id: &OrgId| match cache.rules.get(id) {
+        Some(Some(rules)) => rules.budget.is_none() && cache.rules_versions.contains_key(id),
+        _ => false,
+    };
+    if !org_ids.iter().all(cached) {
+        return Ok(None);
+    }
+    let mut places = Vec::with_capacity(requests.len());
+    let mut claimed: HashMap<OrgId, HashMap<String, NaiveDate>> = HashMap::new();
+    let mut days: BTreeSet<(OrgId, NaiveDate)> = BTreeSet::new();
+    for request in requests {
+        let place = place(conn, now, request, cache).map_err(|error| BatchError {
+            error,
+            commit_unknown: false,
+        })?;
+        if let Ok((local_day, _)) = place {
+            days.insert((request.org_id, local_day));
+            if let Some(id) = &request.event_id {
+                claimed
+                    .entry(request.org_id)
+                    .or_default()
+                    .entry(id.clone())
+                    .or_insert(local_day);
+            }
+        }
+        places.push(place.map(|(local_day, _)| local_day));
+    }
+    let Some(expected) = days
+        .iter()
+        .map(|key| cache.days.get(key).cloned())
+        .collect::<Option<Vec<DayRow>>>()
+    else {
+        return Ok(None);
+    };
+    let placed = Placed { places, claimed };
+    let (outcomes, writes) = decide(now, requests, &placed, cache);
+    let ids_admitted = requests.iter().zip(&placed.places).all(|(request, place)| {
+        match (&request.event_id, place) {
+            (Some(id), Ok(_)) => writes.admitted.contains_key(&(request.org_id, id.as_str())),
+            _ => true,
+        }
+    });
+    let restore = |cache: &mut LedgerCache| {
+        for row in &expected {
+            cache.days.insert((row.org_id, row.local_day), row.clone());
+        }
+    };
+    if !ids_admitted || !writes.crossings.is_empty() {
+        restore(cache);
+        return Ok(None);
+    }
+    let versions: Vec<(OrgId, i64)> = org_ids
+        .iter()
+        .map(|id| (*id, cache.rules_versions[id]))
+        .collect();
+    let cached = usage::Cached {
+        versions: &versions,
+        days: &expected,
+    };
+    match writes.flush_cached(conn, cached, cache) {
+        Ok(()) => {
+            cache.counts.cached += 1;
+            Ok(Some(outcomes))
+        }
+        Err(error) if usage::is_stale(&error) => {
+            restore(cache);
+            cache.counts.stale += 1;
+            cache.skip_cached = SKIP_AFTER_STALE;
+            Ok(None)
+        }
+        Err(error) => {
+            cache.reset();
+            let commit_unknown = !usage::failed_before_commit(&error);
+            Err(BatchError {
+                error,
+                commit_unknown,
+            })
+        }
+    }
 }
 
 /// Where each request of a batch goes (its org-day, or why it cannot go anywhere), and the keys
@@ -222,8 +366,8 @@ impl Placed {
 }
 
 /// Place every request and lock and read what deciding needs, in the order every batch locks:
-/// the orgs' rows (shared) with their rules, the ids' keys (claimed), the touched day rows (locked,
-/// created where missing).
+/// the orgs' rows (shared) with their rules, the touched day rows (locked, created where missing),
+/// the ids' keys (claimed).
 fn read(
     conn: &mut DbConn,
     now: DateTime<Utc>,
@@ -234,7 +378,7 @@ fn read(
     let org_ids: Vec<OrgId> = org_ids.into_iter().collect();
     read_rules(conn, &org_ids, cache)?;
     // R14: orgs with a budget are decided on a whole period; their batches are serialized across
-    // processes, in the lock order: after the org rows, before keys and day rows.
+    // processes, in the lock order: after the org rows, before day rows and keys.
     let budget_orgs: Vec<OrgId> = org_ids
         .iter()
         .copied()
@@ -275,6 +419,18 @@ fn read(
         tracing::warn!(org = %org, count, first_at = %first_at, "usage refused: its billing period is closed");
     }
 
+    // SQLite's cache is current (`LedgerCache::revalidate`); on PostgreSQL every touched row is
+    // locked and read in every batch that goes this way.
+    let postgres = matches!(conn, DbConn::Postgresql(_));
+    let to_lock: Vec<(OrgId, NaiveDate, i64)> = days
+        .into_iter()
+        .filter(|(key, _)| postgres || !cache.days.contains_key(key))
+        .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
+        .collect();
+    for row in usage::lock_days(conn, &to_lock)? {
+        cache.days.insert((row.org_id, row.local_day), row);
+    }
+
     let keys: Vec<(OrgId, &str, NaiveDate)> = key_days
         .iter()
         .map(|((org_id, id), day)| (*org_id, id.as_str(), *day))
@@ -285,15 +441,6 @@ fn read(
             diesel::result::Error::QueryBuilderError("a claimed key that was not asked for".into())
         })?;
         claimed.entry(key.0).or_default().insert(key.1, day);
-    }
-
-    let to_lock: Vec<(OrgId, NaiveDate, i64)> = days
-        .into_iter()
-        .filter(|(key, _)| !cache.days.contains_key(key))
-        .map(|((org_id, local_day), plan_id)| (org_id, local_day, plan_id))
-        .collect();
-    for row in usage::lock_days(conn, &to_lock)? {
-        cache.days.insert((row.org_id, row.local_day), row);
     }
     read_budget_periods(conn, requests, &places, cache)?;
     Ok(Placed { places, claimed })
@@ -327,7 +474,7 @@ fn read_budget_periods(
         if cache.periods.insert((org_id, start)) {
             let last = end.pred_opt().unwrap_or(start);
             for row in usage::days_in(conn, org_id, start, last)? {
-                cache.days.entry((org_id, row.local_day)).or_insert(row);
+                cache.days.insert((org_id, row.local_day), row);
             }
         }
         let mut day = start;
@@ -594,9 +741,13 @@ impl<'r> Writes<'r> {
         });
     }
 
-    /// Write the batch: day rows with their amount derived from the pinned plan (one rounding per
-    /// day, R5), breakdown increments, raw events, and the keys of refused ids given back.
-    fn flush(self, conn: &mut DbConn, placed: &Placed, cache: &mut LedgerCache) -> QueryResult<()> {
+    /// The rows the batch writes: its changed day rows, with their amount derived from the pinned
+    /// plan (one rounding per day, R5), and its breakdown increments.
+    fn rows(
+        &mut self,
+        conn: &mut DbConn,
+        cache: &mut LedgerCache,
+    ) -> QueryResult<(Vec<DayRow>, Vec<BreakdownRow>, Vec<UserBreakdownRow>)> {
         for key in &self.days {
             let (plan_id, additional) = (cache.days[key].plan_id, cache.days[key].additional);
             let amount_minor = cache.plan(conn, plan_id)?.day_charge_minor(additional);
@@ -606,9 +757,12 @@ impl<'r> Writes<'r> {
                 .expect("a changed day is read")
                 .amount_minor = amount_minor;
         }
-        let days: Vec<&DayRow> = self.days.iter().map(|key| &cache.days[key]).collect();
-        let breakdowns: Vec<BreakdownRow> = self
-            .breakdown
+        let days: Vec<DayRow> = self
+            .days
+            .iter()
+            .map(|key| cache.days[key].clone())
+            .collect();
+        let breakdowns: Vec<BreakdownRow> = std::mem::take(&mut self.breakdown)
             .into_iter()
             .map(
                 |((org_id, local_day, operation, client), (credits, additional))| BreakdownRow {
@@ -621,8 +775,7 @@ impl<'r> Writes<'r> {
                 },
             )
             .collect();
-        let users: Vec<UserBreakdownRow> = self
-            .users
+        let users: Vec<UserBreakdownRow> = std::mem::take(&mut self.users)
             .into_iter()
             .map(
                 |((org_id, local_day, user), (credits, additional))| UserBreakdownRow {
@@ -634,6 +787,45 @@ impl<'r> Writes<'r> {
                 },
             )
             .collect();
+        Ok((days, breakdowns, users))
+    }
+
+    /// Write a batch decided on `cached` rules and rows, with the keys of the ids it admitted, in
+    /// one statement that checks them (`usage::write_cached`).
+    fn flush_cached(
+        mut self,
+        conn: &mut DbConn,
+        cached: usage::Cached<'_>,
+        cache: &mut LedgerCache,
+    ) -> QueryResult<()> {
+        let (days, breakdowns, users) = self.rows(conn, cache)?;
+        let days: Vec<&DayRow> = days.iter().collect();
+        let keys: Vec<(OrgId, &str, NaiveDate)> = self
+            .admitted
+            .iter()
+            .map(|((org_id, id), day)| (*org_id, *id, *day))
+            .collect();
+        usage::write_cached(
+            conn,
+            cached,
+            &days,
+            &breakdowns,
+            &users,
+            &self.events,
+            &keys,
+        )
+    }
+
+    /// Write the batch: day rows, breakdown increments, raw events, thresholds crossed, and the
+    /// keys of refused ids given back.
+    fn flush(
+        mut self,
+        conn: &mut DbConn,
+        placed: &Placed,
+        cache: &mut LedgerCache,
+    ) -> QueryResult<()> {
+        let (days, breakdowns, users) = self.rows(conn, cache)?;
+        let days: Vec<&DayRow> = days.iter().collect();
         usage::write_batch(conn, &days, &breakdowns, &users, &self.events)?;
         if !self.crossings.is_empty() {
             alerts::record_crossings(conn, &self.crossings)?;

@@ -91,6 +91,10 @@ pub struct WriterStats {
     pub jobs: Counter,
     pub events: Counter,
     pub failed_batches: Counter,
+    /// PostgreSQL: batches written from the writer's cache in one statement.
+    pub cached_batches: Counter,
+    /// PostgreSQL: batches from the cache whose rows another writer had changed.
+    pub stale_batches: Counter,
     pub largest_batch_requests: Gauge,
     /// Seconds from a batch's start to its commit.
     pub batch_seconds: Histogram,
@@ -105,6 +109,8 @@ impl Default for WriterStats {
             jobs: Counter::default(),
             events: Counter::default(),
             failed_batches: Counter::default(),
+            cached_batches: Counter::default(),
+            stale_batches: Counter::default(),
             largest_batch_requests: Gauge::default(),
             // 50 µs to about 3 s.
             batch_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 17)),
@@ -245,6 +251,9 @@ fn run(
         let slices = next_batch(&pending, group_commit, org_share(&conn.conn));
         if !slices.is_empty() {
             commit_batch(&mut conn, &mut cache, clock, &mut pending, &slices, stats);
+            let counts = std::mem::take(&mut cache.counts);
+            stats.cached_batches.inc_by(counts.cached);
+            stats.stale_batches.inc_by(counts.stale);
         }
         // Answer the jobs that are complete; the others keep their place in the queue.
         for job in pending.iter_mut().filter(|job| job.remaining() == 0) {

@@ -477,8 +477,14 @@ impl<'a> PgClaimKeys<'a> {
     }
 }
 
-impl QueryFragment<diesel::pg::Pg> for PgClaimKeys<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+impl PgClaimKeys<'_> {
+    /// The keys' insert, taking only the rows `WHERE` `guard` holds when a guard is given; a key
+    /// that exists already is left as it is.
+    fn walk_insert<'b>(
+        &'b self,
+        guard: &'static str,
+        mut out: AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
         use diesel::sql_types::Array;
         out.push_sql("INSERT INTO usage_keys (org_id, event_id, local_day) SELECT * FROM UNNEST(");
         out.push_bind_param::<Array<BigInt>, _>(&self.org_ids)?;
@@ -486,7 +492,17 @@ impl QueryFragment<diesel::pg::Pg> for PgClaimKeys<'_> {
         out.push_bind_param::<Array<Text>, _>(&self.ids)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Date>, _>(&self.days)?;
-        out.push_sql(") ON CONFLICT (org_id, event_id) DO NOTHING RETURNING org_id, event_id");
+        out.push_sql(")");
+        out.push_sql(guard);
+        out.push_sql(" ON CONFLICT (org_id, event_id) DO NOTHING");
+        Ok(())
+    }
+}
+
+impl QueryFragment<diesel::pg::Pg> for PgClaimKeys<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        self.walk_insert("", out.reborrow())?;
+        out.push_sql(" RETURNING org_id, event_id");
         Ok(())
     }
 }
@@ -594,6 +610,27 @@ impl PgDays {
     }
 }
 
+impl PgDays {
+    /// The seven columns as `UNNEST` arguments, in the table's order.
+    fn walk_columns<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::Array;
+        out.push_bind_param::<Array<BigInt>, _>(&self.org_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Date>, _>(&self.days)?;
+        for column in [
+            &self.credits,
+            &self.free_credits,
+            &self.additional,
+            &self.amounts,
+            &self.plan_ids,
+        ] {
+            out.push_sql(", ");
+            out.push_bind_param::<Array<BigInt>, _>(column)?;
+        }
+        Ok(())
+    }
+}
+
 struct PgBreakdowns<'a> {
     org_ids: Vec<i64>,
     days: Vec<NaiveDate>,
@@ -646,64 +683,73 @@ struct PgWriteBatch<'a> {
 
 impl QueryFragment<diesel::pg::Pg> for PgWriteBatch<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
-        use diesel::sql_types::Array;
-        let days = &self.days;
-        out.push_sql(
-            "WITH days AS (INSERT INTO daily_usage (org_id, local_day, credits, free_credits, \
-             additional, amount_minor, plan_id) SELECT * FROM UNNEST(",
-        );
-        out.push_bind_param::<Array<BigInt>, _>(&days.org_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Date>, _>(&days.days)?;
-        for column in [
-            &days.credits,
-            &days.free_credits,
-            &days.additional,
-            &days.amounts,
-            &days.plan_ids,
-        ] {
-            out.push_sql(", ");
-            out.push_bind_param::<Array<BigInt>, _>(column)?;
-        }
-        out.push_sql(")");
-        out.push_sql(DAY_UPSERT);
-        out.push_sql(
-            "), breakdowns AS (INSERT INTO daily_breakdown (org_id, local_day, operation, client, \
-             credits, additional) SELECT * FROM UNNEST(",
-        );
-        let breakdowns = &self.breakdowns;
-        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.org_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Date>, _>(&breakdowns.days)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&breakdowns.operations)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&breakdowns.clients)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.credits)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&breakdowns.additional)?;
-        out.push_sql(")");
-        out.push_sql(BREAKDOWN_UPSERT);
-        out.push_sql(
-            "), user_counts AS (INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, \
-             credits, additional) SELECT * FROM UNNEST(",
-        );
-        let users = &self.users;
-        out.push_bind_param::<Array<BigInt>, _>(&users.org_ids)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Date>, _>(&users.days)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Text>, _>(&users.users)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&users.credits)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&users.additional)?;
-        out.push_sql(")");
-        out.push_sql(USER_UPSERT);
-        out.push_sql(") ");
+        out.push_sql("WITH ");
+        walk_upserts(
+            &self.days,
+            &self.breakdowns,
+            &self.users,
+            "",
+            out.reborrow(),
+        )?;
+        out.push_sql(" ");
         self.events.walk_ast(out.reborrow())
     }
+}
+
+/// The three upserts of a batch as `WITH` parts (`days`, `breakdowns`, `user_counts`), each
+/// inserting only `WHERE` `guard` holds when a guard is given.
+fn walk_upserts<'b>(
+    days: &'b PgDays,
+    breakdowns: &'b PgBreakdowns<'_>,
+    users: &'b PgUsers<'_>,
+    guard: &'static str,
+    mut out: AstPass<'_, 'b, diesel::pg::Pg>,
+) -> QueryResult<()> {
+    use diesel::sql_types::Array;
+    out.push_sql(
+        "days AS (INSERT INTO daily_usage (org_id, local_day, credits, free_credits, additional, \
+         amount_minor, plan_id) SELECT * FROM UNNEST(",
+    );
+    days.walk_columns(out.reborrow())?;
+    out.push_sql(")");
+    out.push_sql(guard);
+    out.push_sql(DAY_UPSERT);
+    out.push_sql(
+        "), breakdowns AS (INSERT INTO daily_breakdown (org_id, local_day, operation, client, \
+         credits, additional) SELECT * FROM UNNEST(",
+    );
+    out.push_bind_param::<Array<BigInt>, _>(&breakdowns.org_ids)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<Date>, _>(&breakdowns.days)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<Text>, _>(&breakdowns.operations)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<Text>, _>(&breakdowns.clients)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<BigInt>, _>(&breakdowns.credits)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<BigInt>, _>(&breakdowns.additional)?;
+    out.push_sql(")");
+    out.push_sql(guard);
+    out.push_sql(BREAKDOWN_UPSERT);
+    out.push_sql(
+        "), user_counts AS (INSERT INTO daily_user_breakdown (org_id, local_day, user_ref, \
+         credits, additional) SELECT * FROM UNNEST(",
+    );
+    out.push_bind_param::<Array<BigInt>, _>(&users.org_ids)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<Date>, _>(&users.days)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<Text>, _>(&users.users)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<BigInt>, _>(&users.credits)?;
+    out.push_sql(", ");
+    out.push_bind_param::<Array<BigInt>, _>(&users.additional)?;
+    out.push_sql(")");
+    out.push_sql(guard);
+    out.push_sql(USER_UPSERT);
+    out.push_sql(")");
+    Ok(())
 }
 
 impl QueryId for PgWriteBatch<'_> {
@@ -712,6 +758,141 @@ impl QueryId for PgWriteBatch<'_> {
 }
 
 impl RunQueryDsl<diesel::PgConnection> for PgWriteBatch<'_> {}
+
+/// What a batch decided on from the writer's cache instead of reading it under lock: the org
+/// rules' versions and the day rows as cached (`write_cached` checks them).
+pub struct Cached<'a> {
+    pub versions: &'a [(OrgId, i64)],
+    pub days: &'a [DayRow],
+}
+
+/// Write a batch decided on `cached` (PostgreSQL) as one statement, in its own transaction: it
+/// share-locks the org rows and locks the day rows, in the order every batch locks; checks that
+/// the versions and the rows are as cached; claims `keys` (the ids the batch admitted, each with
+/// its day) and checks that every one is new; and only then writes. When a check fails it fails
+/// with an error for which `is_stale` holds, and writes nothing.
+pub fn write_cached(
+    conn: &mut DbConn,
+    cached: Cached<'_>,
+    days: &[&DayRow],
+    breakdowns: &[BreakdownRow],
+    users: &[UserBreakdownRow],
+    events: &[EventInsert],
+    keys: &[(OrgId, &str, NaiveDate)],
+) -> QueryResult<()> {
+    let DbConn::Postgresql(c) = conn else {
+        return Err(diesel::result::Error::QueryBuilderError(
+            "a cached batch is a PostgreSQL statement".into(),
+        ));
+    };
+    let checked: Vec<&DayRow> = cached.days.iter().collect();
+    PgCachedBatch {
+        version_orgs: cached.versions.iter().map(|(id, _)| id.get()).collect(),
+        versions: cached.versions.iter().map(|(_, v)| *v).collect(),
+        checked: PgDays::of(&checked),
+        keys: PgClaimKeys::of(keys),
+        days: PgDays::of(days),
+        breakdowns: PgBreakdowns::of(breakdowns),
+        users: PgUsers::of(users),
+        events: PgEvents::of(events),
+    }
+    .execute(c)?;
+    Ok(())
+}
+
+/// Whether a statement that is its own transaction surely did not commit: the server answered
+/// with an error. A lost connection (or anything else) leaves the outcome unknown.
+pub fn failed_before_commit(error: &diesel::result::Error) -> bool {
+    use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
+    matches!(error, diesel::result::Error::DatabaseError(kind, _)
+        if !matches!(kind, ClosedConnection | UnableToSendCommand))
+}
+
+/// Whether a cached batch failed its checks (and so wrote nothing).
+pub fn is_stale(error: &diesel::result::Error) -> bool {
+    matches!(error, diesel::result::Error::DatabaseError(_, info)
+        if info.message().starts_with("stale batch:"))
+}
+
+/// `write_cached`'s statement. Its `verdict` part locks the org rows (in id order) and then the
+/// day rows (in key order) as it counts those whose version and columns are as cached; every write
+/// part inserts only if the verdict held, and the main query, which runs before the parts it does
+/// not read, fails unless the verdict held and every key was new.
+struct PgCachedBatch<'a> {
+    version_orgs: Vec<i64>,
+    versions: Vec<i64>,
+    checked: PgDays,
+    keys: PgClaimKeys<'a>,
+    days: PgDays,
+    breakdowns: PgBreakdowns<'a>,
+    users: PgUsers<'a>,
+    events: PgEvents<'a>,
+}
+
+impl QueryFragment<diesel::pg::Pg> for PgCachedBatch<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
+        use diesel::sql_types::Array;
+        const HELD: &str = " WHERE (SELECT held FROM verdict)";
+        out.push_sql("WITH locked_orgs AS (SELECT id, rules_version FROM orgs WHERE id = ANY(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.version_orgs)?;
+        out.push_sql(
+            ") ORDER BY id FOR SHARE), locked_days AS (SELECT org_id, local_day, credits, \
+             free_credits, additional, amount_minor, plan_id FROM daily_usage \
+             WHERE (org_id, local_day) IN (SELECT * FROM UNNEST(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.checked.org_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Date>, _>(&self.checked.days)?;
+        out.push_sql(
+            ")) ORDER BY org_id, local_day FOR UPDATE), verdict AS (SELECT CASE WHEN \
+             (SELECT count(*) FROM locked_orgs JOIN UNNEST(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.version_orgs)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.versions)?;
+        out.push_sql(
+            ") AS v (id, version) ON locked_orgs.id = v.id \
+             AND locked_orgs.rules_version = v.version) = cardinality(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.version_orgs)?;
+        out.push_sql(") THEN (SELECT count(*) FROM locked_days d JOIN UNNEST(");
+        self.checked.walk_columns(out.reborrow())?;
+        out.push_sql(
+            ") AS e (org_id, local_day, credits, free_credits, additional, amount_minor, \
+             plan_id) ON (d.org_id, d.local_day, d.credits, d.free_credits, d.additional, \
+             d.amount_minor, d.plan_id) = (e.org_id, e.local_day, e.credits, e.free_credits, \
+             e.additional, e.amount_minor, e.plan_id)) = cardinality(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.checked.org_ids)?;
+        out.push_sql(") ELSE false END AS held), keys AS (");
+        self.keys.walk_insert(HELD, out.reborrow())?;
+        out.push_sql(" RETURNING 1), ");
+        walk_upserts(
+            &self.days,
+            &self.breakdowns,
+            &self.users,
+            HELD,
+            out.reborrow(),
+        )?;
+        out.push_sql(", events AS (");
+        self.events.walk_ast(out.reborrow())?;
+        out.push_sql(HELD);
+        out.push_sql(
+            ") SELECT CASE WHEN (SELECT held FROM verdict) AND (SELECT count(*) FROM keys) = \
+             cardinality(",
+        );
+        out.push_bind_param::<Array<BigInt>, _>(&self.keys.org_ids)?;
+        out.push_sql(") THEN true ELSE creditmeter_stale_batch() END");
+        Ok(())
+    }
+}
+
+impl QueryId for PgCachedBatch<'_> {
+    type QueryId = PgCachedBatch<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl RunQueryDsl<diesel::PgConnection> for PgCachedBatch<'_> {}
 
 /// Rows per key or day statement: three parameters each, far below both backends' limits.
 const KEYS_PER_STATEMENT: usize = 500;

@@ -83,6 +83,16 @@ impl Metrics {
             writer.failed_batches.clone(),
         );
         registry.register(
+            "writer_cached_batches",
+            "PostgreSQL: batches decided on the writer's cached rows and written in one statement.",
+            writer.cached_batches.clone(),
+        );
+        registry.register(
+            "writer_stale_batches",
+            "PostgreSQL: batches from the cache whose rows another writer had changed, decided again.",
+            writer.stale_batches.clone(),
+        );
+        registry.register(
             "writer_largest_batch_calls",
             "Most usage requests in one transaction so far.",
             writer.largest_batch_requests.clone(),

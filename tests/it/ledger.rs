@@ -145,7 +145,29 @@ fn r4_two_servers_never_pass_the_limit_and_record_every_admitted_call() {
             assert_eq!(used_today(port, &token), 80_000);
         }
         model::assert_ledger_consistent(&mut conn);
+        if db.url().starts_with("postgres") {
+            // Each server's cached day row goes stale as the other writes it: the check caught it.
+            let stale: u64 = ports.iter().map(|port| writer_paths(*port).1).sum();
+            assert!(stale > 0, "no batch from the cache was found stale");
+        }
     }
+}
+
+/// `(cached, stale)`: a server's batches written from its writer's cache in one statement, and
+/// those whose statement found the cached rows changed (PostgreSQL; both 0 on SQLite).
+fn writer_paths(port: u16) -> (u64, u64) {
+    let metrics = common::http::request(port, "GET", "/metrics", &[], b"").body;
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    (
+        counter("creditmeter_writer_cached_batches_total "),
+        counter("creditmeter_writer_stale_batches_total "),
+    )
 }
 
 /// R13/R14 across processes: two servers on one database, 32 clients, an org whose budget of
@@ -353,6 +375,14 @@ fn r9_a_refused_id_is_decided_afresh_and_an_admitted_one_counts_once() {
             (json!(50_004), json!(4))
         );
         model::assert_ledger_consistent(&mut conn);
+        // On PostgreSQL batches from the cache that repeated an admitted id, or were decided on
+        // the limit before it changed, were found stale and decided again.
+        let (cached, stale) = writer_paths(port);
+        if db.url().starts_with("postgres") {
+            assert!(stale > 0, "cached {cached}, stale {stale}");
+        } else {
+            assert_eq!((cached, stale), (0, 0));
+        }
     }
 }
 
@@ -500,6 +530,11 @@ fn bulk_metering_of_one_org_is_sliced_between_other_orgs_calls() {
         );
         assert_eq!(used_today(port, &bulk), 300_000);
         assert_eq!(used_today(port, &live), 2_000);
+        if db.url().starts_with("postgres") {
+            // The calls' lane decided most of its batches on its cached rows.
+            let (cached, stale) = writer_paths(port);
+            assert!(cached > 100, "cached {cached}, stale {stale}");
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! and dropped; run the server with fsync and synchronous_commit on, its defaults); without one
 //! the PostgreSQL phases are skipped.
 //!
-//!     cargo bench --bench ledger          (BENCH_SECONDS=3 per phase)
+//!     cargo bench --bench ledger          (BENCH_SECONDS=2 per phase and round, BENCH_ROUNDS=3)
 
 #[path = "support/load.rs"]
 mod load;
@@ -187,7 +187,7 @@ fn under_bulk(label: &str, database: &Database, bulk_streams: usize, duration: D
 }
 
 fn main() {
-    let seconds: u64 = load::env_or("BENCH_SECONDS", 3);
+    let seconds: u64 = load::env_or("BENCH_SECONDS", 2);
     let duration = Duration::from_secs(seconds);
     let postgres = std::env::var("BENCH_DATABASE_URL")
         .or_else(|_| std::env::var("TEST_DATABASE_URL"))
@@ -195,7 +195,8 @@ fn main() {
     println!("ledger benchmark: 64 connections, {seconds} s per phase, real `serve` processes");
 
     // For profiling one phase alone: BENCH_ONLY=pg (phase 1) or BENCH_ONLY=sqlite (phase 3), for
-    // BENCH_SECONDS, printing the writer's calls per transaction.
+    // BENCH_SECONDS, printing the writer's calls per transaction; BENCH_ORGS=100 and
+    // BENCH_SERVERS=2 make it phase 4 or 5.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("bulk") {
         return bulk_phases(&postgres, duration);
     }
@@ -205,94 +206,141 @@ fn main() {
             ("sqlite", _) => Database::sqlite(),
             _ => panic!("BENCH_ONLY is pg (with a PostgreSQL URL) or sqlite"),
         };
-        let tokens = database.orgs(1);
-        let server = start_server(&database.url, true);
+        let orgs: usize = load::env_or("BENCH_ORGS", 1);
+        let tokens = database.orgs(orgs);
+        let servers: Vec<serve::Server> = (0..load::env_or("BENCH_SERVERS", 1))
+            .map(|_| start_server(&database.url, true))
+            .collect();
         consume(
-            &format!("{only}, 1 server, hot org"),
-            &[&server],
+            &format!("{only}, {} server(s), {orgs} org(s)", servers.len()),
+            &servers.iter().collect::<Vec<_>>(),
             &tokens,
             64,
             duration,
         );
-        return load::print_batches(server.port, only.as_str());
+        for server in &servers {
+            load::print_batches(server.port, only.as_str());
+        }
+        return;
     }
-    let sqlite = {
-        let database = Database::sqlite();
-        let tokens = database.orgs(1);
-        let server = start_server(&database.url, true);
-        consume(
+    // The phases are measured in short interleaved rounds, every server started once and kept,
+    // and each ratio is taken within a round, where the phases saw the same neighbours (on a shared
+    // machine one phase alone swings by a third between runs); the median round is the figure.
+    let rounds: usize = load::env_or("BENCH_ROUNDS", 3);
+    let sqlite_db = Database::sqlite();
+    let sqlite_tokens = sqlite_db.orgs(1);
+    let sqlite = start_server(&sqlite_db.url, true);
+    let Some(admin_url) = &postgres else {
+        for _ in 0..rounds {
+            consume(
+                "(3) SQLite, 1 server, hot org",
+                &[&sqlite],
+                &sqlite_tokens,
+                64,
+                duration,
+            );
+        }
+        println!("PostgreSQL phases SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+        return bulk_phases(&postgres, duration);
+    };
+    let hot = Database::postgres(admin_url);
+    let hot_tokens = hot.orgs(1);
+    let hot_servers = [
+        start_server(&hot.url, true),
+        start_server(&hot.url, true),
+    ];
+    let unbatched = start_server(&hot.url, false);
+    let many = Database::postgres(admin_url);
+    let many_tokens = many.orgs(100);
+    let many_servers = [
+        start_server(&many.url, true),
+        start_server(&many.url, true),
+    ];
+    let mut ratios: [Vec<f64>; 4] = Default::default();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        let lite = consume(
             "(3) SQLite, 1 server, hot org",
-            &[&server],
-            &tokens,
+            &[&sqlite],
+            &sqlite_tokens,
             64,
             duration,
-        )
-    };
-    if let Some(admin_url) = &postgres {
-        let hot = Database::postgres(admin_url);
-        let hot_tokens = hot.orgs(1);
-        let (grouped, one_by_one, two_hot) = {
-            let first = start_server(&hot.url, true);
-            let grouped = consume(
-                "(1) PostgreSQL, 1 server, hot org",
-                &[&first],
-                &hot_tokens,
-                64,
-                duration,
-            );
-            let second = start_server(&hot.url, true);
-            let two_hot = consume(
-                "(6) PostgreSQL, 2 servers, hot org",
-                &[&first, &second],
-                &hot_tokens,
-                64,
-                duration,
-            );
-            drop((first, second));
-            let unbatched = start_server(&hot.url, false);
-            let one_by_one = consume(
-                "(2) PostgreSQL, txn per call",
-                &[&unbatched],
-                &hot_tokens,
-                64,
-                duration,
-            );
-            (grouped, one_by_one, two_hot)
-        };
-        let many = Database::postgres(admin_url);
-        let many_tokens = many.orgs(100);
-        let first = start_server(&many.url, true);
+        );
+        let grouped = consume(
+            "(1) PostgreSQL, 1 server, hot org",
+            &[&hot_servers[0]],
+            &hot_tokens,
+            64,
+            duration,
+        );
+        let two_hot = consume(
+            "(6) PostgreSQL, 2 servers, hot org",
+            &[&hot_servers[0], &hot_servers[1]],
+            &hot_tokens,
+            64,
+            duration,
+        );
+        let one_by_one = consume(
+            "(2) PostgreSQL, txn per call",
+            &[&unbatched],
+            &hot_tokens,
+            64,
+            duration,
+        );
         let one_many = consume(
             "(4) PostgreSQL, 1 server, 100 orgs",
-            &[&first],
+            &[&many_servers[0]],
             &many_tokens,
             64,
             duration,
         );
-        let second = start_server(&many.url, true);
         let two_many = consume(
             "(5) PostgreSQL, 2 servers, 100 orgs",
-            &[&first, &second],
+            &[&many_servers[0], &many_servers[1]],
             &many_tokens,
             64,
             duration,
         );
-        println!(
-            "(1)/(2) group commit vs txn per call on PostgreSQL = {:.1}x (target >= 5x)",
-            grouped.rps() / one_by_one.rps()
-        );
-        println!(
-            "(1)/(3) PostgreSQL vs SQLite, one server = {:.0}% (target >= 50%)",
-            100.0 * grouped.rps() / sqlite.rps()
-        );
-        println!(
-            "(5)/(4) two servers vs one on 100 orgs = {:.2}x (target >= 1.0); (6)/(1) on one hot org = {:.2}x",
+        let round_ratios = [
+            grouped.rps() / one_by_one.rps(),
+            grouped.rps() / lite.rps(),
             two_many.rps() / one_many.rps(),
-            two_hot.rps() / grouped.rps()
+            two_hot.rps() / grouped.rps(),
+        ];
+        println!(
+            "    (1)/(2) = {:.1}x   (1)/(3) = {:.0}%   (5)/(4) = {:.2}x   (6)/(1) = {:.2}x",
+            round_ratios[0],
+            100.0 * round_ratios[1],
+            round_ratios[2],
+            round_ratios[3]
         );
-    } else {
-        println!("PostgreSQL phases SKIPPED: set BENCH_DATABASE_URL or TEST_DATABASE_URL");
+        for (all, ratio) in ratios.iter_mut().zip(round_ratios) {
+            all.push(ratio);
+        }
     }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let [one_by_one, sqlite_share, two_many, two_hot] = &mut ratios;
+    println!("median of {rounds} rounds:");
+    println!(
+        "(1)/(2) group commit vs txn per call on PostgreSQL = {:.1}x (target >= 5x)",
+        median(one_by_one)
+    );
+    println!(
+        "(1)/(3) PostgreSQL vs SQLite, one server = {:.0}% (target >= 50%)",
+        100.0 * median(sqlite_share)
+    );
+    println!(
+        "(5)/(4) two servers vs one on 100 orgs = {:.2}x (target >= 1.0); (6)/(1) on one hot org = {:.2}x",
+        median(two_many),
+        median(two_hot)
+    );
+    for server in hot_servers.iter().chain(&many_servers) {
+        load::print_batches(server.port, "PostgreSQL server");
+    }
+    drop((sqlite, hot_servers, unbatched, many_servers));
 
     bulk_phases(&postgres, duration);
 }

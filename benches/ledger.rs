@@ -245,17 +245,11 @@ fn main() {
     };
     let hot = Database::postgres(admin_url);
     let hot_tokens = hot.orgs(1);
-    let hot_servers = [
-        start_server(&hot.url, true),
-        start_server(&hot.url, true),
-    ];
+    let hot_servers = [start_server(&hot.url, true), start_server(&hot.url, true)];
     let unbatched = start_server(&hot.url, false);
     let many = Database::postgres(admin_url);
     let many_tokens = many.orgs(100);
-    let many_servers = [
-        start_server(&many.url, true),
-        start_server(&many.url, true),
-    ];
+    let many_servers = [start_server(&many.url, true), start_server(&many.url, true)];
     let mut ratios: [Vec<f64>; 4] = Default::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");

@@ -266,6 +266,12 @@ fn apply_from_cache(
         cache.skip_cached -= 1;
         return Ok(None);
     }
+    // A connection lost while idle (the server restarted or failed over, an idle timeout) would
+    // fail the one statement with an outcome the writer cannot know: take the long way, whose
+    // BEGIN fails first, and the writer reconnects and applies the batch.
+    if !usage::connection_alive(conn) {
+        return Ok(None);
+    }
     let org_ids: BTreeSet<OrgId> = requests.iter().map(|r| r.org_id).collect();
     let cached = |id: &OrgId| match cache.rules.get(id) {
         Some(Some(rules)) => rules.budget.is_none() && cache.rules_versions.contains_key(id),

@@ -808,6 +808,21 @@ pub fn failed_before_commit(error: &diesel::result::Error) -> bool {
         if !matches!(kind, ClosedConnection | UnableToSendCommand))
 }
 
+/// Whether nothing says the connection is lost, learnt without a round trip (PostgreSQL): what
+/// the server sent unasked is read, without waiting, and a connection the server closed while
+/// idle (it sends an error and closes) shows as an error. SQLite's is always alive.
+pub fn connection_alive(conn: &mut DbConn) -> bool {
+    match conn {
+        // Reading twice: the first read takes a termination message, the second sees the close.
+        DbConn::Postgresql(c) => (0..2).all(|_| {
+            c.notifications_iter()
+                .next()
+                .is_none_or(|notification| notification.is_ok())
+        }),
+        DbConn::Sqlite(_) => true,
+    }
+}
+
 /// Whether a cached batch failed its checks (and so wrote nothing).
 pub fn is_stale(error: &diesel::result::Error) -> bool {
     matches!(error, diesel::result::Error::DatabaseError(_, info)

@@ -280,15 +280,14 @@ fn apply_from_cache(
     if !org_ids.iter().all(cached) {
         return Ok(None);
     }
-    let mut places = Vec::with_capacity(requests.len());
+    let (placed, closed) = place_all(conn, now, requests, cache).map_err(|error| BatchError {
+        error,
+        commit_unknown: false,
+    })?;
     let mut claimed: HashMap<OrgId, HashMap<String, NaiveDate>> = HashMap::new();
     let mut days: BTreeSet<(OrgId, NaiveDate)> = BTreeSet::new();
-    for request in requests {
-        let place = place(conn, now, request, cache).map_err(|error| BatchError {
-            error,
-            commit_unknown: false,
-        })?;
-        if let Ok((local_day, _)) = place {
+    for (request, place) in requests.iter().zip(&placed) {
+        if let Ok((local_day, _)) = *place {
             days.insert((request.org_id, local_day));
             if let Some(id) = &request.event_id {
                 claimed
@@ -298,8 +297,11 @@ fn apply_from_cache(
                     .or_insert(local_day);
             }
         }
-        places.push(place.map(|(local_day, _)| local_day));
     }
+    let places: Vec<Result<NaiveDate, Refusal>> = placed
+        .into_iter()
+        .map(|place| place.map(|(local_day, _)| local_day))
+        .collect();
     let Some(expected) = days
         .iter()
         .map(|key| cache.days.get(key).cloned())
@@ -308,7 +310,7 @@ fn apply_from_cache(
         return Ok(None);
     };
     let placed = Placed { places, claimed };
-    let (outcomes, writes) = decide(now, requests, &placed, cache);
+    let (outcomes, mut writes) = decide(now, requests, &placed, cache);
     let ids_admitted = requests.iter().zip(&placed.places).all(|(request, place)| {
         match (&request.event_id, place) {
             (Some(id), Ok(_)) => writes.admitted.contains_key(&(request.org_id, id.as_str())),
@@ -332,9 +334,20 @@ fn apply_from_cache(
         versions: &versions,
         days: &expected,
     };
-    match writes.flush_cached(conn, cached, cache) {
+    let rows = match writes.rows(conn, cache) {
+        Ok(rows) => rows,
+        Err(error) => {
+            cache.reset();
+            return Err(BatchError {
+                error,
+                commit_unknown: false,
+            });
+        }
+    };
+    match writes.flush_cached(conn, cached, rows) {
         Ok(()) => {
             cache.counts.cached += 1;
+            closed.log();
             Ok(Some(outcomes))
         }
         Err(error) if usage::is_stale(&error) => {
@@ -393,37 +406,24 @@ fn read(
     if !budget_orgs.is_empty() {
         orgs::lock_budget(conn, &budget_orgs)?;
     }
-    let mut places = Vec::with_capacity(requests.len());
+    let (placed, closed) = place_all(conn, now, requests, cache)?;
+    closed.log();
     let mut days: BTreeMap<(OrgId, NaiveDate), i64> = BTreeMap::new();
     let mut key_days: BTreeMap<(OrgId, String), NaiveDate> = BTreeMap::new();
-    // Per org: how many requests were refused for a closed period, and the first one's time.
-    let mut closed: BTreeMap<OrgId, (usize, DateTime<Utc>)> = BTreeMap::new();
-    for request in requests {
-        let place = place(conn, now, request, cache)?;
-        match place {
-            Ok((local_day, plan_id)) => {
-                days.entry((request.org_id, local_day)).or_insert(plan_id);
-                if let Some(id) = &request.event_id {
-                    key_days
-                        .entry((request.org_id, id.clone()))
-                        .or_insert(local_day);
-                }
+    for (request, place) in requests.iter().zip(&placed) {
+        if let Ok((local_day, plan_id)) = *place {
+            days.entry((request.org_id, local_day)).or_insert(plan_id);
+            if let Some(id) = &request.event_id {
+                key_days
+                    .entry((request.org_id, id.clone()))
+                    .or_insert(local_day);
             }
-            Err(Refusal::PeriodClosed) => {
-                closed
-                    .entry(request.org_id)
-                    .or_insert((0, request.occurred_at))
-                    .0 += 1;
-            }
-            Err(_) => {}
         }
-        places.push(place.map(|(local_day, _)| local_day));
     }
-    // R8: usage for a closed period is refused and logged, once per org and batch (a caller can
-    // send it by the hundred thousand).
-    for (org, (count, first_at)) in closed {
-        tracing::warn!(org = %org, count, first_at = %first_at, "usage refused: its billing period is closed");
-    }
+    let places: Vec<Result<NaiveDate, Refusal>> = placed
+        .into_iter()
+        .map(|place| place.map(|(local_day, _)| local_day))
+        .collect();
 
     // SQLite's cache is current (`LedgerCache::revalidate`); on PostgreSQL every touched row is
     // locked and read in every batch that goes this way.
@@ -527,14 +527,55 @@ fn read_rules(conn: &mut DbConn, org_ids: &[OrgId], cache: &mut LedgerCache) -> 
     Ok(())
 }
 
+/// Where a request goes: its org-local day and the plan that prices it, or why it goes nowhere.
+type Place = Result<(NaiveDate, i64), Refusal>;
+
+/// Per org: how many requests of a batch were refused for a closed period, and the first one's
+/// time.
+#[derive(Default)]
+struct Closed(BTreeMap<OrgId, (usize, DateTime<Utc>)>);
+
+impl Closed {
+    /// R8: usage for a closed period is refused and logged, once per org and batch (a caller can
+    /// send it by the hundred thousand).
+    fn log(&self) {
+        for (org, (count, first_at)) in &self.0 {
+            tracing::warn!(org = %org, count, first_at = %first_at, "usage refused: its billing period is closed");
+        }
+    }
+}
+
+/// Place every request of a batch (`place`), in order, tallying those refused for a closed period.
+fn place_all(
+    conn: &mut DbConn,
+    now: DateTime<Utc>,
+    requests: &[&UsageRequest],
+    cache: &mut LedgerCache,
+) -> QueryResult<(Vec<Place>, Closed)> {
+    let mut places = Vec::with_capacity(requests.len());
+    let mut closed = Closed::default();
+    for request in requests {
+        let place = place(conn, now, request, cache)?;
+        if let Err(Refusal::PeriodClosed) = place {
+            closed
+                .0
+                .entry(request.org_id)
+                .or_insert((0, request.occurred_at))
+                .0 += 1;
+        }
+        places.push(place);
+    }
+    Ok((places, closed))
+}
+
 /// The org-local day of one request and the plan that prices it, or why it has none (each refusal
-/// logged at debug level; `read` sums up those for closed periods as a warning).
+/// logged at debug level; `Closed` sums up those for closed periods as a warning).
 fn place(
     conn: &mut DbConn,
     now: DateTime<Utc>,
     request: &UsageRequest,
     cache: &mut LedgerCache,
-) -> QueryResult<Result<(NaiveDate, i64), Refusal>> {
+) -> QueryResult<Place> {
     let placed = match cache.rules.get(&request.org_id).and_then(Option::as_ref) {
         None => Err(Refusal::UnknownOrg),
         Some(rules) => rules.place(now, request.occurred_at),
@@ -551,6 +592,9 @@ fn place(
     }
     Ok(placed)
 }
+
+/// The rows a batch writes: changed day rows, breakdown increments, user breakdown increments.
+type Rows = (Vec<DayRow>, Vec<BreakdownRow>, Vec<UserBreakdownRow>);
 
 /// What a batch writes, collected while deciding.
 #[derive(Default)]
@@ -749,11 +793,7 @@ impl<'r> Writes<'r> {
 
     /// The rows the batch writes: its changed day rows, with their amount derived from the pinned
     /// plan (one rounding per day, R5), and its breakdown increments.
-    fn rows(
-        &mut self,
-        conn: &mut DbConn,
-        cache: &mut LedgerCache,
-    ) -> QueryResult<(Vec<DayRow>, Vec<BreakdownRow>, Vec<UserBreakdownRow>)> {
+    fn rows(&mut self, conn: &mut DbConn, cache: &mut LedgerCache) -> QueryResult<Rows> {
         for key in &self.days {
             let (plan_id, additional) = (cache.days[key].plan_id, cache.days[key].additional);
             let amount_minor = cache.plan(conn, plan_id)?.day_charge_minor(additional);
@@ -796,21 +836,22 @@ impl<'r> Writes<'r> {
         Ok((days, breakdowns, users))
     }
 
-    /// Write a batch decided on `cached` rules and rows, with the keys of the ids it admitted, in
-    /// one statement that checks them (`usage::write_cached`).
+    /// Write a batch decided on `cached` rules and rows (its `rows` made), with the keys of the ids
+    /// it admitted, in one statement that checks them (`usage::write_cached`).
     fn flush_cached(
-        mut self,
+        self,
         conn: &mut DbConn,
         cached: usage::Cached<'_>,
-        cache: &mut LedgerCache,
+        (days, breakdowns, users): Rows,
     ) -> QueryResult<()> {
-        let (days, breakdowns, users) = self.rows(conn, cache)?;
         let days: Vec<&DayRow> = days.iter().collect();
-        let keys: Vec<(OrgId, &str, NaiveDate)> = self
+        // Sorted, as every batch claims keys, so two batches never wait for each other's keys.
+        let mut keys: Vec<(OrgId, &str, NaiveDate)> = self
             .admitted
             .iter()
             .map(|((org_id, id), day)| (*org_id, *id, *day))
             .collect();
+        keys.sort_unstable();
         usage::write_cached(
             conn,
             cached,

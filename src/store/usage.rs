@@ -801,7 +801,8 @@ pub fn write_cached(
 }
 
 /// Whether a statement that is its own transaction surely did not commit: the server answered
-/// with an error. A lost connection (or anything else) leaves the outcome unknown.
+/// with an error on a connection still open. A lost connection, or no answer (diesel reports a
+/// missing result as `UnableToSendCommand` too), leaves the outcome unknown.
 pub fn failed_before_commit(error: &diesel::result::Error) -> bool {
     use diesel::result::DatabaseErrorKind::{ClosedConnection, UnableToSendCommand};
     matches!(error, diesel::result::Error::DatabaseError(kind, _)

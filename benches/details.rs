@@ -47,7 +47,7 @@ fn generate_rollups(conn: &mut DbConn, today: NaiveDate) {
                     amount_minor: plan.day_charge_minor(additional),
                     plan_id: 1,
                 };
-                usage::save_days(conn, &[&row])?;
+                usage::save_days(conn, std::slice::from_ref(&row))?;
                 let breakdowns =
                     [("search", 3), ("ocr", 1)].map(|(operation, share)| BreakdownRow {
                         org_id,

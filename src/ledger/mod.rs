@@ -280,36 +280,27 @@ fn apply_from_cache(
     if !org_ids.iter().all(cached) {
         return Ok(None);
     }
-    let (placed, closed) = place_all(conn, now, requests, cache).map_err(|error| BatchError {
+    let placement = place_all(conn, now, requests, cache).map_err(|error| BatchError {
         error,
         commit_unknown: false,
     })?;
     let mut claimed: HashMap<OrgId, HashMap<String, NaiveDate>> = HashMap::new();
-    let mut days: BTreeSet<(OrgId, NaiveDate)> = BTreeSet::new();
-    for (request, place) in requests.iter().zip(&placed) {
-        if let Ok((local_day, _)) = *place {
-            days.insert((request.org_id, local_day));
-            if let Some(id) = &request.event_id {
-                claimed
-                    .entry(request.org_id)
-                    .or_default()
-                    .entry(id.clone())
-                    .or_insert(local_day);
-            }
-        }
+    for ((org_id, id), day) in placement.key_days {
+        claimed.entry(org_id).or_default().insert(id, day);
     }
-    let places: Vec<Result<NaiveDate, Refusal>> = placed
-        .into_iter()
-        .map(|place| place.map(|(local_day, _)| local_day))
-        .collect();
-    let Some(expected) = days
-        .iter()
+    let Some(expected) = placement
+        .days
+        .keys()
         .map(|key| cache.days.get(key).cloned())
         .collect::<Option<Vec<DayRow>>>()
     else {
         return Ok(None);
     };
-    let placed = Placed { places, claimed };
+    let closed = placement.closed;
+    let placed = Placed {
+        places: placement.places,
+        claimed,
+    };
     let (outcomes, mut writes) = decide(now, requests, &placed, cache);
     let ids_admitted = requests.iter().zip(&placed.places).all(|(request, place)| {
         match (&request.event_id, place) {
@@ -406,24 +397,13 @@ fn read(
     if !budget_orgs.is_empty() {
         orgs::lock_budget(conn, &budget_orgs)?;
     }
-    let (placed, closed) = place_all(conn, now, requests, cache)?;
+    let Placement {
+        places,
+        days,
+        key_days,
+        closed,
+    } = place_all(conn, now, requests, cache)?;
     closed.log();
-    let mut days: BTreeMap<(OrgId, NaiveDate), i64> = BTreeMap::new();
-    let mut key_days: BTreeMap<(OrgId, String), NaiveDate> = BTreeMap::new();
-    for (request, place) in requests.iter().zip(&placed) {
-        if let Ok((local_day, plan_id)) = *place {
-            days.entry((request.org_id, local_day)).or_insert(plan_id);
-            if let Some(id) = &request.event_id {
-                key_days
-                    .entry((request.org_id, id.clone()))
-                    .or_insert(local_day);
-            }
-        }
-    }
-    let places: Vec<Result<NaiveDate, Refusal>> = placed
-        .into_iter()
-        .map(|place| place.map(|(local_day, _)| local_day))
-        .collect();
 
     // SQLite's cache is current (`LedgerCache::revalidate`); on PostgreSQL every touched row is
     // locked and read in every batch that goes this way.
@@ -545,27 +525,59 @@ impl Closed {
     }
 }
 
-/// Place every request of a batch (`place`), in order, tallying those refused for a closed period.
+/// Every request of a batch placed (`place`), with what the places touch.
+struct Placement {
+    /// Each request's org-local day, or why it has none, in order.
+    places: Vec<Result<NaiveDate, Refusal>>,
+    /// The org-days placed on, each with the plan that prices it, in lock order.
+    days: BTreeMap<(OrgId, NaiveDate), i64>,
+    /// The ids placed, each with the first day it was placed on, in lock order.
+    key_days: BTreeMap<(OrgId, String), NaiveDate>,
+    closed: Closed,
+}
+
+/// Place every request of a batch, in order.
 fn place_all(
     conn: &mut DbConn,
     now: DateTime<Utc>,
     requests: &[&UsageRequest],
     cache: &mut LedgerCache,
-) -> QueryResult<(Vec<Place>, Closed)> {
-    let mut places = Vec::with_capacity(requests.len());
-    let mut closed = Closed::default();
+) -> QueryResult<Placement> {
+    let mut placement = Placement {
+        places: Vec::with_capacity(requests.len()),
+        days: BTreeMap::new(),
+        key_days: BTreeMap::new(),
+        closed: Closed::default(),
+    };
     for request in requests {
-        let place = place(conn, now, request, cache)?;
-        if let Err(Refusal::PeriodClosed) = place {
-            closed
-                .0
-                .entry(request.org_id)
-                .or_insert((0, request.occurred_at))
-                .0 += 1;
+        match place(conn, now, request, cache)? {
+            Ok((local_day, plan_id)) => {
+                placement
+                    .days
+                    .entry((request.org_id, local_day))
+                    .or_insert(plan_id);
+                if let Some(id) = &request.event_id {
+                    placement
+                        .key_days
+                        .entry((request.org_id, id.clone()))
+                        .or_insert(local_day);
+                }
+                placement.places.push(Ok(local_day));
+            }
+            Err(refusal) => {
+                if refusal == Refusal::PeriodClosed {
+                    placement
+                        .closed
+                        .0
+                        .entry(request.org_id)
+                        .or_insert((0, request.occurred_at))
+                        .0 += 1;
+                }
+                placement.places.push(Err(refusal));
+            }
         }
-        places.push(place);
     }
-    Ok((places, closed))
+    Ok(placement)
 }
 
 /// The org-local day of one request and the plan that prices it, or why it has none (each refusal
@@ -844,7 +856,6 @@ impl<'r> Writes<'r> {
         cached: usage::Cached<'_>,
         (days, breakdowns, users): Rows,
     ) -> QueryResult<()> {
-        let days: Vec<&DayRow> = days.iter().collect();
         // Sorted, as every batch claims keys, so two batches never wait for each other's keys.
         let mut keys: Vec<(OrgId, &str, NaiveDate)> = self
             .admitted
@@ -872,7 +883,6 @@ impl<'r> Writes<'r> {
         cache: &mut LedgerCache,
     ) -> QueryResult<()> {
         let (days, breakdowns, users) = self.rows(conn, cache)?;
-        let days: Vec<&DayRow> = days.iter().collect();
         usage::write_batch(conn, &days, &breakdowns, &users, &self.events)?;
         if !self.crossings.is_empty() {
             alerts::record_crossings(conn, &self.crossings)?;

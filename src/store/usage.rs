@@ -98,7 +98,7 @@ pub fn every_day(conn: &mut DbConn, org_id: OrgId, range: DayRange) -> QueryResu
 /// prepared statement, and a batch that names no user writes no user rows.
 pub fn write_batch(
     conn: &mut DbConn,
-    days: &[&DayRow],
+    days: &[DayRow],
     breakdowns: &[BreakdownRow],
     users: &[UserBreakdownRow],
     events: &[EventInsert],
@@ -124,7 +124,7 @@ pub fn write_batch(
 }
 
 /// Insert new day rows or overwrite the counters of existing ones (the caller holds their locks).
-pub fn save_days(conn: &mut DbConn, rows: &[&DayRow]) -> QueryResult<()> {
+pub fn save_days(conn: &mut DbConn, rows: &[DayRow]) -> QueryResult<()> {
     for chunk in rows.chunks(ROWS_PER_UPSERT) {
         crate::on_backend!(conn, c => SaveDays(chunk).execute(c))?;
     }
@@ -153,7 +153,7 @@ const ROWS_PER_UPSERT: usize = 500;
 /// rows to a statement, for either backend (the placeholders are the backend's own). Diesel caches
 /// the prepared statement of each text, so a connection prepares one per row count. PostgreSQL's
 /// write path uses `PgWriteBatch`, with the same conflict clauses.
-struct SaveDays<'a>(&'a [&'a DayRow]);
+struct SaveDays<'a>(&'a [DayRow]);
 struct AddBreakdowns<'a>(&'a [BreakdownRow]);
 struct AddUserBreakdowns<'a>(&'a [UserBreakdownRow]);
 
@@ -597,7 +597,7 @@ struct PgDays {
 }
 
 impl PgDays {
-    fn of(rows: &[&DayRow]) -> Self {
+    fn of(rows: &[DayRow]) -> Self {
         PgDays {
             org_ids: rows.iter().map(|r| r.org_id.get()).collect(),
             days: rows.iter().map(|r| r.local_day).collect(),
@@ -608,9 +608,7 @@ impl PgDays {
             plan_ids: rows.iter().map(|r| r.plan_id).collect(),
         }
     }
-}
 
-impl PgDays {
     /// The seven columns as `UNNEST` arguments, in the table's order.
     fn walk_columns<'b>(&'b self, mut out: AstPass<'_, 'b, diesel::pg::Pg>) -> QueryResult<()> {
         use diesel::sql_types::Array;
@@ -774,7 +772,7 @@ pub struct Cached<'a> {
 pub fn write_cached(
     conn: &mut DbConn,
     cached: Cached<'_>,
-    days: &[&DayRow],
+    days: &[DayRow],
     breakdowns: &[BreakdownRow],
     users: &[UserBreakdownRow],
     events: &[EventInsert],
@@ -785,11 +783,10 @@ pub fn write_cached(
             "a cached batch is a PostgreSQL statement".into(),
         ));
     };
-    let checked: Vec<&DayRow> = cached.days.iter().collect();
     PgCachedBatch {
         version_orgs: cached.versions.iter().map(|(id, _)| id.get()).collect(),
         versions: cached.versions.iter().map(|(_, v)| *v).collect(),
-        checked: PgDays::of(&checked),
+        checked: PgDays::of(cached.days),
         keys: PgClaimKeys::of(keys),
         days: PgDays::of(days),
         breakdowns: PgBreakdowns::of(breakdowns),

@@ -14,7 +14,7 @@
 //! and dropped; run the server with fsync and synchronous_commit on, its defaults); without one
 //! the PostgreSQL phases are skipped.
 //!
-//!     cargo bench --bench ledger          (BENCH_SECONDS=2 per phase and round, BENCH_ROUNDS=3)
+//!     cargo bench --bench ledger          (BENCH_SECONDS=2 per phase and round, BENCH_ROUNDS=4)
 
 #[path = "support/load.rs"]
 mod load;
@@ -226,7 +226,7 @@ fn main() {
     // The phases are measured in short interleaved rounds, every server started once and kept,
     // and each ratio is taken within a round, where the phases saw the same neighbours (on a shared
     // machine one phase alone swings by a third between runs); the median round is the figure.
-    let rounds: usize = load::env_or("BENCH_ROUNDS", 3);
+    let rounds: usize = load::env_or("BENCH_ROUNDS", 4);
     let sqlite_db = Database::sqlite();
     let sqlite_tokens = sqlite_db.orgs(1);
     let sqlite = start_server(&sqlite_db.url, true);
@@ -281,20 +281,33 @@ fn main() {
             64,
             duration,
         );
-        let one_many = consume(
-            "(4) PostgreSQL, 1 server, 100 orgs",
-            &[&many_servers[0]],
-            &many_tokens,
-            64,
-            duration,
-        );
-        let two_many = consume(
-            "(5) PostgreSQL, 2 servers, 100 orgs",
-            &[&many_servers[0], &many_servers[1]],
-            &many_tokens,
-            64,
-            duration,
-        );
+        // (4) and (5) change places every round, so that neither always follows the other.
+        let many_phase = |two: bool| {
+            if two {
+                consume(
+                    "(5) PostgreSQL, 2 servers, 100 orgs",
+                    &[&many_servers[0], &many_servers[1]],
+                    &many_tokens,
+                    64,
+                    duration,
+                )
+            } else {
+                consume(
+                    "(4) PostgreSQL, 1 server, 100 orgs",
+                    &[&many_servers[0]],
+                    &many_tokens,
+                    64,
+                    duration,
+                )
+            }
+        };
+        let first = many_phase(round % 2 == 0);
+        let second = many_phase(round % 2 == 1);
+        let (one_many, two_many) = if round % 2 == 0 {
+            (second, first)
+        } else {
+            (first, second)
+        };
         let round_ratios = [
             grouped.rps() / one_by_one.rps(),
             grouped.rps() / lite.rps(),
@@ -314,7 +327,12 @@ fn main() {
     }
     let median = |values: &mut Vec<f64>| {
         values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
+        let middle = values.len() / 2;
+        if values.len().is_multiple_of(2) {
+            (values[middle - 1] + values[middle]) / 2.0
+        } else {
+            values[middle]
+        }
     };
     let [one_by_one, sqlite_share, two_many, two_hot] = &mut ratios;
     println!("median of {rounds} rounds:");

@@ -408,9 +408,12 @@ pub fn print_batches(port: u16, label: &str) {
         value("creditmeter_writer_events_total"),
     );
     println!(
-        "    {label}: {batches:.0} transactions, {:.1} calls per transaction on average, at most {:.0}",
+        "    {label}: {batches:.0} transactions, {:.1} calls per transaction on average, at most {:.0}; \
+         {:.0} from the writer's cache, {:.0} of them stale",
         jobs / batches.max(1.0),
-        value("creditmeter_writer_largest_batch_calls")
+        value("creditmeter_writer_largest_batch_calls"),
+        value("creditmeter_writer_cached_batches_total"),
+        value("creditmeter_writer_stale_batches_total")
     );
 }
 

@@ -196,7 +196,7 @@ fn main() {
 
     // For profiling one phase alone: BENCH_ONLY=pg (phase 1) or BENCH_ONLY=sqlite (phase 3), for
     // BENCH_SECONDS, printing the writer's calls per transaction; BENCH_ORGS=100 and
-    // BENCH_SERVERS=2 make it phase 4 or 5.
+    // BENCH_SERVERS=2 make it phase 4 or 5, and BENCH_CONNECTIONS changes the 64 connections.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("bulk") {
         return bulk_phases(&postgres, duration);
     }
@@ -211,11 +211,15 @@ fn main() {
         let servers: Vec<serve::Server> = (0..load::env_or("BENCH_SERVERS", 1))
             .map(|_| start_server(&database.url, true))
             .collect();
+        let connections = load::env_or("BENCH_CONNECTIONS", 64);
         consume(
-            &format!("{only}, {} server(s), {orgs} org(s)", servers.len()),
+            &format!(
+                "{only}, {} server(s), {orgs} org(s), {connections} connections",
+                servers.len()
+            ),
             &servers.iter().collect::<Vec<_>>(),
             &tokens,
-            64,
+            connections,
             duration,
         );
         for server in &servers {

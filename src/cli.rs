@@ -1024,6 +1024,8 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
     if progress {
         eprintln!();
     }
+    // Rows are applied in time order; they are reported in the file's order.
+    summary.refused.sort_unstable();
     for (line, reason) in summary.refused.iter().take(50) {
         eprintln!("line {line}: refused {reason}");
     }
@@ -1038,10 +1040,13 @@ fn import(args: ImportArgs, clock: Clock) -> Result<()> {
         summary.refused.len(),
         bad.len()
     );
-    if !bad.is_empty() {
+    // Whatever the file holds that is not recorded makes the exit status non-zero.
+    if !bad.is_empty() || !summary.refused.is_empty() {
         bail!(
-            "{} bad rows were skipped (listed above); the other rows were imported",
-            bad.len()
+            "{} bad rows were skipped and {} rows refused (listed above); the other rows were \
+             imported",
+            bad.len(),
+            summary.refused.len()
         );
     }
     Ok(())
